@@ -1,0 +1,493 @@
+//! `mha-helper check`: look at every server block at once and say, per
+//! host, whether the helper could act there — and if not, why and what to
+//! do. Reads only. Exit 0 only when every check passes.
+//!
+//! Per host: SSH reachable with a verified host key; the mysql client is
+//! there; the MHA credentials work; the MHA account has the privileges the
+//! helper uses; role, read_only, replication threads and lag. Across hosts:
+//! exactly one master, every other host replicating from it, and the
+//! application accounts and grants of every candidate master equal to the
+//! master's (a regrant after a switch is only exact when they match).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cluster::{self, Host, HostSpec};
+use crate::exit::Code;
+use crate::grants::{self, Account, Selection, Snapshot};
+use crate::mysql::{Script, ServerInfo};
+use crate::setup::{ConfigPaths, Setup};
+use crate::steps::accounts;
+
+/// The privileges the helper uses, with what each is for.
+const NEEDED: &[(&str, &str)] = &[
+    ("SUPER|READ_ONLY ADMIN", "set read_only"),
+    ("SUPER|CONNECTION ADMIN", "kill application sessions"),
+    ("PROCESS", "see the processlist"),
+    ("CREATE USER", "lock or change accounts"),
+    ("GRANT OPTION", "revoke and give back grants"),
+    (
+        "REPLICATION CLIENT|BINLOG MONITOR|SLAVE MONITOR|REPLICA MONITOR",
+        "read replication state",
+    ),
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostCheck {
+    pub host: String,
+    pub ok: bool,
+    pub role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerInfo>,
+    pub application_accounts: usize,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+    pub ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub app: String,
+    pub master: Option<String>,
+    pub hosts: Vec<HostCheck>,
+    pub elapsed_ms: u64,
+}
+
+struct Probe {
+    check: HostCheck,
+    snaps: Vec<Snapshot>,
+}
+
+fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
+    let started = Instant::now();
+    let mut c = HostCheck {
+        host: h.name().to_string(),
+        ok: true,
+        role: "unknown".into(),
+        server: None,
+        application_accounts: 0,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        ms: 0,
+    };
+    let mut s = Script::new(h.spec.settings.step_timeout);
+    ServerInfo::add_queries(&mut s);
+    s.query("mygrants", "SHOW GRANTS");
+    let r = match h.run(&s) {
+        Ok(r) => r,
+        Err(e) => {
+            c.problems.push(crate::exit::message(&e));
+            return Ok(Probe {
+                check: c,
+                snaps: Vec::new(),
+            });
+        }
+    };
+    let info = ServerInfo::parse(&r)?;
+    let mine = grants::grant_lines(&r, "mygrants");
+    for (privs, why) in NEEDED {
+        if !has_privilege(&mine, privs) {
+            c.problems.push(format!(
+                "{}: MHA account {} lacks {} (needed to {why}); GRANT it ON *.*",
+                c.host,
+                info.current_user,
+                privs.replace('|', " or ")
+            ));
+        }
+    }
+    h.info = Some(info.clone());
+    match accounts::load(h, sel) {
+        Ok((accts, snaps)) => {
+            c.application_accounts = accts.len();
+            c.server = Some(info);
+            c.ms = started.elapsed().as_millis() as u64;
+            Ok(Probe { check: c, snaps })
+        }
+        Err(e) => {
+            c.problems.push(format!(
+                "{}: cannot read application accounts: {e:#}",
+                c.host
+            ));
+            c.server = Some(info);
+            Ok(Probe {
+                check: c,
+                snaps: Vec::new(),
+            })
+        }
+    }
+}
+
+fn failed(host: &str, role: &str, problem: String) -> Probe {
+    Probe {
+        check: HostCheck {
+            host: host.to_string(),
+            ok: false,
+            role: role.to_string(),
+            server: None,
+            application_accounts: 0,
+            problems: vec![problem],
+            warnings: Vec::new(),
+            ms: 0,
+        },
+        snaps: Vec::new(),
+    }
+}
+
+/// Whether the grant lines give one of the `|`-separated privileges on *.*.
+pub fn has_privilege(lines: &[String], alternatives: &str) -> bool {
+    lines.iter().any(|l| {
+        let global = l.contains(" ON *.* ");
+        let all = l.starts_with("GRANT ALL PRIVILEGES ON *.*");
+        let grant_option = l.ends_with("WITH GRANT OPTION") || l.contains("WITH GRANT OPTION ");
+        global
+            && alternatives.split('|').any(|p| {
+                if p == "GRANT OPTION" {
+                    grant_option
+                } else {
+                    all || privilege_listed(l, p)
+                }
+            })
+    })
+}
+
+fn privilege_listed(line: &str, p: &str) -> bool {
+    let Some(list) = line
+        .strip_prefix("GRANT ")
+        .and_then(|r| r.split(" ON ").next())
+    else {
+        return false;
+    };
+    list.split(',').any(|x| x.trim() == p)
+}
+
+/// Compare replication and grants across hosts; fill roles and problems.
+fn judge(setup: &Setup, probes: &mut [Probe]) -> Option<String> {
+    let masters: Vec<usize> = probes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.check.server.as_ref().is_some_and(|s| s.replica.is_none()))
+        .map(|(i, _)| i)
+        .collect();
+    let master = match masters.as_slice() {
+        [one] => Some(*one),
+        [] => {
+            for p in probes.iter_mut().filter(|p| p.check.server.is_some()) {
+                p.check.problems.push(format!(
+                    "{}: no reachable host is a master (every one is a replica); find the real master",
+                    p.check.host
+                ));
+            }
+            None
+        }
+        many => {
+            let names: Vec<String> = many.iter().map(|i| probes[*i].check.host.clone()).collect();
+            for i in many {
+                probes[*i].check.problems.push(format!(
+                    "{}: more than one host is not a replica ({}); only one may be the master",
+                    probes[*i].check.host,
+                    names.join(", ")
+                ));
+            }
+            None
+        }
+    };
+    let master_name = master.map(|i| probes[i].check.host.clone());
+    let master_ip = master_name
+        .as_deref()
+        .and_then(|m| setup.mha.server(m))
+        .map(|s| s.ip.clone())
+        .unwrap_or_default();
+    let master_snaps: Vec<Snapshot> = master.map(|i| probes[i].snaps.clone()).unwrap_or_default();
+    for (i, p) in probes.iter_mut().enumerate() {
+        let Some(info) = p.check.server.clone() else {
+            continue;
+        };
+        let host = p.check.host.clone();
+        let server = setup.mha.server(&host);
+        if Some(i) == master {
+            p.check.role = "master".into();
+            if info.read_only {
+                p.check.problems.push(format!(
+                    "{host}: the master is read_only=1, so applications cannot write; \
+                     if a switch was interrupted run `mha-helper recover`, else SET GLOBAL read_only=0"
+                ));
+            }
+            continue;
+        }
+        let Some(rep) = &info.replica else { continue };
+        p.check.role = format!("replica of {}", rep.master_host);
+        if let Some(m) = &master_name {
+            if &rep.master_host != m && rep.master_host != master_ip {
+                p.check.problems.push(format!(
+                    "{host}: replicates from {}, not from the master {m}; repoint it (CHANGE MASTER TO)",
+                    rep.master_host
+                ));
+            }
+        }
+        if !rep.healthy() {
+            p.check.problems.push(format!(
+                "{host}: replication stopped (IO {}, SQL {}){}; START SLAVE after fixing the cause",
+                rep.io_running,
+                rep.sql_running,
+                if rep.last_error.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", rep.last_error)
+                }
+            ));
+        } else if let Some(lag) = rep.seconds_behind.filter(|l| *l > 30) {
+            p.check
+                .warnings
+                .push(format!("{host}: {lag} s behind its master"));
+        }
+        if !info.read_only {
+            p.check.warnings.push(format!(
+                "{host}: replica is writable (read_only=0); applications could write to it"
+            ));
+        }
+        let candidate = server.is_some_and(|s| !s.no_master);
+        if candidate && master.is_some() {
+            for d in compare_accounts(&master_snaps, &p.snaps) {
+                p.check.problems.push(format!(
+                    "{host}: {d} — a candidate master must have the master's application grants \
+                     (copy them with sql_log_bin=0, or fix replication)"
+                ));
+            }
+        }
+    }
+    master_name
+}
+
+/// Account-by-account differences between the master and a candidate.
+pub fn compare_accounts(master: &[Snapshot], other: &[Snapshot]) -> Vec<String> {
+    let index = |v: &[Snapshot]| -> BTreeMap<Account, Vec<String>> {
+        v.iter()
+            .map(|s| (s.account.clone(), s.grants.clone()))
+            .collect()
+    };
+    let (m, o) = (index(master), index(other));
+    let mut out = Vec::new();
+    for (a, g) in &m {
+        match o.get(a) {
+            None => out.push(format!("application account {} is missing", a.label())),
+            Some(og) => {
+                let d = grants::diff_lines(g, og);
+                if !d.is_empty() {
+                    out.push(format!(
+                        "grants of {} differ from the master's: {d}",
+                        a.label()
+                    ));
+                }
+            }
+        }
+    }
+    for a in o.keys().filter(|a| !m.contains_key(*a)) {
+        out.push(format!(
+            "application account {} exists here but not on the master",
+            a.label()
+        ));
+    }
+    out
+}
+
+fn table(r: &CheckReport) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:<8} {:<6} {:<22} {:<18} {:<9} {:<9} MS",
+        "HOST", "RESULT", "ROLE", "SERVER", "READ_ONLY", "APP_ACCTS"
+    );
+    for h in &r.hosts {
+        let _ = writeln!(
+            t,
+            "{:<8} {:<6} {:<22} {:<18} {:<9} {:<9} {}",
+            h.host,
+            if h.ok { "ok" } else { "FAIL" },
+            h.role,
+            h.server
+                .as_ref()
+                .map(|s| s.label())
+                .unwrap_or_else(|| "-".into()),
+            h.server
+                .as_ref()
+                .map(|s| s.read_only.to_string())
+                .unwrap_or_else(|| "-".into()),
+            h.application_accounts,
+            h.ms
+        );
+    }
+    for h in &r.hosts {
+        for p in &h.problems {
+            let _ = writeln!(t, "FAIL {p}");
+        }
+        for w in &h.warnings {
+            let _ = writeln!(t, "warn {w}");
+        }
+    }
+    let _ = writeln!(
+        t,
+        "{}: {} host(s), master {}, {} ms",
+        if r.ok { "OK" } else { "FAILED" },
+        r.hosts.len(),
+        r.master.as_deref().unwrap_or("?"),
+        r.elapsed_ms
+    );
+    t
+}
+
+/// Where check keeps the master's application grants for a later failover.
+pub fn grants_file(setup: &Setup) -> std::path::PathBuf {
+    setup
+        .journal_path()
+        .with_file_name(format!("mha-helper.{}.grants.json", setup.mha.app))
+}
+
+fn save_grants(setup: &Setup, snaps: &[Snapshot]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = grants_file(setup);
+    let tmp = path.with_extension("json.tmp");
+    let res = (|| -> std::io::Result<()> {
+        if let Some(d) = path.parent() {
+            fs::create_dir_all(d)?;
+        }
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(serde_json::to_string(snaps).unwrap_or_default().as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = res {
+        log::warn!("cannot save the master's grants to {}: {e}", path.display());
+    }
+}
+
+pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
+    let started = Instant::now();
+    let setup = paths.load()?;
+    let specs: Vec<HostSpec> = cluster::specs(&setup.mha, &setup.helper, &[])?;
+    let sel = Selection {
+        admin_user: specs
+            .first()
+            .map(|s| s.access.user.clone())
+            .unwrap_or_default(),
+        repl_user: setup.mha.default.get("repl_user").cloned(),
+        exclude: setup.helper.defaults().exclude_accounts.clone(),
+        include: setup.helper.defaults().include_accounts.clone(),
+    };
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let bar = crate::mha::spinner(std::io::stderr().is_terminal(), "checking hosts");
+    let mut hosts = Vec::new();
+    let mut probes: Vec<Option<Probe>> = Vec::new();
+    for (name, r) in names.iter().zip(cluster::connect(specs)) {
+        match r {
+            Ok(h) => {
+                hosts.push(h);
+                probes.push(None);
+            }
+            Err(e) => probes.push(Some(failed(name, "unreachable", format!("{e:#}")))),
+        }
+    }
+    let mut refs: Vec<&mut Host> = hosts.iter_mut().collect();
+    let mut results = cluster::parallel(&mut refs, |h| probe(h, &sel)).into_iter();
+    let mut probes: Vec<Probe> = probes
+        .into_iter()
+        .zip(names.iter())
+        .map(|(p, name)| match p {
+            Some(p) => p,
+            None => match results.next() {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => failed(name, "unknown", format!("{name}: check failed: {e:#}")),
+                None => failed(name, "unknown", format!("{name}: no result")),
+            },
+        })
+        .collect();
+    let master = judge(&setup, &mut probes);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    for p in probes.iter_mut() {
+        p.check.ok = p.check.problems.is_empty();
+    }
+    if let Some(m) = &master {
+        if let Some(p) = probes.iter().find(|p| &p.check.host == m) {
+            save_grants(&setup, &p.snaps);
+        }
+    }
+    let report = CheckReport {
+        ok: probes.iter().all(|p| p.check.ok),
+        app: setup.mha.app.clone(),
+        master,
+        hosts: probes.into_iter().map(|p| p.check).collect(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(if report.ok { Code::Ok } else { Code::Failed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn all_privileges_with_grant_option_is_enough() {
+        let g = lines(&["GRANT ALL PRIVILEGES ON *.* TO `mha`@`%` IDENTIFIED BY PASSWORD '*X' WITH GRANT OPTION"]);
+        for (p, _) in NEEDED {
+            assert!(has_privilege(&g, p), "{p}");
+        }
+    }
+
+    #[test]
+    fn missing_privileges_are_found() {
+        let g = lines(&[
+            "GRANT PROCESS, REPLICATION CLIENT ON *.* TO `mha`@`%`",
+            "GRANT ALL PRIVILEGES ON `appdb`.* TO `mha`@`%`",
+        ]);
+        assert!(has_privilege(&g, "PROCESS"));
+        assert!(has_privilege(&g, "REPLICATION CLIENT|BINLOG MONITOR"));
+        assert!(!has_privilege(&g, "SUPER|READ_ONLY ADMIN"));
+        assert!(!has_privilege(&g, "GRANT OPTION"));
+        assert!(!has_privilege(&g, "CREATE USER"));
+    }
+
+    #[test]
+    fn account_comparison_names_missing_extra_and_different() {
+        let s = |u: &str, g: &[&str]| Snapshot {
+            account: Account::new(u, "%"),
+            grants: lines(g),
+            locked: false,
+        };
+        let master = vec![
+            s("app", &["GRANT SELECT ON `appdb`.* TO `app`@`%`"]),
+            s("gone", &["x"]),
+        ];
+        let other = vec![
+            s("app", &["GRANT SELECT, INSERT ON `appdb`.* TO `app`@`%`"]),
+            s("new", &["y"]),
+        ];
+        let d = compare_accounts(&master, &other);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d[0].starts_with("grants of 'app'@'%' differ"));
+        assert!(d[1].contains("'gone'@'%' is missing"));
+        assert!(d[2].contains("'new'@'%' exists here but not on the master"));
+    }
+}

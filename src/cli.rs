@@ -1,0 +1,300 @@
+//! Command-line interface: every subcommand and flag, defined once, with
+//! its help text. Parsing only checks what was typed; nothing here opens a
+//! connection. `run` hands each subcommand to its module.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::Code;
+use crate::mha_args::HookArgs;
+use crate::online::HookOptions;
+use crate::setup::ConfigPaths;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mha-helper",
+    version,
+    about = "Safe MySQL/MariaDB master switches around MHA, over SSH",
+    long_about = "Safe MySQL/MariaDB master switches around MHA (mha4mysql 0.58), over SSH.\n\n\
+        The MHA hooks (master-ip-online-change, master-ip-failover) block application writes, \
+        keep a journal and roll back on failure; the operator commands (switchover, failover) \
+        drive masterha_master_switch; check inspects a cluster; recover finishes or undoes an \
+        interrupted switch.\n\n\
+        Exit codes: 0 done; 1 failed, nothing left changed; 2 bad input; 3 failed and the \
+        cluster is not back: run recover; 10 (hooks) done with a warning, MHA proceeds."
+)]
+pub struct Cli {
+    /// More detail in the log (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors in the log.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfArgs {
+    /// The MHA application configuration (as given to masterha_manager --conf).
+    #[arg(long, env = "MHA_CONF", value_name = "APP.cnf")]
+    pub conf: Option<PathBuf>,
+    /// mha-helper's own settings (optional; default /etc/mha-helper/helper.cnf if it exists).
+    #[arg(long, env = "MHA_HELPER_CONF", value_name = "FILE")]
+    pub helper_conf: Option<PathBuf>,
+    /// MHA's global configuration (default /etc/masterha_default.cnf if it exists).
+    #[arg(long, env = "MHA_GLOBAL_CONF", value_name = "FILE")]
+    pub global_conf: Option<PathBuf>,
+}
+
+impl ConfArgs {
+    pub fn paths(&self) -> ConfigPaths {
+        ConfigPaths {
+            conf: self.conf.clone(),
+            global: self.global_conf.clone(),
+            helper: self.helper_conf.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HookFlags {
+    #[command(flatten)]
+    pub conf: ConfArgs,
+    /// Print the plan, per host, with every SQL statement; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format of the final report.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// The arguments MHA appends (--command=..., --orig_master_host=..., ...).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "MHA_ARGS"
+    )]
+    pub mha_args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Preflight a cluster: SSH, host keys, mysql client, credentials, privileges, roles,
+    /// replication, and whether application grants match on every candidate master.
+    Check {
+        #[command(flatten)]
+        conf: ConfArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// MHA hook for master_ip_online_change_script (online switchover: stop, start).
+    MasterIpOnlineChange(HookFlags),
+    /// MHA hook for master_ip_failover_script (dead master: status, stop, stopssh, start).
+    MasterIpFailover(HookFlags),
+    /// Online switchover: run masterha_master_switch --master_state=alive with the hooks.
+    Switchover {
+        #[command(flatten)]
+        conf: ConfArgs,
+        /// The new master (default: MHA chooses among candidates).
+        #[arg(long, value_name = "HOST")]
+        new_master: Option<String>,
+        /// Leave the old master out of the new topology (default: it replicates from the new master).
+        #[arg(long)]
+        no_orig_as_slave: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Dead-master failover: run masterha_master_switch --master_state=dead for HOST.
+    Failover {
+        #[command(flatten)]
+        conf: ConfArgs,
+        /// The master that is dead.
+        #[arg(long, value_name = "HOST")]
+        dead_master: String,
+        /// The new master (default: MHA chooses the most recent candidate).
+        #[arg(long, value_name = "HOST")]
+        new_master: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Finish or undo an interrupted switch from its journal.
+    Recover {
+        #[command(flatten)]
+        conf: ConfArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+fn hook_options(f: &HookFlags) -> (HookOptions, HookArgs) {
+    // Our own flags must come before MHA's; accept them after MHA's too.
+    let mut opts = HookOptions {
+        paths: f.conf.paths(),
+        dry_run: f.dry_run,
+        json: f.format == Format::Json,
+    };
+    let mut rest = Vec::new();
+    for a in &f.mha_args {
+        if let Some(v) = a.strip_prefix("--conf=") {
+            opts.paths.conf = Some(v.into());
+        } else if let Some(v) = a.strip_prefix("--helper-conf=") {
+            opts.paths.helper = Some(v.into());
+        } else if let Some(v) = a.strip_prefix("--global-conf=") {
+            opts.paths.global = Some(v.into());
+        } else if a == "--dry-run" {
+            opts.dry_run = true;
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    (opts, HookArgs::parse(&rest))
+}
+
+pub fn run(cli: Cli) -> Result<Code> {
+    match cli.command {
+        Command::Check { conf, format } => crate::check::run(&conf.paths(), format == Format::Json),
+        Command::MasterIpOnlineChange(f) => {
+            let (opts, args) = hook_options(&f);
+            crate::online::hook(&opts, &args)
+        }
+        Command::MasterIpFailover(f) => {
+            let (opts, args) = hook_options(&f);
+            crate::failover::hook(&opts, &args)
+        }
+        Command::Switchover {
+            conf,
+            new_master,
+            no_orig_as_slave,
+            format,
+        } => crate::mha::switchover(
+            &conf.paths(),
+            new_master.as_deref(),
+            !no_orig_as_slave,
+            format == Format::Json,
+        ),
+        Command::Failover {
+            conf,
+            dead_master,
+            new_master,
+            format,
+        } => crate::mha::failover(
+            &conf.paths(),
+            &dead_master,
+            new_master.as_deref(),
+            format == Format::Json,
+        ),
+        Command::Recover { conf, format } => {
+            crate::recover::run(&conf.paths(), format == Format::Json)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn hook_takes_our_flags_then_every_mha_argument() {
+        let cli = parse(&[
+            "mha-helper",
+            "master-ip-online-change",
+            "--conf=/etc/mha/app1.cnf",
+            "--command=stop",
+            "--orig_master_host=db1",
+            "--ssh_options=-o StrictHostKeyChecking=no -i /k",
+            "--orig_master_is_new_slave",
+            "--new_master_password=pa\\$s",
+        ]);
+        let Command::MasterIpOnlineChange(f) = cli.command else {
+            panic!("wrong subcommand")
+        };
+        let (opts, args) = hook_options(&f);
+        assert_eq!(
+            opts.paths.conf.as_deref(),
+            Some(std::path::Path::new("/etc/mha/app1.cnf"))
+        );
+        assert_eq!(args.get("command"), Some("stop"));
+        assert_eq!(
+            args.get("ssh_options"),
+            Some("-o StrictHostKeyChecking=no -i /k")
+        );
+        assert!(args.flag("orig_master_is_new_slave"));
+        assert_eq!(args.get("new_master_password"), Some("pa$s"));
+    }
+
+    #[test]
+    fn hook_accepts_our_flags_after_mha_arguments_too() {
+        let cli = parse(&[
+            "mha-helper",
+            "master-ip-failover",
+            "--command=status",
+            "--conf=/x.cnf",
+            "--dry-run",
+        ]);
+        let Command::MasterIpFailover(f) = cli.command else {
+            panic!("wrong subcommand")
+        };
+        let (opts, args) = hook_options(&f);
+        assert_eq!(
+            opts.paths.conf.as_deref(),
+            Some(std::path::Path::new("/x.cnf"))
+        );
+        assert!(opts.dry_run);
+        assert_eq!(args.get("command"), Some("status"));
+    }
+
+    #[test]
+    fn failover_requires_the_dead_master() {
+        assert!(Cli::try_parse_from(["mha-helper", "failover", "--conf", "x"]).is_err());
+        let cli = parse(&[
+            "mha-helper",
+            "failover",
+            "--conf",
+            "x",
+            "--dead-master",
+            "db1",
+        ]);
+        assert!(
+            matches!(cli.command, Command::Failover { ref dead_master, .. } if dead_master == "db1")
+        );
+    }
+
+    #[test]
+    fn check_format_json_is_parsed() {
+        let cli = parse(&[
+            "mha-helper",
+            "-v",
+            "check",
+            "--conf",
+            "a.cnf",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(cli.verbose, 1);
+        assert!(matches!(
+            cli.command,
+            Command::Check {
+                format: Format::Json,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,179 @@
+//! The hosts a command works on: MHA's server blocks joined with the
+//! helper's per-host settings, turned into SSH targets and MySQL access,
+//! then connected (in parallel, once per host per run).
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::config::helper::{HelperConfig, HostSettings};
+use crate::config::mha::{MhaConfig, Server};
+use crate::mysql::{self, Access, Results, Script, ServerInfo};
+use crate::ssh::{self, Exec, SshOptions, Target};
+
+/// Everything needed to reach one host, before any connection is made.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    pub name: String,
+    pub server: Server,
+    pub settings: HostSettings,
+    pub target: Target,
+    pub access: Access,
+}
+
+impl HostSpec {
+    pub fn new(server: &Server, settings: &HostSettings) -> HostSpec {
+        let options = server
+            .ssh_options
+            .as_deref()
+            .map(SshOptions::parse)
+            .unwrap_or_default();
+        let target = Target {
+            name: server.hostname.clone(),
+            ssh_host: server.ssh_host.clone(),
+            ssh_ip: server.ssh_ip.clone(),
+            port: server.ssh_port,
+            user: server.ssh_user.clone(),
+            options,
+            connect_timeout: Duration::from_secs(server.ssh_connection_timeout.max(1)),
+        };
+        let access = Access {
+            client: settings.mysql_client.clone(),
+            socket: settings.mysql_socket.clone(),
+            host: settings.mysql_host.clone(),
+            port: server.port,
+            defaults_file: settings.mysql_defaults_file.clone(),
+            user: server.user.clone(),
+            password: server.password.clone(),
+            connect_timeout: server.ssh_connection_timeout.max(1),
+        };
+        HostSpec {
+            name: server.hostname.clone(),
+            server: server.clone(),
+            settings: settings.clone(),
+            target,
+            access,
+        }
+    }
+
+    /// Use the MySQL credentials MHA passed to a hook, when it passed them.
+    pub fn with_credentials(mut self, user: Option<&str>, password: Option<&str>) -> HostSpec {
+        if let Some(u) = user.filter(|u| !u.is_empty()) {
+            self.access.user = u.to_string();
+        }
+        if let Some(p) = password {
+            if !p.is_empty() || self.access.password.is_empty() {
+                self.access.password = p.to_string();
+            }
+        }
+        self
+    }
+}
+
+/// The specs of the named hosts (every server block when `names` is empty).
+pub fn specs(mha: &MhaConfig, helper: &HelperConfig, names: &[&str]) -> Result<Vec<HostSpec>> {
+    let servers: Vec<&Server> = if names.is_empty() {
+        mha.servers.iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                mha.server(n).ok_or_else(|| {
+                    anyhow!(
+                        "host '{n}' is not a server block of {} (known: {})",
+                        mha.app_path.display(),
+                        mha.servers
+                            .iter()
+                            .map(|s| s.hostname.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    Ok(servers
+        .into_iter()
+        .map(|s| HostSpec::new(s, helper.for_host(&s.hostname)))
+        .collect())
+}
+
+/// A connected host.
+pub struct Host {
+    pub spec: HostSpec,
+    pub conn: Box<dyn Exec>,
+    pub info: Option<ServerInfo>,
+}
+
+impl Host {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Run a script with this host's step_timeout.
+    pub fn run(&mut self, script: &Script) -> Result<Results> {
+        let t = self.spec.settings.step_timeout;
+        self.run_with(script, t)
+    }
+
+    pub fn run_with(&mut self, script: &Script, timeout: Duration) -> Result<Results> {
+        mysql::run_script(self.conn.as_mut(), &self.spec.access, script, timeout)
+    }
+
+    /// Read (or re-read) what kind of server this is and its state.
+    pub fn refresh_info(&mut self) -> Result<&ServerInfo> {
+        let mut s = Script::new(self.spec.settings.step_timeout);
+        ServerInfo::add_queries(&mut s);
+        let r = self.run(&s)?;
+        let info =
+            ServerInfo::parse(&r).with_context(|| format!("{}: server info", self.name()))?;
+        Ok(self.info.insert(info))
+    }
+
+    pub fn info(&self) -> Result<&ServerInfo> {
+        self.info
+            .as_ref()
+            .ok_or_else(|| anyhow!("{}: server not inspected yet", self.spec.name))
+    }
+}
+
+/// Open SSH sessions to all `specs` in parallel. Hosts that could not be
+/// reached come back as errors, in the same order.
+pub fn connect(specs: Vec<HostSpec>) -> Vec<Result<Host>> {
+    let targets: Vec<Target> = specs.iter().map(|s| s.target.clone()).collect();
+    for t in &targets {
+        for w in &t.options.warnings {
+            log::warn!("{}: {w}", t.name);
+        }
+    }
+    ssh::open_all(&targets)
+        .into_iter()
+        .zip(specs)
+        .map(|(conn, spec)| {
+            conn.map(|c| Host {
+                spec,
+                conn: Box::new(c),
+                info: None,
+            })
+        })
+        .collect()
+}
+
+/// Run `f` on every host at once (one thread per host; each thread has its
+/// own session, none is shared) and return the results in order.
+pub fn parallel<T: Send>(
+    hosts: &mut [&mut Host],
+    f: impl Fn(&mut Host) -> Result<T> + Sync,
+) -> Vec<Result<T>> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = hosts.iter_mut().map(|h| s.spawn(move || f(h))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("worker thread panicked")))
+            })
+            .collect()
+    })
+}

@@ -1,0 +1,513 @@
+//! Which accounts are the application's, what they may do (their exact
+//! `SHOW GRANTS`), and the SQL that blocks them and gives everything back.
+//!
+//! Blocking is one of three methods: `revoke` (save grants, revoke all
+//! privileges and role grants, clear the default role), `account_lock`
+//! (`ALTER USER ... ACCOUNT LOCK`) or `read_only_only` (touch no account).
+//! Giving back replays the saved `SHOW GRANTS` lines verbatim, which the
+//! server itself wrote, so the round trip is exact; it is checked by reading
+//! `SHOW GRANTS` again.
+
+use std::collections::BTreeSet;
+
+use anyhow::{anyhow, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::helper::{AccountName, BlockMethod};
+use crate::mysql::{Flavor, Results, Script};
+use crate::quote::{sql_account, sql_string};
+
+/// Accounts the server itself owns; never touched.
+const SYSTEM_USERS: &[&str] = &[
+    "mysql.sys",
+    "mysql.session",
+    "mysql.infoschema",
+    "mariadb.sys",
+    "debian-sys-maint",
+    "root",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Account {
+    pub user: String,
+    pub host: String,
+}
+
+impl Account {
+    pub fn new(user: &str, host: &str) -> Account {
+        Account {
+            user: user.to_string(),
+            host: host.to_string(),
+        }
+    }
+    pub fn sql(&self) -> String {
+        sql_account(&self.user, &self.host)
+    }
+    /// `'user'@'host'` for messages.
+    pub fn label(&self) -> String {
+        format!("'{}'@'{}'", self.user, self.host)
+    }
+}
+
+/// Who counts as an application account.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// The MHA admin user (all its hosts are excluded).
+    pub admin_user: String,
+    /// MHA's repl_user (all its hosts are excluded).
+    pub repl_user: Option<String>,
+    pub exclude: Vec<AccountName>,
+    pub include: Vec<AccountName>,
+}
+
+impl Selection {
+    fn listed(list: &[AccountName], a: &Account) -> bool {
+        list.iter().any(|n| n.user == a.user && n.host == a.host)
+    }
+
+    /// Whether `a` (with its replication privilege flag) is blocked.
+    pub fn is_application(&self, a: &Account, has_repl_priv: bool) -> bool {
+        if SYSTEM_USERS.contains(&a.user.as_str())
+            || a.user == self.admin_user
+            || self.repl_user.as_deref() == Some(a.user.as_str())
+            || has_repl_priv
+            || Self::listed(&self.exclude, a)
+        {
+            return false;
+        }
+        self.include.is_empty() || Self::listed(&self.include, a)
+    }
+}
+
+/// The query listing candidate accounts (roles left out).
+pub fn add_account_query(script: &mut Script, flavor: Flavor, has_roles: bool) {
+    let sql = match (flavor, has_roles) {
+        (Flavor::MariaDb, true) => {
+            "SELECT User AS user, Host AS host, Repl_slave_priv AS repl FROM mysql.user \
+             WHERE is_role = 'N' ORDER BY User, Host"
+        }
+        (Flavor::MySql, true) => {
+            "SELECT u.User AS user, u.Host AS host, u.Repl_slave_priv AS repl FROM mysql.user u \
+             WHERE NOT EXISTS (SELECT 1 FROM mysql.role_edges e \
+             WHERE e.FROM_USER = u.User AND e.FROM_HOST = u.Host) ORDER BY u.User, u.Host"
+        }
+        (_, false) => {
+            "SELECT User AS user, Host AS host, Repl_slave_priv AS repl FROM mysql.user \
+             ORDER BY User, Host"
+        }
+    };
+    script.query("accounts", sql);
+}
+
+/// The application accounts among the listed ones.
+pub fn select(results: &Results, selection: &Selection) -> Vec<Account> {
+    results
+        .set("accounts")
+        .records()
+        .map(|r| {
+            (
+                Account::new(&r.text("user"), &r.text("host")),
+                r.text("repl") == "Y",
+            )
+        })
+        .filter(|(a, repl)| selection.is_application(a, *repl))
+        .map(|(a, _)| a)
+        .collect()
+}
+
+/// One account as it was before we touched it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub account: Account,
+    /// `SHOW GRANTS` lines, in the server's order.
+    pub grants: Vec<String>,
+    /// Whether `SHOW CREATE USER` said ACCOUNT LOCK.
+    pub locked: bool,
+}
+
+/// A role granted to an account, read from its `SHOW GRANTS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleGrant {
+    /// The role as the server printed it (already quoted).
+    pub role: String,
+}
+
+impl Snapshot {
+    /// Roles granted to the account (`GRANT <role> TO <account>` lines).
+    pub fn roles(&self) -> Vec<RoleGrant> {
+        self.grants
+            .iter()
+            .filter_map(|g| {
+                let rest = g.strip_prefix("GRANT ")?;
+                if rest.contains(" ON ") && !rest.starts_with('`') {
+                    return None;
+                }
+                let (role, _) = rest.split_once(" TO ")?;
+                if role.contains(" ON ") || role.starts_with("PROXY") {
+                    return None;
+                }
+                Some(RoleGrant {
+                    role: role.trim().to_string(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn has_default_role(&self) -> bool {
+        self.grants
+            .iter()
+            .any(|g| g.starts_with("SET DEFAULT ROLE "))
+    }
+
+    /// Whether any grant gives write access despite read_only.
+    pub fn bypasses_read_only(&self, bypass: &str) -> bool {
+        self.grants.iter().any(|g| {
+            g.contains(" ON *.* ")
+                && (g.starts_with("GRANT ALL PRIVILEGES ON *.*")
+                    || g.contains("SUPER")
+                    || g.contains(bypass))
+        })
+    }
+}
+
+/// Queries for each account's grants and lock state, named by index.
+pub fn add_snapshot_queries(script: &mut Script, accounts: &[Account]) {
+    for (i, a) in accounts.iter().enumerate() {
+        script.query(
+            &format!("grants:{i}"),
+            &format!("SHOW GRANTS FOR {}", a.sql()),
+        );
+        script.query(
+            &format!("create:{i}"),
+            &format!("SHOW CREATE USER {}", a.sql()),
+        );
+    }
+}
+
+pub fn parse_snapshots(results: &Results, accounts: &[Account]) -> Result<Vec<Snapshot>> {
+    accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let grants = grant_lines(results, &format!("grants:{i}"));
+            if grants.is_empty() {
+                return Err(anyhow!("SHOW GRANTS for {} returned nothing", a.label()));
+            }
+            let create = results.set(&format!("create:{i}"));
+            let locked = create
+                .rows
+                .iter()
+                .flatten()
+                .flatten()
+                .any(|v| v.contains("ACCOUNT LOCK"));
+            Ok(Snapshot {
+                account: a.clone(),
+                grants,
+                locked,
+            })
+        })
+        .collect()
+}
+
+/// The single column of a SHOW GRANTS result set.
+pub fn grant_lines(results: &Results, name: &str) -> Vec<String> {
+    results
+        .set(name)
+        .rows
+        .iter()
+        .filter_map(|r| r.first().cloned().flatten())
+        .collect()
+}
+
+/// The statements that block the accounts.
+pub fn add_block(script: &mut Script, method: BlockMethod, flavor: Flavor, snaps: &[Snapshot]) {
+    for s in snaps {
+        let acct = s.account.sql();
+        let label = format!("block {}", s.account.label());
+        match method {
+            BlockMethod::Revoke => {
+                for r in s.roles() {
+                    script.exec(&label, &format!("REVOKE {} FROM {acct}", r.role));
+                }
+                if s.has_default_role() && flavor == Flavor::MariaDb {
+                    script.exec(&label, &format!("SET DEFAULT ROLE NONE FOR {acct}"));
+                }
+                script.exec(
+                    &label,
+                    &format!("REVOKE ALL PRIVILEGES, GRANT OPTION FROM {acct}"),
+                );
+            }
+            BlockMethod::AccountLock => {
+                if !s.locked {
+                    script.exec(&label, &format!("ALTER USER {acct} ACCOUNT LOCK"));
+                }
+            }
+            BlockMethod::ReadOnlyOnly => {}
+        }
+    }
+}
+
+/// The statements that give everything back, then read the grants again
+/// (result sets `after:<i>`) so the caller can compare.
+pub fn add_restore(script: &mut Script, method: BlockMethod, snaps: &[Snapshot]) {
+    for (i, s) in snaps.iter().enumerate() {
+        let acct = s.account.sql();
+        let label = format!("restore {}", s.account.label());
+        match method {
+            BlockMethod::Revoke => {
+                for g in &s.grants {
+                    script.exec(&label, g);
+                }
+            }
+            BlockMethod::AccountLock => {
+                if !s.locked {
+                    script.exec(&label, &format!("ALTER USER {acct} ACCOUNT UNLOCK"));
+                }
+            }
+            BlockMethod::ReadOnlyOnly => {}
+        }
+        script.query(&format!("after:{i}"), &format!("SHOW GRANTS FOR {acct}"));
+    }
+}
+
+/// Only read the grants back (result sets `after:<i>`), for [`differences`].
+pub fn add_readback(script: &mut Script, snaps: &[Snapshot]) {
+    for (i, s) in snaps.iter().enumerate() {
+        script.query(
+            &format!("after:{i}"),
+            &format!("SHOW GRANTS FOR {}", s.account.sql()),
+        );
+    }
+}
+
+/// Accounts whose grants read back differ from the snapshot (as sets: the
+/// server may list equal grants in another order).
+pub fn differences(results: &Results, snaps: &[Snapshot]) -> Vec<String> {
+    snaps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let after = grant_lines(results, &format!("after:{i}"));
+            let diff = diff_lines(&s.grants, &after);
+            (!diff.is_empty()).then(|| format!("{}: {}", s.account.label(), diff))
+        })
+        .collect()
+}
+
+/// `missing [..]; extra [..]` between two grant lists, or empty if equal.
+pub fn diff_lines(expected: &[String], actual: &[String]) -> String {
+    let e: BTreeSet<&String> = expected.iter().collect();
+    let a: BTreeSet<&String> = actual.iter().collect();
+    let missing: Vec<&&String> = e.difference(&a).collect();
+    let extra: Vec<&&String> = a.difference(&e).collect();
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing {missing:?}"));
+    }
+    if !extra.is_empty() {
+        parts.push(format!("extra {extra:?}"));
+    }
+    parts.join("; ")
+}
+
+/// A SQL list `('u1','h1'),('u2','h2')` for `(USER, HOST) IN (...)`-style
+/// filters; empty accounts give a list that matches nothing.
+pub fn user_list(accounts: &[Account]) -> String {
+    let users: BTreeSet<&str> = accounts.iter().map(|a| a.user.as_str()).collect();
+    if users.is_empty() {
+        return "(NULL)".to_string();
+    }
+    let items: Vec<String> = users.iter().map(|u| sql_string(u)).collect();
+    format!("({})", items.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mysql::output;
+
+    fn results(text: &str) -> Results {
+        Results {
+            sets: output::parse(text).unwrap(),
+            elapsed: Default::default(),
+        }
+    }
+
+    fn name(u: &str, h: &str) -> AccountName {
+        AccountName {
+            user: u.into(),
+            host: h.into(),
+        }
+    }
+
+    #[test]
+    fn selection_leaves_out_admin_replication_system_and_excluded() {
+        let sel = Selection {
+            admin_user: "mha".into(),
+            repl_user: Some("repl".into()),
+            exclude: vec![name("dba", "%")],
+            include: vec![],
+        };
+        let r = results(
+            "mha-helper-marker\nmha-helper:accounts\nuser\thost\trepl\n\
+             app\t%\tN\napp\t198.51.100.%\tN\nmha\t%\tN\nrepl\t%\tY\nrepl2\t%\tY\n\
+             root\tlocalhost\tN\nmariadb.sys\tlocalhost\tN\ndba\t%\tN\ndba\tlocalhost\tN\no'brien\t%\tN\n",
+        );
+        let got: Vec<String> = select(&r, &sel).iter().map(|a| a.label()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "'app'@'%'",
+                "'app'@'198.51.100.%'",
+                "'dba'@'localhost'",
+                "'o'brien'@'%'"
+            ]
+        );
+    }
+
+    #[test]
+    fn include_list_restricts_to_those_accounts() {
+        let sel = Selection {
+            admin_user: "mha".into(),
+            include: vec![name("app", "%")],
+            ..Default::default()
+        };
+        assert!(sel.is_application(&Account::new("app", "%"), false));
+        assert!(!sel.is_application(&Account::new("app", "localhost"), false));
+        assert!(!sel.is_application(&Account::new("mha", "%"), false));
+    }
+
+    fn snap(lines: &[&str]) -> Snapshot {
+        Snapshot {
+            account: Account::new("roleuser", "%"),
+            grants: lines.iter().map(|s| s.to_string()).collect(),
+            locked: false,
+        }
+    }
+
+    #[test]
+    fn roles_and_default_role_are_read_from_mariadb_grants() {
+        let s = snap(&[
+            "GRANT `app_writer` TO `roleuser`@`%`",
+            "GRANT USAGE ON *.* TO `roleuser`@`%` IDENTIFIED BY PASSWORD '*AB'",
+            "GRANT SELECT ON `appdb`.* TO `roleuser`@`%`",
+            "SET DEFAULT ROLE `app_writer` FOR `roleuser`@`%`",
+        ]);
+        assert_eq!(
+            s.roles(),
+            vec![RoleGrant {
+                role: "`app_writer`".into()
+            }]
+        );
+        assert!(s.has_default_role());
+        let mut script = Script::new(std::time::Duration::from_secs(1));
+        add_block(&mut script, BlockMethod::Revoke, Flavor::MariaDb, &[s]);
+        let stmts = script.statements();
+        assert_eq!(
+            &stmts[2..],
+            &[
+                "REVOKE `app_writer` FROM `roleuser`@`%`;",
+                "SET DEFAULT ROLE NONE FOR `roleuser`@`%`;",
+                "REVOKE ALL PRIVILEGES, GRANT OPTION FROM `roleuser`@`%`;",
+            ]
+        );
+    }
+
+    #[test]
+    fn mysql8_role_grant_with_host_is_a_role() {
+        let s = snap(&[
+            "GRANT `app_writer`@`%` TO `roleuser`@`%`",
+            "GRANT PROXY ON ''@'' TO `x`@`%`",
+        ]);
+        assert_eq!(
+            s.roles(),
+            vec![RoleGrant {
+                role: "`app_writer`@`%`".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn restore_replays_saved_lines_and_reads_back() {
+        let s = snap(&[
+            "GRANT USAGE ON *.* TO `roleuser`@`%`",
+            "GRANT `app_writer` TO `roleuser`@`%`",
+        ]);
+        let mut script = Script::new(std::time::Duration::from_secs(1));
+        add_restore(&mut script, BlockMethod::Revoke, &[s]);
+        let stmts = script.statements();
+        assert_eq!(
+            &stmts[2..],
+            &[
+                "GRANT USAGE ON *.* TO `roleuser`@`%`;",
+                "GRANT `app_writer` TO `roleuser`@`%`;",
+                "SHOW GRANTS FOR `roleuser`@`%`;",
+            ]
+        );
+    }
+
+    #[test]
+    fn account_lock_skips_accounts_already_locked() {
+        let mut locked = snap(&["GRANT USAGE ON *.* TO `roleuser`@`%`"]);
+        locked.locked = true;
+        let open = Snapshot {
+            account: Account::new("app", "%"),
+            ..snap(&["GRANT USAGE ON *.* TO `app`@`%`"])
+        };
+        let mut script = Script::new(std::time::Duration::from_secs(1));
+        add_block(
+            &mut script,
+            BlockMethod::AccountLock,
+            Flavor::MariaDb,
+            &[locked.clone(), open.clone()],
+        );
+        assert_eq!(
+            &script.statements()[2..],
+            &["ALTER USER `app`@`%` ACCOUNT LOCK;"]
+        );
+        let mut script = Script::new(std::time::Duration::from_secs(1));
+        add_restore(&mut script, BlockMethod::AccountLock, &[locked, open]);
+        assert_eq!(
+            &script.statements()[2..],
+            &[
+                "SHOW GRANTS FOR `roleuser`@`%`;",
+                "ALTER USER `app`@`%` ACCOUNT UNLOCK;",
+                "SHOW GRANTS FOR `app`@`%`;"
+            ]
+        );
+    }
+
+    #[test]
+    fn differences_compare_as_sets() {
+        let a = vec!["x".to_string(), "y".to_string()];
+        assert_eq!(diff_lines(&a, &["y".to_string(), "x".to_string()]), "");
+        assert_eq!(diff_lines(&a, &["x".to_string()]), "missing [\"y\"]");
+        assert_eq!(
+            diff_lines(&a, &["x".into(), "y".into(), "z".into()]),
+            "extra [\"z\"]"
+        );
+    }
+
+    #[test]
+    fn bypass_detection_reads_global_grants_only() {
+        let s = snap(&["GRANT SUPER ON *.* TO `a`@`%`"]);
+        assert!(s.bypasses_read_only("READ_ONLY ADMIN"));
+        let s = snap(&["GRANT READ_ONLY ADMIN ON *.* TO `a`@`%`"]);
+        assert!(s.bypasses_read_only("READ_ONLY ADMIN"));
+        let s = snap(&["GRANT ALL PRIVILEGES ON *.* TO `a`@`%`"]);
+        assert!(s.bypasses_read_only("READ_ONLY ADMIN"));
+        let s = snap(&["GRANT ALL PRIVILEGES ON `appdb`.* TO `a`@`%`"]);
+        assert!(!s.bypasses_read_only("READ_ONLY ADMIN"));
+    }
+
+    #[test]
+    fn user_list_quotes_each_user_once() {
+        let l = user_list(&[
+            Account::new("o'brien", "%"),
+            Account::new("app", "%"),
+            Account::new("app", "h"),
+        ]);
+        assert_eq!(l, "('app','o\\'brien')");
+        assert_eq!(user_list(&[]), "(NULL)");
+    }
+}

@@ -1,0 +1,18 @@
+//! mha-helper binary: parse the command line, run it, map the result to the
+//! documented exit codes (see `exit.rs`). Everything else is in the library.
+
+use clap::Parser;
+use mha_helper::{cli, exit, logger};
+
+fn main() {
+    let cli = cli::Cli::parse();
+    logger::init(cli.verbose, cli.quiet);
+    let code = match cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{}", exit::message(&e));
+            exit::code_for(&e)
+        }
+    };
+    std::process::exit(code as i32);
+}

@@ -1,0 +1,173 @@
+//! Read-only checks before the first write of an online switch. Any
+//! finding here aborts with nothing changed and says why: replication from
+//! the old master to the new one broken or late, long or idle-open
+//! transactions on the old master, metadata-lock waits, and application
+//! accounts the chosen block method could not stop.
+
+use anyhow::{bail, Context, Result};
+
+use crate::cluster::{self, Host};
+use crate::config::helper::BlockMethod;
+use crate::grants::Selection;
+use crate::mysql::Script;
+use crate::quote::sql_string;
+use crate::steps::{accounts, Ctx};
+
+/// Replicas further behind than this are refused (MHA's own limit too).
+const MAX_LAG_SECS: u64 = 30;
+
+/// Read both masters (in parallel) and check them.
+pub fn run(ctx: &mut Ctx, orig: &str, new: &str, selection: &Selection) -> Result<()> {
+    {
+        let mut refs: Vec<&mut Host> = ctx.hosts.iter_mut().collect();
+        for r in cluster::parallel(&mut refs, |h| h.refresh_info().map(|_| ())) {
+            r?;
+        }
+    }
+    let orig_ip = ctx.host(orig)?.spec.server.ip.clone();
+    check_new_master(ctx.host(new)?, orig, orig_ip)?;
+    let method = ctx.host(orig)?.spec.settings.block_method;
+    check_old_master(ctx.host(orig)?)?;
+    let (accounts, snaps) = accounts::load(ctx.host(orig)?, selection)
+        .with_context(|| format!("{orig}: reading application accounts"))?;
+    let bypass = ctx.host(orig)?.info()?.read_only_bypass_privilege();
+    let privileged: Vec<String> = snaps
+        .iter()
+        .filter(|s| s.bypasses_read_only(bypass))
+        .map(|s| s.account.label())
+        .collect();
+    if !privileged.is_empty() {
+        if method == BlockMethod::ReadOnlyOnly {
+            bail!(
+                "{orig}: application account(s) {} hold SUPER/{bypass}, so read_only would not stop \
+                 them and block_method = read_only_only cannot block them; use revoke or account_lock, \
+                 or add them to exclude_accounts if they are not the application's",
+                privileged.join(", ")
+            );
+        }
+        ctx.report.warn(format!(
+            "{orig}: application account(s) {} hold SUPER/{bypass} (read_only alone would not stop them); \
+             block_method {method:?} blocks them",
+            privileged.join(", ")
+        ));
+    }
+    log::info!(
+        "{orig}: {} application account(s) to block: {}",
+        accounts.len(),
+        accounts
+            .iter()
+            .take(10)
+            .map(|a| a.label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    ctx.app.accounts = accounts;
+    ctx.app.snapshots = snaps;
+    Ok(())
+}
+
+fn check_new_master(h: &mut Host, orig: &str, orig_ip: String) -> Result<()> {
+    let name = h.name().to_string();
+    let info = h.info()?;
+    let Some(rep) = &info.replica else {
+        bail!("{name}: is not a replica, so it cannot take over from {orig}; check the MHA config and SHOW SLAVE STATUS");
+    };
+    if rep.master_host != orig && rep.master_host != orig_ip {
+        bail!(
+            "{name}: replicates from {}, not from {orig}; refusing to switch",
+            rep.master_host
+        );
+    }
+    if !rep.healthy() {
+        bail!(
+            "{name}: replication from {orig} is not running (IO {}, SQL {}{}); fix it before switching",
+            rep.io_running,
+            rep.sql_running,
+            if rep.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(", last error: {}", rep.last_error)
+            }
+        );
+    }
+    match rep.seconds_behind {
+        Some(lag) if lag <= MAX_LAG_SECS => Ok(()),
+        Some(lag) => {
+            bail!("{name}: {lag} s behind {orig} (limit {MAX_LAG_SECS} s); wait for it to catch up")
+        }
+        None => bail!("{name}: replication lag unknown (Seconds_Behind_Master is NULL)"),
+    }
+}
+
+/// Transactions open too long (running or idle) and metadata-lock waits.
+fn check_old_master(h: &mut Host) -> Result<()> {
+    let name = h.name().to_string();
+    let limit = h.spec.settings.long_transaction_limit.as_secs();
+    let admin = h.spec.access.user.clone();
+    let mut s = Script::new(h.spec.settings.step_timeout);
+    s.query(
+        "trx",
+        &format!(
+            "SELECT t.trx_mysql_thread_id AS id, p.USER AS user, p.HOST AS host, p.COMMAND AS command, \
+             TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) AS age, p.INFO IS NULL AS idle \
+             FROM information_schema.INNODB_TRX t \
+             LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+             WHERE t.trx_started <= NOW() - INTERVAL {limit} SECOND \
+             AND t.trx_mysql_thread_id <> CONNECTION_ID() AND IFNULL(p.USER, '') <> {}",
+            sql_string(&admin)
+        ),
+    );
+    s.query(
+        "mdl",
+        "SELECT ID AS id, USER AS user, TIME AS time, STATE AS state FROM information_schema.PROCESSLIST \
+         WHERE STATE LIKE 'Waiting for%metadata lock%'",
+    );
+    let r = h
+        .run(&s)
+        .with_context(|| format!("{name}: preflight checks"))?;
+    let trx: Vec<String> = r
+        .set("trx")
+        .records()
+        .map(|t| {
+            format!(
+                "id {} ({}@{}) open {} s{}",
+                t.text("id"),
+                t.text("user"),
+                t.text("host"),
+                t.text("age"),
+                if t.flag("idle") {
+                    ", idle in transaction"
+                } else {
+                    ", running"
+                }
+            )
+        })
+        .collect();
+    if !trx.is_empty() {
+        bail!(
+            "{name}: transaction(s) open longer than long_transaction_limit ({limit} s): {}; \
+             they would be killed and rolled back — let them finish or end them, then retry",
+            trx.join("; ")
+        );
+    }
+    let mdl: Vec<String> = r
+        .set("mdl")
+        .records()
+        .map(|m| {
+            format!(
+                "id {} ({}) waiting {} s: {}",
+                m.text("id"),
+                m.text("user"),
+                m.text("time"),
+                m.text("state")
+            )
+        })
+        .collect();
+    if !mdl.is_empty() {
+        bail!(
+            "{name}: session(s) waiting for metadata locks: {}; a DDL is stuck, resolve it first",
+            mdl.join("; ")
+        );
+    }
+    Ok(())
+}

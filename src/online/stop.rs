@@ -1,0 +1,177 @@
+//! `--command=stop`: make the old master stop taking application writes,
+//! with every change journaled first and undone on any failure.
+//!
+//! Runbook: connect to both masters in parallel; preflight (reads only);
+//! new master read_only; block application accounts on the old master
+//! (sql_log_bin=0); wait up to the grace period for their sessions to end;
+//! kill the rest; old master read_only; prove the fence.
+
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use serde_json::json;
+
+use super::{connect_all, emit, preflight, selection, HookOptions, Masters};
+use crate::config::helper::BlockMethod;
+use crate::engine;
+use crate::exit::{Code, NeedsRecover};
+use crate::journal::{new_id, Entry, Journal};
+use crate::mha_args::HookArgs;
+use crate::report::Report;
+use crate::setup::Setup;
+use crate::steps::accounts::BlockAccounts;
+use crate::steps::read_only::SetReadOnly;
+use crate::steps::sessions::{DrainSessions, KillSessions, VerifyFence};
+use crate::steps::{Ctx, Step};
+
+/// Environment variable through which `mha-helper switchover` hands its
+/// switch id to the hooks MHA runs (so it can find their report).
+pub const SWITCH_ID_VAR: &str = "MHA_HELPER_SWITCH_ID";
+
+/// The steps, in order, for the block method of the old master.
+pub fn plan(
+    ctx: &Ctx,
+    m: &Masters,
+    admin: &str,
+    sel: crate::grants::Selection,
+) -> Result<Vec<Box<dyn Step>>> {
+    let orig = ctx
+        .hosts
+        .iter()
+        .find(|h| h.spec.name == m.orig)
+        .ok_or_else(|| anyhow!("no orig"))?;
+    let new = ctx
+        .hosts
+        .iter()
+        .find(|h| h.spec.name == m.new)
+        .ok_or_else(|| anyhow!("no new"))?;
+    let so = &orig.spec.settings;
+    let new_ro: Box<dyn Step> = Box::new(SetReadOnly::new(
+        "new-master-read-only",
+        &m.new,
+        true,
+        new.spec.settings.super_read_only,
+    ));
+    let block: Box<dyn Step> = Box::new(BlockAccounts::new(&m.orig, so.block_method, sel));
+    let drain: Box<dyn Step> = Box::new(DrainSessions::new(&m.orig, admin, so.grace_period));
+    let kill: Box<dyn Step> = Box::new(KillSessions::new(&m.orig, admin));
+    let old_ro: Box<dyn Step> = Box::new(SetReadOnly::new(
+        "old-master-read-only",
+        &m.orig,
+        true,
+        so.super_read_only,
+    ));
+    let verify: Box<dyn Step> = Box::new(VerifyFence::new(&m.orig, admin));
+    Ok(match so.block_method {
+        // Accounts cannot log in again, so kill before read_only.
+        BlockMethod::Revoke | BlockMethod::AccountLock => {
+            vec![new_ro, block, drain, kill, old_ro, verify]
+        }
+        // Sessions would come straight back with full rights: read_only first.
+        BlockMethod::ReadOnlyOnly => vec![new_ro, block, drain, old_ro, kill, verify],
+    })
+}
+
+pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
+    let started = Instant::now();
+    let m = Masters::from_args(setup, args)?;
+    let mut report = Report::new("master-ip-online-change", "stop");
+    report.orig_master = Some(m.orig.clone());
+    report.new_master = Some(m.new.clone());
+    let path = setup.journal_path();
+
+    if let Some(j) = Journal::open(&path)? {
+        if j.masters() == Some((m.orig.as_str(), m.new.as_str()))
+            && j.reached("stop-complete")
+            && !j.reached("start-begun")
+        {
+            log::info!(
+                "stop already completed for {} -> {} (journal {}); nothing to do",
+                m.orig,
+                m.new,
+                path.display()
+            );
+            report.outcome = "already-stopped".into();
+            report.journal = Some(path.display().to_string());
+            emit(&report, opts.json);
+            return Ok(Code::Ok);
+        }
+        return Err(anyhow!(
+            "an unfinished switch {} is recorded in {}; run `mha-helper recover --conf {}` first",
+            j.masters()
+                .map(|(o, n)| format!("{o} -> {n}"))
+                .unwrap_or_default(),
+            path.display(),
+            setup.app_path().display()
+        ));
+    }
+
+    let specs = m.specs(setup, args)?;
+    let sel = selection(setup, &specs[0]);
+    let admin = specs[0].access.user.clone();
+    let undo_timeout = specs[0].settings.undo_timeout;
+    let hosts = connect_all(specs)?;
+    let mut ctx = Ctx::new(hosts, report);
+    preflight::run(&mut ctx, &m.orig, &m.new, &sel)?;
+    let mut steps = plan(&ctx, &m, &admin, sel)?;
+
+    if opts.dry_run {
+        ctx.report.plan = engine::plan(&mut steps, &mut ctx)?;
+        ctx.report.outcome = "dry-run: nothing changed".into();
+        ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
+        ctx.collect_stats();
+        emit(&ctx.report, opts.json);
+        return Ok(Code::Ok);
+    }
+
+    let id = std::env::var(SWITCH_ID_VAR).unwrap_or_else(|_| new_id());
+    let mut journal = Journal::create(
+        &path,
+        Entry::Begin {
+            id,
+            kind: "online".into(),
+            orig: m.orig.clone(),
+            new: m.new.clone(),
+            at: crate::logger::utc_now(),
+            pid: std::process::id(),
+        },
+    )?;
+    let supers: serde_json::Map<String, serde_json::Value> = ctx
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            h.info
+                .as_ref()
+                .map(|i| (h.spec.name.clone(), json!(i.super_read_only)))
+        })
+        .collect();
+    journal.note("super_read_only", supers.into())?;
+    journal.phase("stop-begun")?;
+    ctx.report.journal = Some(path.display().to_string());
+
+    let result = engine::run(&mut steps, &mut ctx, &mut journal, undo_timeout);
+    ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
+    ctx.collect_stats();
+    match result {
+        Ok(()) => {
+            journal.phase("stop-complete")?;
+            ctx.report.outcome = "writes blocked on the old master".into();
+            journal.note("stop-report", serde_json::to_value(&ctx.report)?)?;
+            emit(&ctx.report, opts.json);
+            Ok(Code::Ok)
+        }
+        Err(e) => {
+            let needs_recover = e.downcast_ref::<NeedsRecover>().is_some();
+            ctx.report.outcome = if needs_recover {
+                "failed; rollback incomplete".into()
+            } else {
+                "failed; rolled back".into()
+            };
+            emit(&ctx.report, opts.json);
+            if !needs_recover {
+                journal.close("rolled-back")?;
+            }
+            Err(e)
+        }
+    }
+}

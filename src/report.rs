@@ -1,0 +1,172 @@
+//! What a run did, for people (text) and machines (JSON): the steps with
+//! their host and time, every session killed, every account changed, the
+//! write-block window, warnings, and how many SSH connections and commands
+//! each host saw.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::ssh::Stats;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Session {
+    pub id: u64,
+    pub user: String,
+    pub host: String,
+    pub db: Option<String>,
+    pub command: String,
+    pub time: i64,
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub host: String,
+    pub status: String,
+    pub ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub step: String,
+    pub host: String,
+    pub what: String,
+    pub reversible: bool,
+    pub statements: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub command: String,
+    pub phase: String,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_master: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_master: Option<String>,
+    pub steps: Vec<StepRecord>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedStep>,
+    pub killed_sessions: Vec<Session>,
+    pub accounts_changed: Vec<String>,
+    /// Milliseconds from the first blocking statement to read_only off on
+    /// the new master (set by the start phase).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_block_ms: Option<u64>,
+    pub warnings: Vec<String>,
+    pub ssh: BTreeMap<String, Stats>,
+    pub elapsed_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+}
+
+impl Report {
+    pub fn new(command: &str, phase: &str) -> Report {
+        Report {
+            command: command.to_string(),
+            phase: phase.to_string(),
+            ..Report::default()
+        }
+    }
+
+    pub fn step(&mut self, step: &str, host: &str, status: &str, ms: u64, detail: Option<String>) {
+        self.steps.push(StepRecord {
+            step: step.to_string(),
+            host: host.to_string(),
+            status: status.to_string(),
+            ms,
+            detail,
+        });
+    }
+
+    pub fn warn(&mut self, w: String) {
+        log::warn!("{w}");
+        self.warnings.push(w);
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// A short human summary (also logged, so MHA's log keeps it).
+    pub fn to_text(&self) -> String {
+        let mut t = String::new();
+        let _ = write!(t, "{} {}: {}", self.command, self.phase, self.outcome);
+        if let (Some(o), Some(n)) = (&self.orig_master, &self.new_master) {
+            let _ = write!(t, " ({o} -> {n})");
+        }
+        let _ = writeln!(t, " in {} ms", self.elapsed_ms);
+        for p in &self.plan {
+            let _ = writeln!(
+                t,
+                "  plan {:<22} on {:<6} {}{}",
+                p.step,
+                p.host,
+                p.what,
+                if p.reversible {
+                    ""
+                } else {
+                    "  [cannot be undone]"
+                }
+            );
+            for s in &p.statements {
+                let _ = writeln!(t, "      {s}");
+            }
+        }
+        for s in &self.steps {
+            let _ = writeln!(
+                t,
+                "  {:<8} {:<22} on {:<6} {:>6} ms{}",
+                s.status,
+                s.step,
+                s.host,
+                s.ms,
+                s.detail
+                    .as_deref()
+                    .map(|d| format!("  {d}"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(ms) = self.write_block_ms {
+            let _ = writeln!(t, "  write-block window: {ms} ms");
+        }
+        if !self.accounts_changed.is_empty() {
+            let _ = writeln!(t, "  accounts changed: {}", self.accounts_changed.len());
+            for a in self.accounts_changed.iter().take(20) {
+                let _ = writeln!(t, "    {a}");
+            }
+            if self.accounts_changed.len() > 20 {
+                let _ = writeln!(t, "    ... and {} more", self.accounts_changed.len() - 20);
+            }
+        }
+        if !self.killed_sessions.is_empty() {
+            let _ = writeln!(t, "  sessions killed: {}", self.killed_sessions.len());
+            for s in &self.killed_sessions {
+                let _ = writeln!(
+                    t,
+                    "    id={} user={} host={} command={} time={}s",
+                    s.id, s.user, s.host, s.command, s.time
+                );
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(t, "  warning: {w}");
+        }
+        for (h, s) in &self.ssh {
+            let _ = writeln!(
+                t,
+                "  ssh {h}: {} connection(s), {} command(s), connect {} ms",
+                s.connections, s.execs, s.connect_ms
+            );
+        }
+        if let Some(j) = &self.journal {
+            let _ = writeln!(t, "  journal: {j}");
+        }
+        t
+    }
+}
