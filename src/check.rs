@@ -222,7 +222,12 @@ fn judge(setup: &Setup, probes: &mut [Probe]) -> Option<String> {
             continue;
         }
         let Some(rep) = &info.replica else { continue };
-        p.check.role = format!("replica of {}", rep.master_host);
+        let source = setup
+            .mha
+            .server(&rep.master_host)
+            .map(|s| s.hostname.clone())
+            .unwrap_or_else(|| rep.master_host.clone());
+        p.check.role = format!("replica of {source}");
         if let Some(m) = &master_name {
             if &rep.master_host != m && rep.master_host != master_ip {
                 p.check.problems.push(format!(

@@ -332,7 +332,7 @@ fn classify_failure(host: &str, stderr: &str, status: i32, labels: &[String]) ->
                     ErrorKind::Connect
                 },
                 step: None,
-                message: format!("cannot log in to MySQL: {message}{hint}"),
+                message: format!("cannot connect to MySQL: {message}{hint}"),
             }
         }
     }

@@ -54,7 +54,7 @@ impl ServerInfo {
             "SELECT VERSION() AS version, @@version_comment AS version_comment, \
              @@GLOBAL.read_only AS read_only, @@server_id AS server_id, \
              @@GLOBAL.log_bin AS log_bin, CONNECTION_ID() AS connection_id, \
-             CURRENT_USER() AS current_user",
+             CURRENT_USER() AS account",
         );
         script.query(
             "super_read_only",
@@ -106,7 +106,7 @@ impl ServerInfo {
             super_read_only,
             log_bin: server.flag("log_bin"),
             connection_id: server.num("connection_id") as u64,
-            current_user: server.text("current_user"),
+            current_user: server.text("account"),
             replica,
         })
     }
@@ -191,7 +191,7 @@ mod tests {
     fn mariadb_replica_is_recognised() {
         let r = results(
             "mha-helper-marker\nmha-helper:server\n\
-             version\tversion_comment\tread_only\tserver_id\tlog_bin\tconnection_id\tcurrent_user\n\
+             version\tversion_comment\tread_only\tserver_id\tlog_bin\tconnection_id\taccount\n\
              10.11.19-MariaDB-0+deb12u1-log\tDebian 12\t1\t2\t1\t42\tmha@%\n\
              mha-helper-marker\nmha-helper:super_read_only\n\
              mha-helper-marker\nmha-helper:replica\n\
@@ -214,7 +214,7 @@ mod tests {
     fn mysql_master_with_super_read_only() {
         let r = results(
             "mha-helper-marker\nmha-helper:server\n\
-             version\tversion_comment\tread_only\tserver_id\tlog_bin\tconnection_id\tcurrent_user\n\
+             version\tversion_comment\tread_only\tserver_id\tlog_bin\tconnection_id\taccount\n\
              8.0.36\tMySQL Community Server - GPL\t0\t1\t1\t9\troot@localhost\n\
              mha-helper-marker\nmha-helper:super_read_only\nVariable_name\tValue\nsuper_read_only\tOFF\n\
              mha-helper-marker\nmha-helper:replica\n",

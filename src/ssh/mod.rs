@@ -242,6 +242,12 @@ impl Connection {
                         progress |= n > 0;
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    // The command stopped reading (it exited early, e.g.
+                    // on an SQL error): keep collecting its output.
+                    Err(_) if channel.eof() => {
+                        written = stdin.len();
+                        eof_sent = true;
+                    }
                     Err(e) => return Err(e).context("writing the command's input"),
                 }
             } else if !eof_sent {

@@ -1,0 +1,179 @@
+//! `mha-helper check` against the namespaced lab: passes when healthy, and
+//! fails naming the host and the cause for each kind of breakage.
+
+mod common;
+
+use common::*;
+
+fn assert_fails_naming(o: &std::process::Output, host: &str, cause: &str) {
+    let text = format!("{}{}", stdout(o), stderr(o));
+    assert_eq!(o.status.code(), Some(1), "check should fail:\n{}", both(o));
+    let line = text
+        .lines()
+        .find(|l| l.contains("FAIL") && l.contains(host) && l.contains(cause))
+        .unwrap_or_else(|| panic!("no FAIL line naming {host} and '{cause}':\n{}", both(o)));
+    assert!(!line.is_empty());
+}
+
+#[test]
+fn check_passes_on_the_healthy_lab() {
+    let lab = Lab::lock();
+    let o = lab.check(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let out = stdout(&o);
+    assert!(out.contains("OK: 3 host(s), master db1"), "{out}");
+    for h in HOSTS {
+        assert!(
+            out.lines().any(|l| l.starts_with(h) && l.contains(" ok ")),
+            "{h} not ok:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn check_json_has_one_record_per_host() {
+    let lab = Lab::lock();
+    let o = lab.check(&["--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&o)).expect("check --format json is JSON");
+    let hosts = v["hosts"].as_array().expect("hosts array");
+    let names: Vec<&str> = hosts.iter().map(|h| h["host"].as_str().unwrap()).collect();
+    assert_eq!(names, HOSTS);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["master"], "db1");
+    assert_eq!(hosts[1]["role"], "replica of db1");
+    assert_eq!(hosts[0]["server"]["flavor"], "mariadb");
+    assert!(hosts[0]["application_accounts"].as_u64().unwrap() >= 6);
+}
+
+#[test]
+fn check_fails_when_sshd_on_db3_is_stopped() {
+    let lab = Lab::lock();
+    lab_ok(&["stop-sshd", "db3"]);
+    let o = lab.check(&[]);
+    assert_fails_naming(&o, "db3", "cannot reach sshd");
+}
+
+#[test]
+fn check_fails_when_db2_host_key_is_wrong() {
+    let lab = Lab::lock();
+    let kh = lab.var("MHALAB_KNOWN_HOSTS");
+    // Give db2's names db1's key.
+    let text = std::fs::read_to_string(&kh).unwrap();
+    let db1_key = text
+        .lines()
+        .find(|l| l.starts_with("db1") || l.starts_with("db1,"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("db1 in known_hosts")
+        .to_string();
+    let bad = edited_copy(&kh, "wrong-db2", |t| {
+        t.lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() >= 3 && (f[0].split(',').any(|n| n == "db2" || n == "198.51.100.12")) {
+                    format!("{} {} {}", f[0], f[1], db1_key)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    });
+    let conf = edited_copy(&lab.app_cnf(), "wrong-kh", |t| t.replace(&kh, &bad));
+    let o = lab.helper(&["check", "--conf", &conf, "--helper-conf", &lab.helper_cnf()]);
+    assert_fails_naming(&o, "db2", "HOST KEY MISMATCH");
+    // the other hosts still pass
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.starts_with("db1") && l.contains(" ok ")),
+        "{}",
+        both(&o)
+    );
+}
+
+#[test]
+fn check_fails_when_the_mysql_password_is_wrong() {
+    let lab = Lab::lock();
+    let pw = lab.var("MHALAB_MHA_PASSWORD");
+    let conf = edited_copy(&lab.app_cnf(), "wrong-pw", |t| {
+        t.lines()
+            .map(|l| {
+                if l.trim_start().starts_with("password") {
+                    "password=not-the-password".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    assert!(!std::fs::read_to_string(&conf).unwrap().contains(&pw));
+    let o = lab.helper(&["check", "--conf", &conf, "--helper-conf", &lab.helper_cnf()]);
+    for h in HOSTS {
+        assert_fails_naming(&o, h, "check user/password");
+    }
+}
+
+#[test]
+fn check_fails_when_mariadb_on_db2_is_stopped() {
+    let lab = Lab::lock();
+    lab_ok(&["stop-mysql", "db2"]);
+    let o = lab.check(&[]);
+    assert_fails_naming(&o, "db2", "is mysqld running");
+}
+
+#[test]
+fn check_fails_when_replication_on_db3_is_stopped() {
+    let lab = Lab::lock();
+    lab.mysql("db3", "STOP SLAVE");
+    let o = lab.check(&[]);
+    assert_fails_naming(&o, "db3", "replication stopped");
+}
+
+#[test]
+fn check_fails_when_application_grants_differ_between_db1_and_db2() {
+    let lab = Lab::lock();
+    lab.mysql(
+        "db2",
+        "SET sql_log_bin=0; GRANT DELETE ON appdb.* TO 'reporter'@'%'",
+    );
+    let o = lab.check(&[]);
+    assert_fails_naming(&o, "db2", "grants of 'reporter'@'%' differ");
+}
+
+#[test]
+fn check_puts_no_password_in_any_argv_or_environment() {
+    let lab = Lab::lock();
+    let pw = lab.var("MHALAB_MHA_PASSWORD");
+    // A canary proves the watch sees argv: it must be found.
+    let canary = format!("canary-{}", std::process::id());
+    let watch = LeakWatch::start(vec![pw.clone(), canary.clone()]);
+    let mut probe = std::process::Command::new("sleep")
+        .arg("0.5")
+        .arg(&canary)
+        .spawn()
+        .unwrap();
+    for _ in 0..3 {
+        let o = lab.check(&[]);
+        assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    }
+    probe.wait().ok();
+    let (hits, samples) = watch.finish();
+    assert!(samples > 10, "only {samples} samples of /proc");
+    assert!(
+        hits.iter().any(|h| h.contains(&canary)),
+        "the watch did not see the canary process"
+    );
+    let leaks: Vec<&String> = hits.iter().filter(|h| h.contains(&pw)).collect();
+    assert!(
+        leaks.is_empty(),
+        "password seen in process argv/environment:\n{leaks:?}"
+    );
+}
+
+fn lab_ok(args: &[&str]) {
+    lab(args);
+}
