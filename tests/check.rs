@@ -151,9 +151,8 @@ fn check_puts_no_password_in_any_argv_or_environment() {
     // A canary proves the watch sees argv: it must be found.
     let canary = format!("canary-{}", std::process::id());
     let watch = LeakWatch::start(vec![pw.clone(), canary.clone()]);
-    let mut probe = std::process::Command::new("sleep")
-        .arg("0.5")
-        .arg(&canary)
+    let mut probe = std::process::Command::new("sh")
+        .args(["-c", "sleep 0.5", "sh", &canary])
         .spawn()
         .unwrap();
     for _ in 0..3 {
