@@ -19,6 +19,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::cluster::{self, Host, HostSpec};
+use crate::config::helper::BlockMethod;
 use crate::exit::Code;
 use crate::grants::{self, Account, Selection, Snapshot};
 use crate::mysql::{Script, ServerInfo};
@@ -104,8 +105,20 @@ fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
     }
     h.info = Some(info.clone());
     match accounts::load(h, sel) {
-        Ok((accts, snaps)) => {
-            c.application_accounts = accts.len();
+        Ok(loaded) => {
+            if !loaded.roles_without_admin.is_empty()
+                && h.spec.settings.block_method == BlockMethod::Revoke
+            {
+                c.problems.push(format!(
+                    "{}: MHA account {} cannot revoke role(s) {} from application accounts; \
+                     GRANT <role> TO it WITH ADMIN OPTION (or use block_method = account_lock)",
+                    c.host,
+                    info.current_user,
+                    loaded.roles_without_admin.join(", ")
+                ));
+            }
+            c.application_accounts = loaded.accounts.len();
+            let snaps = loaded.snapshots;
             c.server = Some(info);
             c.ms = started.elapsed().as_millis() as u64;
             Ok(Probe { check: c, snaps })

@@ -170,6 +170,42 @@ impl Snapshot {
     }
 }
 
+/// The roles (as the server quotes them) granted to any of `snaps`.
+pub fn roles_needed(snaps: &[Snapshot]) -> BTreeSet<String> {
+    snaps
+        .iter()
+        .flat_map(|s| s.roles())
+        .map(|r| r.role)
+        .collect()
+}
+
+/// MariaDB: the roles our own account may grant and revoke (result set
+/// `admin_roles`). Revoking a role from an account needs its ADMIN OPTION.
+pub fn add_admin_roles_query(script: &mut Script) {
+    script.query(
+        "admin_roles",
+        "SELECT Role AS role FROM mysql.roles_mapping WHERE Admin_option = 'Y' \
+         AND User = SUBSTRING(CURRENT_USER(), 1, CHAR_LENGTH(CURRENT_USER()) \
+         - CHAR_LENGTH(SUBSTRING_INDEX(CURRENT_USER(), '@', -1)) - 1) \
+         AND Host = SUBSTRING_INDEX(CURRENT_USER(), '@', -1)",
+    );
+}
+
+/// Roles in `needed` that the admin account cannot revoke, given the
+/// `admin_roles` result set.
+pub fn roles_without_admin(needed: &BTreeSet<String>, results: &Results) -> Vec<String> {
+    let admin: BTreeSet<String> = results
+        .set("admin_roles")
+        .records()
+        .map(|r| crate::quote::sql_ident(&r.text("role")))
+        .collect();
+    needed
+        .iter()
+        .filter(|r| !admin.contains(*r))
+        .cloned()
+        .collect()
+}
+
 /// Queries for each account's grants and lock state, named by index.
 pub fn add_snapshot_queries(script: &mut Script, accounts: &[Account]) {
     for (i, a) in accounts.iter().enumerate() {
@@ -270,6 +306,16 @@ pub fn add_restore(script: &mut Script, method: BlockMethod, snaps: &[Snapshot])
     }
 }
 
+/// Which account of `part` a failed restore statement (labelled
+/// `restore 'u'@'h'` or `after:<i>`) belongs to.
+pub fn restore_step_index(step: &str, part: &[Snapshot]) -> Option<usize> {
+    if let Some(i) = step.strip_prefix("after:") {
+        return i.parse().ok();
+    }
+    let label = step.strip_prefix("restore ")?;
+    part.iter().position(|s| s.account.label() == label)
+}
+
 /// Only read the grants back (result sets `after:<i>`), for [`differences`].
 pub fn add_readback(script: &mut Script, snaps: &[Snapshot]) {
     for (i, s) in snaps.iter().enumerate() {
@@ -294,12 +340,48 @@ pub fn differences(results: &Results, snaps: &[Snapshot]) -> Vec<String> {
         .collect()
 }
 
-/// `missing [..]; extra [..]` between two grant lists, or empty if equal.
+/// A grant line in a form where equal grants read equal: MariaDB lists the
+/// columns of a column grant in no stable order (`SELECT (val, id)` comes
+/// back as `SELECT (id, val)` after a regrant), so column lists are sorted.
+pub fn normalize(line: &str) -> String {
+    let Some(rest) = line.strip_prefix("GRANT ") else {
+        return line.to_string();
+    };
+    let Some(on) = rest.find(" ON ") else {
+        return line.to_string();
+    };
+    let (privs, tail) = rest.split_at(on);
+    let mut out = String::from("GRANT ");
+    let mut chars = privs.chars();
+    while let Some(c) = chars.next() {
+        if c != '(' {
+            out.push(c);
+            continue;
+        }
+        let mut cols = String::new();
+        for d in chars.by_ref() {
+            if d == ')' {
+                break;
+            }
+            cols.push(d);
+        }
+        let mut list: Vec<&str> = cols.split(',').map(str::trim).collect();
+        list.sort_unstable();
+        out.push('(');
+        out.push_str(&list.join(", "));
+        out.push(')');
+    }
+    out.push_str(tail);
+    out
+}
+
+/// `missing [..]; extra [..]` between two grant lists (compared as sets of
+/// [`normalize`]d lines), or empty if equal.
 pub fn diff_lines(expected: &[String], actual: &[String]) -> String {
-    let e: BTreeSet<&String> = expected.iter().collect();
-    let a: BTreeSet<&String> = actual.iter().collect();
-    let missing: Vec<&&String> = e.difference(&a).collect();
-    let extra: Vec<&&String> = a.difference(&e).collect();
+    let e: BTreeSet<String> = expected.iter().map(|l| normalize(l)).collect();
+    let a: BTreeSet<String> = actual.iter().map(|l| normalize(l)).collect();
+    let missing: Vec<&String> = e.difference(&a).collect();
+    let extra: Vec<&String> = a.difference(&e).collect();
     let mut parts = Vec::new();
     if !missing.is_empty() {
         parts.push(format!("missing {missing:?}"));
@@ -486,6 +568,20 @@ mod tests {
             diff_lines(&a, &["x".into(), "y".into(), "z".into()]),
             "extra [\"z\"]"
         );
+    }
+
+    #[test]
+    fn column_order_in_column_grants_does_not_matter() {
+        let before = "GRANT SELECT (`val`, `id`), UPDATE (`val`) ON `appdb`.`t1` TO `colgrant`@`%`";
+        let after = "GRANT SELECT (`id`, `val`), UPDATE (`val`) ON `appdb`.`t1` TO `colgrant`@`%`";
+        assert_eq!(normalize(before), normalize(after));
+        assert_eq!(diff_lines(&[before.to_string()], &[after.to_string()]), "");
+        // but different columns still differ
+        let other = "GRANT SELECT (`id`), UPDATE (`val`) ON `appdb`.`t1` TO `colgrant`@`%`";
+        assert_ne!(diff_lines(&[before.to_string()], &[other.to_string()]), "");
+        // lines without column lists are left alone
+        let plain = "GRANT USAGE ON *.* TO `a`@`%` IDENTIFIED BY PASSWORD '*AB(C)'";
+        assert_eq!(normalize(plain), plain);
     }
 
     #[test]

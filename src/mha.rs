@@ -190,6 +190,10 @@ pub fn switchover(
             run.log_file.display()
         );
     }
+    if Journal::open(&journal)?.is_some() {
+        log::warn!("MHA switched but mha-helper's start phase did not finish: completing it now");
+        crate::recover::run(paths, false)?;
+    }
     summary_from_journal(&closed, &run, json)?;
     Ok(Code::Ok)
 }

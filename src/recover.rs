@@ -74,6 +74,8 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
         }
         let pending = Pending::from_journal(&journal, &new);
         let errors = complete(&mut ctx.hosts, &m, &pending, &mut ctx.report);
+        // The outage of an interrupted switch is not ours to measure here.
+        ctx.report.write_block_ms = None;
         ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
         if let Some(e) = errors.into_iter().next() {
             ctx.report.outcome = "completion failed; journal kept".into();

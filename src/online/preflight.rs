@@ -28,8 +28,17 @@ pub fn run(ctx: &mut Ctx, orig: &str, new: &str, selection: &Selection) -> Resul
     check_new_master(ctx.host(new)?, orig, orig_ip)?;
     let method = ctx.host(orig)?.spec.settings.block_method;
     check_old_master(ctx.host(orig)?)?;
-    let (accounts, snaps) = accounts::load(ctx.host(orig)?, selection)
+    let loaded = accounts::load(ctx.host(orig)?, selection)
         .with_context(|| format!("{orig}: reading application accounts"))?;
+    if method == BlockMethod::Revoke && !loaded.roles_without_admin.is_empty() {
+        bail!(
+            "{orig}: the MHA account cannot revoke role(s) {} from application accounts (it needs \
+             their ADMIN OPTION); run GRANT <role> TO <mha account> WITH ADMIN OPTION, or use \
+             block_method = account_lock",
+            loaded.roles_without_admin.join(", ")
+        );
+    }
+    let (accounts, snaps) = (loaded.accounts, loaded.snapshots);
     let bypass = ctx.host(orig)?.info()?.read_only_bypass_privilege();
     let privileged: Vec<String> = snaps
         .iter()

@@ -11,10 +11,20 @@ use crate::cluster::Host;
 use crate::config::helper::BlockMethod;
 use crate::grants::{self, Account, Selection, Snapshot};
 use crate::journal::Journal;
-use crate::mysql::Script;
+use crate::mysql::{Flavor, Script};
 
-/// The application accounts of `host` and their snapshots (two reads).
-pub fn load(host: &mut Host, selection: &Selection) -> Result<(Vec<Account>, Vec<Snapshot>)> {
+/// The application accounts of a host, as they are now.
+#[derive(Debug, Clone, Default)]
+pub struct AppAccounts {
+    pub accounts: Vec<Account>,
+    pub snapshots: Vec<Snapshot>,
+    /// Roles granted to application accounts that our account cannot
+    /// revoke (it lacks their ADMIN OPTION); the revoke would fail.
+    pub roles_without_admin: Vec<String>,
+}
+
+/// Read the application accounts of `host` and their snapshots (two reads).
+pub fn load(host: &mut Host, selection: &Selection) -> Result<AppAccounts> {
     let info = host.info()?.clone();
     let mut s = Script::new(host.spec.settings.step_timeout);
     grants::add_account_query(&mut s, info.flavor, info.has_roles());
@@ -22,34 +32,77 @@ pub fn load(host: &mut Host, selection: &Selection) -> Result<(Vec<Account>, Vec
     let accounts = grants::select(&r, selection);
     let mut s = Script::new(host.spec.settings.step_timeout);
     grants::add_snapshot_queries(&mut s, &accounts);
+    let mariadb_roles = info.flavor == Flavor::MariaDb && info.has_roles();
+    if mariadb_roles {
+        grants::add_admin_roles_query(&mut s);
+    }
     let r = host.run(&s).context("reading account grants")?;
-    let snaps = grants::parse_snapshots(&r, &accounts)?;
-    Ok((accounts, snaps))
+    let snapshots = grants::parse_snapshots(&r, &accounts)?;
+    let roles_without_admin = if mariadb_roles {
+        grants::roles_without_admin(&grants::roles_needed(&snapshots), &r)
+    } else {
+        Vec::new()
+    };
+    Ok(AppAccounts {
+        accounts,
+        snapshots,
+        roles_without_admin,
+    })
 }
 
 /// Give the accounts back what `snaps` says and check `SHOW GRANTS` again.
-/// Returns the accounts touched.
+/// An account that fails does not stop the others: the script restarts
+/// after it, and every failure is reported at the end. Returns the
+/// accounts restored.
 pub fn restore(
     host: &mut Host,
     method: BlockMethod,
     snaps: &[Snapshot],
     timeout: Duration,
 ) -> Result<Vec<String>> {
-    if snaps.is_empty() {
-        return Ok(Vec::new());
+    let mut failures = Vec::new();
+    let mut restored = Vec::new();
+    let mut from = 0;
+    while from < snaps.len() {
+        let part = &snaps[from..];
+        let mut s = Script::new(timeout).without_binlog();
+        grants::add_restore(&mut s, method, part);
+        match host.run_with(&s, timeout) {
+            Ok(r) => {
+                let diffs = grants::differences(&r, part);
+                restored.extend(part.iter().map(|s| s.account.label()));
+                failures.extend(diffs);
+                break;
+            }
+            Err(e) => {
+                let failed_at = e
+                    .downcast_ref::<crate::mysql::Error>()
+                    .and_then(|m| m.step.as_deref())
+                    .and_then(|step| grants::restore_step_index(step, part));
+                match failed_at {
+                    Some(k) => {
+                        restored.extend(part[..k].iter().map(|s| s.account.label()));
+                        failures.push(format!(
+                            "{}: {}",
+                            part[k].account.label(),
+                            crate::exit::message(&e)
+                        ));
+                        from += k + 1;
+                    }
+                    None => return Err(e),
+                }
+            }
+        }
     }
-    let mut s = Script::new(timeout).without_binlog();
-    grants::add_restore(&mut s, method, snaps);
-    let r = host.run_with(&s, timeout)?;
-    let diffs = grants::differences(&r, snaps);
-    if !diffs.is_empty() {
+    if !failures.is_empty() {
         bail!(
-            "{}: grants after restore differ from the saved ones: {}",
+            "{}: {} account(s) not restored exactly: {}",
             host.name(),
-            diffs.join(" | ")
+            failures.len(),
+            failures.join(" | ")
         );
     }
-    Ok(snaps.iter().map(|s| s.account.label()).collect())
+    Ok(restored)
 }
 
 pub fn unix_ms() -> u64 {
@@ -99,9 +152,9 @@ impl Step for BlockAccounts {
 
     fn prepare(&mut self, ctx: &mut Ctx) -> Result<Option<Undo>> {
         if ctx.app.snapshots.is_empty() && ctx.app.accounts.is_empty() {
-            let (accounts, snaps) = load(ctx.host(&self.host)?, &self.selection)?;
-            ctx.app.accounts = accounts;
-            ctx.app.snapshots = snaps;
+            let loaded = load(ctx.host(&self.host)?, &self.selection)?;
+            ctx.app.accounts = loaded.accounts;
+            ctx.app.snapshots = loaded.snapshots;
         }
         let flavor = ctx.host(&self.host)?.info()?.flavor;
         let mut s = Script::new(Duration::from_secs(1));
