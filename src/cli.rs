@@ -151,6 +151,8 @@ fn hook_options(f: &HookFlags) -> (HookOptions, HookArgs) {
             opts.paths.global = Some(v.into());
         } else if a == "--dry-run" {
             opts.dry_run = true;
+        } else if let Some(v) = a.strip_prefix("--format=") {
+            opts.json = v == "json";
         } else {
             rest.push(a.clone());
         }

@@ -25,6 +25,7 @@ pub mod online;
 pub mod quote;
 pub mod recover;
 pub mod report;
+pub mod scrub;
 pub mod setup;
 pub mod ssh;
 pub mod steps;

@@ -277,6 +277,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     if let Some(j) = journal.as_mut() {
         j.phase("start-begun")?;
     }
+    crate::fault::point("after:start-begun")?;
     let mut hosts = Vec::new();
     let mut errors = Vec::new();
     for r in cluster::connect(specs) {

@@ -36,12 +36,25 @@ fn lab_script() -> PathBuf {
     repo().join("scripts/lab")
 }
 
-/// Run `scripts/lab ARGS`, returning its output (never panics).
+/// The MHA password every test starts from.
+pub const DEFAULT_MHA_PASSWORD: &str = "mha-Admin-Lab-1";
+
+/// Run `scripts/lab ARGS`, returning its output (never panics). The hooks
+/// point at this build's binary; the MHA password is the default unless
+/// `MHALAB_MHA_PASSWORD` is set for this process.
 pub fn lab_raw(args: &[&str]) -> Output {
-    Command::new(lab_script())
-        .args(args)
+    lab_raw_env(args, &[])
+}
+
+pub fn lab_raw_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(lab_script());
+    cmd.args(args)
         .env("MHALAB_HOOK_BIN", bin())
-        .output()
+        .env("MHALAB_MHA_PASSWORD", DEFAULT_MHA_PASSWORD);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
         .unwrap_or_else(|e| panic!("cannot run scripts/lab: {e}"))
 }
 
@@ -73,6 +86,20 @@ impl Lab {
             .clone();
         lab(&["reset"]);
         Lab { _guard: guard, env }
+    }
+
+    /// Reset the lab with another MHA password (MHA config, accounts and
+    /// option files all change); the next `Lab::lock` goes back to the
+    /// default.
+    pub fn reset_with_password(&mut self, pw: &str) {
+        let out = lab_raw_env(&["reset"], &[("MHALAB_MHA_PASSWORD", pw)]);
+        assert!(
+            out.status.success(),
+            "lab reset with another password: {}",
+            both(&out)
+        );
+        self.env = parse_env(&lab(&["env"]));
+        assert_eq!(self.var("MHALAB_MHA_PASSWORD"), pw);
     }
 
     pub fn var(&self, k: &str) -> String {
@@ -266,4 +293,260 @@ impl LeakWatch {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.handle.take().unwrap().join().unwrap()
     }
+}
+
+/// Everything a switch may touch, to compare before and after: each host's
+/// read_only, whom it replicates from (and whether both threads run), and
+/// every account's grants (normalized, sorted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    pub hosts: Vec<HostState>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostState {
+    pub host: String,
+    pub read_only: bool,
+    /// Master_Host and whether IO and SQL threads both run.
+    pub replica_of: Option<(String, bool)>,
+    pub grants: Vec<(String, Vec<String>)>,
+}
+
+impl Lab {
+    /// Grants of every (non-role) account on `host`, in two client calls.
+    pub fn grants(&self, host: &str) -> Vec<(String, Vec<String>)> {
+        let users = self.mysql(
+            host,
+            "SELECT CONCAT('SHOW GRANTS FOR ', QUOTE(User), '@', QUOTE(Host), ';') FROM mysql.user \
+             WHERE is_role='N' ORDER BY User, Host",
+        );
+        let script: String = users
+            .lines()
+            .skip(1)
+            .map(|l| l.replace("\\\\", "\\") + "\n")
+            .collect();
+        let out = lab_stdin(&["mysql", host], &script);
+        let mut res: Vec<(String, Vec<String>)> = Vec::new();
+        for line in out.lines() {
+            if let Some(acct) = line.strip_prefix("Grants for ") {
+                res.push((acct.to_string(), Vec::new()));
+            } else if let Some(last) = res.last_mut() {
+                last.1.push(mha_helper::grants::normalize(line));
+            }
+        }
+        for (_, g) in res.iter_mut() {
+            g.sort();
+        }
+        res
+    }
+
+    pub fn host_state(&self, host: &str) -> HostState {
+        let ro = self.value(host, "SELECT @@GLOBAL.read_only") == "1";
+        let rep = self.mysql(host, "SHOW SLAVE STATUS");
+        let replica_of = rep.lines().nth(1).map(|row| {
+            let cols: Vec<&str> = rep.lines().next().unwrap().split('\t').collect();
+            let vals: Vec<&str> = row.split('\t').collect();
+            let get = |n: &str| {
+                cols.iter()
+                    .position(|c| *c == n)
+                    .map(|i| vals[i].to_string())
+                    .unwrap_or_default()
+            };
+            (
+                get("Master_Host"),
+                get("Slave_IO_Running") == "Yes" && get("Slave_SQL_Running") == "Yes",
+            )
+        });
+        HostState {
+            host: host.to_string(),
+            read_only: ro,
+            replica_of,
+            grants: self.grants(host),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        State {
+            hosts: HOSTS.iter().map(|h| self.host_state(h)).collect(),
+        }
+    }
+
+    /// Wait until replication settles (replicas caught up), then read state.
+    pub fn settled_state(&self) -> State {
+        std::thread::sleep(Duration::from_millis(300));
+        self.state()
+    }
+
+    /// Write the helper settings file used by the lab's hooks.
+    pub fn set_helper_conf(&self, text: &str) {
+        std::fs::write(self.helper_cnf(), text).unwrap();
+    }
+
+    /// A client option file for an application account (0600, no argv
+    /// password), returning its path.
+    pub fn app_client_cnf(&self, user: &str) -> String {
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = format!(
+            "{}/manager/client-{}.cnf",
+            self.var("MHALAB_DIR"),
+            user.replace('\'', "_")
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&p)
+            .unwrap();
+        use std::io::Write;
+        write!(
+            f,
+            "[client]\nuser=\"{}\"\npassword=\"{}\"\n",
+            user,
+            self.var("MHALAB_APP_PASSWORD")
+        )
+        .unwrap();
+        p
+    }
+
+    /// Start an application client in the manager's namespace running SQL
+    /// against `host` (by address); returns the child.
+    pub fn app_session(&self, user: &str, host: &str, sql: &str) -> std::process::Child {
+        let cnf = self.app_client_cnf(user);
+        let ip = self.var(&format!("MHALAB_IP_{host}"));
+        Command::new(lab_script())
+            .args([
+                "exec",
+                "mgr",
+                "mysql",
+                &format!("--defaults-extra-file={cnf}"),
+                "-h",
+                &ip,
+                "appdb",
+                "-e",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Run SQL as an application account against `host`; Ok(stdout) or
+    /// Err(stderr).
+    pub fn app_sql(&self, user: &str, host: &str, sql: &str) -> Result<String, String> {
+        let out = self
+            .app_session(user, host, sql)
+            .wait_with_output()
+            .unwrap();
+        if out.status.success() {
+            Ok(stdout(&out))
+        } else {
+            Err(stderr(&out))
+        }
+    }
+
+    /// The online stop/start hook called directly, with MHA's arguments.
+    pub fn online_hook(
+        &self,
+        command: &str,
+        orig: &str,
+        new: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
+        let pw = self.var("MHALAB_MHA_PASSWORD");
+        let conf = format!("--conf={}", self.app_cnf());
+        let helper = format!("--helper-conf={}", self.helper_cnf());
+        let args: Vec<String> = vec![
+            "master-ip-online-change".into(),
+            conf,
+            helper,
+            format!("--command={command}"),
+            format!("--orig_master_host={orig}"),
+            format!(
+                "--orig_master_ip={}",
+                self.var(&format!("MHALAB_IP_{orig}"))
+            ),
+            "--orig_master_port=3306".into(),
+            "--orig_master_user=mha".into(),
+            format!("--new_master_host={new}"),
+            format!("--new_master_ip={}", self.var(&format!("MHALAB_IP_{new}"))),
+            "--new_master_port=3306".into(),
+            "--new_master_user=mha".into(),
+            "--orig_master_ssh_user=mha".into(),
+            "--new_master_ssh_user=mha".into(),
+            "--orig_master_is_new_slave".into(),
+            format!("--orig_master_password={}", mha_escape(&pw)),
+            format!("--new_master_password={}", mha_escape(&pw)),
+        ];
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend_from_slice(extra);
+        self.helper_env(&all, env)
+    }
+
+    pub fn recover(&self) -> Output {
+        let conf = self.app_cnf();
+        let helper = self.helper_cnf();
+        self.helper(&["recover", "--conf", &conf, "--helper-conf", &helper])
+    }
+
+    /// `mha-helper switchover` in the manager namespace.
+    pub fn switchover(&self, new: &str, env: &[(&str, &str)]) -> Output {
+        let conf = self.app_cnf();
+        let helper = self.helper_cnf();
+        self.helper_env(
+            &[
+                "switchover",
+                "--conf",
+                &conf,
+                "--helper-conf",
+                &helper,
+                "--new-master",
+                new,
+            ],
+            env,
+        )
+    }
+}
+
+/// MHA's escape_for_shell as the hook receives it (after sh): a backslash
+/// before each special character.
+pub fn mha_escape(s: &str) -> String {
+    let special = "\"!#&;`|*?~<>^()[]{}$, \\";
+    let mut out = String::new();
+    for c in s.chars() {
+        if special.contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `scripts/lab ARGS` with `input` on stdin.
+pub fn lab_stdin(args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(lab_script())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/lab {}: {}",
+        args.join(" "),
+        both(&out)
+    );
+    stdout(&out)
 }
