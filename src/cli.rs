@@ -125,6 +125,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Internal: the session keeper the online hook starts (see keeper.rs).
+    #[command(hide = true)]
+    Keeper {
+        #[command(flatten)]
+        conf: ConfArgs,
+        #[arg(long)]
+        hosts: String,
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long, default_value_t = 600)]
+        idle_secs: u64,
+    },
     /// Finish or undo an interrupted switch from its journal.
     Recover {
         #[command(flatten)]
@@ -192,6 +204,17 @@ pub fn run(cli: Cli) -> Result<Code> {
             &dead_master,
             new_master.as_deref(),
             format == Format::Json,
+        ),
+        Command::Keeper {
+            conf,
+            hosts,
+            socket,
+            idle_secs,
+        } => crate::keeper::main(
+            &conf.paths(),
+            &hosts,
+            &socket,
+            std::time::Duration::from_secs(idle_secs),
         ),
         Command::Recover { conf, format } => {
             crate::recover::run(&conf.paths(), format == Format::Json)

@@ -159,6 +159,18 @@ pub fn connect(specs: Vec<HostSpec>) -> Vec<Result<Host>> {
         .collect()
 }
 
+/// Hosts reached through a session keeper at `socket` (see keeper.rs).
+pub fn via_keeper(specs: Vec<HostSpec>, socket: &std::path::Path) -> Vec<Host> {
+    specs
+        .into_iter()
+        .map(|spec| Host {
+            conn: Box::new(crate::keeper::KeeperExec::new(socket, &spec)),
+            spec,
+            info: None,
+        })
+        .collect()
+}
+
 /// Run `f` on every host at once (one thread per host; each thread has its
 /// own session, none is shared) and return the results in order.
 pub fn parallel<T: Send>(

@@ -73,7 +73,7 @@ fn run_one(
     fault::point(&format!("before:{id}"))?;
     let detail = step.apply(ctx, journal)?;
     fault::point(&format!("after:{id}"))?;
-    journal.append(Entry::Done {
+    journal.append_lazy(Entry::Done {
         step: id.to_string(),
         host,
     })?;
@@ -97,7 +97,7 @@ pub fn rollback(
         let started = Instant::now();
         match apply_undo(&undo, ctx, timeout) {
             Ok(()) => {
-                journal.append(Entry::Undone {
+                journal.append_lazy(Entry::Undone {
                     step: step.clone(),
                     host: host.clone(),
                 })?;

@@ -119,13 +119,33 @@ impl Journal {
         }))
     }
 
-    /// Write one record and make it durable before returning.
+    /// Write one record and make it (and every lazy one before it) durable
+    /// before returning. Everything a recovery needs before a change is
+    /// written this way.
     pub fn append(&mut self, entry: Entry) -> Result<()> {
+        self.write(entry, true)
+    }
+
+    /// Write one record without waiting for the disk: for facts recorded
+    /// after a change (a step done, a report), whose loss only makes
+    /// `recover` repeat an idempotent undo. The next `append` or `close`
+    /// makes it durable.
+    pub fn append_lazy(&mut self, entry: Entry) -> Result<()> {
+        self.write(entry, false)
+    }
+
+    fn write(&mut self, entry: Entry, durable: bool) -> Result<()> {
         let mut line = serde_json::to_string(&entry).context("cannot encode journal entry")?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
-            .and_then(|_| self.file.sync_data())
+            .and_then(|_| {
+                if durable {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            })
             .with_context(|| {
                 format!(
                     "cannot write journal {} (disk full? read-only?)",
@@ -136,6 +156,7 @@ impl Journal {
         Ok(())
     }
 
+    /// A durable note.
     pub fn note(&mut self, key: &str, value: serde_json::Value) -> Result<()> {
         self.append(Entry::Note {
             key: key.to_string(),
@@ -143,8 +164,23 @@ impl Journal {
         })
     }
 
+    /// A note written after the fact (see [`Journal::append_lazy`]).
+    pub fn note_lazy(&mut self, key: &str, value: serde_json::Value) -> Result<()> {
+        self.append_lazy(Entry::Note {
+            key: key.to_string(),
+            value,
+        })
+    }
+
+    /// A durable phase boundary.
     pub fn phase(&mut self, phase: &str) -> Result<()> {
         self.append(Entry::Phase {
+            phase: phase.to_string(),
+        })
+    }
+
+    pub fn phase_lazy(&mut self, phase: &str) -> Result<()> {
+        self.append_lazy(Entry::Phase {
             phase: phase.to_string(),
         })
     }

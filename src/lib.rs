@@ -17,6 +17,7 @@ pub mod failover;
 pub mod fault;
 pub mod grants;
 pub mod journal;
+pub mod keeper;
 pub mod logger;
 pub mod mha;
 pub mod mha_args;

@@ -44,6 +44,8 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
         orig: orig.clone(),
         new: new.clone(),
     };
+    // A keeper left by an interrupted stop is of no use any more.
+    crate::keeper::stop(&crate::keeper::socket_path(&path));
     let specs = cluster::specs(&setup.mha, &setup.helper, &[&orig, &new])?;
     let undo_timeout = specs[0].settings.undo_timeout;
     let hosts: Vec<Host> = cluster::connect(specs)

@@ -158,11 +158,19 @@ impl Report {
             let _ = writeln!(t, "  warning: {w}");
         }
         for (h, s) in &self.ssh {
-            let _ = writeln!(
-                t,
-                "  ssh {h}: {} connection(s), {} command(s), connect {} ms",
-                s.connections, s.execs, s.connect_ms
-            );
+            if s.via_keeper && s.connections == 0 {
+                let _ = writeln!(
+                    t,
+                    "  ssh {h}: {} command(s) over the session keeper's connection",
+                    s.execs
+                );
+            } else {
+                let _ = writeln!(
+                    t,
+                    "  ssh {h}: {} connection(s), {} command(s), connect {} ms",
+                    s.connections, s.execs, s.connect_ms
+                );
+            }
         }
         if let Some(j) = &self.journal {
             let _ = writeln!(t, "  journal: {j}");

@@ -140,7 +140,10 @@ fn after_stop_application_accounts_cannot_write_on_the_old_master_and_recover_un
 fn failure_during_stop_makes_mha_abort_and_leaves_the_cluster_as_it_was() {
     let lab = Lab::lock();
     let before = lab.state();
-    for point in ["fail@after:block-accounts", "fail@before:verify-fence"] {
+    for point in [
+        "fail@after:block-accounts",
+        "fail@after:old-master-read-only",
+    ] {
         let o = lab.switchover("db2", &[("MHA_HELPER_FAULT", point)]);
         assert_ne!(
             o.status.code(),
@@ -175,7 +178,6 @@ fn kill_9_at_each_mutation_point_then_recover_restores_the_snapshot() {
         "after:kill-sessions",
         "before:old-master-read-only",
         "after:old-master-read-only",
-        "after:verify-fence",
     ];
     for p in points {
         let fault = format!("kill@{p}");

@@ -16,6 +16,7 @@ use crate::cluster::{self, Host};
 use crate::exit::Code;
 use crate::grants::{self, Snapshot};
 use crate::journal::Journal;
+use crate::keeper;
 use crate::mha_args::HookArgs;
 use crate::mysql::Script;
 use crate::report::Report;
@@ -278,12 +279,18 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
         j.phase("start-begun")?;
     }
     crate::fault::point("after:start-begun")?;
+    let socket = keeper::socket_path(&path);
+    let _guard = keeper::Guard::new(&socket);
     let mut hosts = Vec::new();
     let mut errors = Vec::new();
-    for r in cluster::connect(specs) {
-        match r {
-            Ok(h) => hosts.push(h),
-            Err(e) => errors.push(e),
+    if keeper::available(&socket, &[&m.orig, &m.new]) {
+        hosts = cluster::via_keeper(specs, &socket);
+    } else {
+        for r in cluster::connect(specs) {
+            match r {
+                Ok(h) => hosts.push(h),
+                Err(e) => errors.push(e),
+            }
         }
     }
     errors.extend(complete(&mut hosts, &m, &pending, &mut report));
@@ -297,7 +304,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     if errors.is_empty() {
         report.outcome = "new master writable, grants restored".into();
         if let Some(mut j) = journal {
-            j.note("start-report", serde_json::to_value(&report)?)?;
+            j.note_lazy("start-report", serde_json::to_value(&report)?)?;
             report.journal = Some(j.close("completed")?.display().to_string());
         }
         emit(&report, opts.json);
@@ -312,7 +319,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
         log::error!("{e:#}");
     }
     if let Some(j) = journal.as_mut() {
-        j.note("start-report", serde_json::to_value(&report)?)?;
+        j.note_lazy("start-report", serde_json::to_value(&report)?)?;
     }
     emit(&report, opts.json);
     Ok(Code::Proceed)

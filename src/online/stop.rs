@@ -12,10 +12,12 @@ use anyhow::{anyhow, Result};
 use serde_json::json;
 
 use super::{connect_all, emit, preflight, selection, HookOptions, Masters};
+use crate::cluster;
 use crate::config::helper::BlockMethod;
 use crate::engine;
 use crate::exit::{Code, NeedsRecover};
 use crate::journal::{new_id, Entry, Journal};
+use crate::keeper;
 use crate::mha_args::HookArgs;
 use crate::report::Report;
 use crate::setup::Setup;
@@ -27,6 +29,9 @@ use crate::steps::{Ctx, Step};
 /// Environment variable through which `mha-helper switchover` hands its
 /// switch id to the hooks MHA runs (so it can find their report).
 pub const SWITCH_ID_VAR: &str = "MHA_HELPER_SWITCH_ID";
+
+/// How long the session keeper waits for `start` before it gives up.
+const KEEPER_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The steps, in order, for the block method of the old master.
 pub fn plan(
@@ -55,20 +60,29 @@ pub fn plan(
     let block: Box<dyn Step> = Box::new(BlockAccounts::new(&m.orig, so.block_method, sel));
     let drain: Box<dyn Step> = Box::new(DrainSessions::new(&m.orig, admin, so.grace_period));
     let kill: Box<dyn Step> = Box::new(KillSessions::new(&m.orig, admin));
-    let old_ro: Box<dyn Step> = Box::new(SetReadOnly::new(
-        "old-master-read-only",
-        &m.orig,
-        true,
-        so.super_read_only,
-    ));
-    let verify: Box<dyn Step> = Box::new(VerifyFence::new(&m.orig, admin));
+    let old_ro = SetReadOnly::new("old-master-read-only", &m.orig, true, so.super_read_only);
     Ok(match so.block_method {
-        // Accounts cannot log in again, so kill before read_only.
+        // Accounts cannot log in again, so kill first; read_only and the
+        // proof of the fence then share one round trip.
         BlockMethod::Revoke | BlockMethod::AccountLock => {
-            vec![new_ro, block, drain, kill, old_ro, verify]
+            vec![
+                new_ro,
+                block,
+                drain,
+                kill,
+                Box::new(old_ro.proving_fence(admin)),
+            ]
         }
-        // Sessions would come straight back with full rights: read_only first.
-        BlockMethod::ReadOnlyOnly => vec![new_ro, block, drain, old_ro, kill, verify],
+        // Sessions would come straight back with full rights: read_only
+        // first, then kill, then prove the fence.
+        BlockMethod::ReadOnlyOnly => vec![
+            new_ro,
+            block,
+            drain,
+            Box::new(old_ro),
+            kill,
+            Box::new(VerifyFence::new(&m.orig, admin)),
+        ],
     })
 }
 
@@ -110,7 +124,19 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     let sel = selection(setup, &specs[0]);
     let admin = specs[0].access.user.clone();
     let undo_timeout = specs[0].settings.undo_timeout;
-    let hosts = connect_all(specs)?;
+    let socket = keeper::socket_path(&path);
+    let hosts = if opts.dry_run {
+        connect_all(specs)?
+    } else {
+        match keeper::spawn(&opts.paths, &socket, &[&m.orig, &m.new], KEEPER_IDLE) {
+            Ok(()) => cluster::via_keeper(specs, &socket),
+            Err(e) => {
+                log::debug!("no session keeper ({e:#}); connecting directly");
+                connect_all(specs)?
+            }
+        }
+    };
+    let guard = keeper::Guard::new(&socket);
     let mut ctx = Ctx::new(hosts, report);
     preflight::run(&mut ctx, &m.orig, &m.new, &sel)?;
     let mut steps = plan(&ctx, &m, &admin, sel)?;
@@ -154,9 +180,10 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     ctx.collect_stats();
     match result {
         Ok(()) => {
-            journal.phase("stop-complete")?;
+            journal.phase_lazy("stop-complete")?;
             ctx.report.outcome = "writes blocked on the old master".into();
-            journal.note("stop-report", serde_json::to_value(&ctx.report)?)?;
+            journal.note_lazy("stop-report", serde_json::to_value(&ctx.report)?)?;
+            guard.keep();
             emit(&ctx.report, opts.json);
             Ok(Code::Ok)
         }

@@ -95,6 +95,8 @@ pub struct Stats {
     pub connections: u32,
     pub execs: u32,
     pub connect_ms: u64,
+    /// Commands went through the session keeper's connection.
+    pub via_keeper: bool,
 }
 
 /// An open, authenticated session to one host.

@@ -177,7 +177,7 @@ impl Step for BlockAccounts {
     }
 
     fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
-        journal.note("block_started_ms", unix_ms().into())?;
+        journal.note_lazy("block_started_ms", unix_ms().into())?;
         let accounts = ctx.app.accounts.clone();
         let admin = self.selection.admin_user.clone();
         let host = ctx.host(&self.host)?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::{Ctx, Step, Undo};
+use super::{sessions, Ctx, Step, Undo};
 use crate::cluster::Host;
 use crate::config::helper::SuperReadOnly;
 use crate::journal::Journal;
@@ -104,6 +104,9 @@ pub struct SetReadOnly {
     on: bool,
     mode: SuperReadOnly,
     stmts: Vec<String>,
+    /// Also prove the fence in the same round trip (the MHA admin user,
+    /// whose sessions are not the application's).
+    fence: Option<String>,
 }
 
 impl SetReadOnly {
@@ -114,7 +117,16 @@ impl SetReadOnly {
             on,
             mode,
             stmts: Vec::new(),
+            fence: None,
         }
+    }
+
+    /// After setting read_only, check in the same script that no
+    /// application session from before the block is left (see
+    /// `sessions::check_fence`).
+    pub fn proving_fence(mut self, admin: &str) -> SetReadOnly {
+        self.fence = Some(admin.to_string());
+        self
     }
 }
 
@@ -126,7 +138,13 @@ impl Step for SetReadOnly {
         &self.host
     }
     fn what(&self) -> String {
-        format!("set read_only={}", u8::from(self.on))
+        match &self.fence {
+            Some(_) => format!(
+                "set read_only={} and prove the fence holds",
+                u8::from(self.on)
+            ),
+            None => format!("set read_only={}", u8::from(self.on)),
+        }
     }
 
     fn prepare(&mut self, ctx: &mut Ctx) -> Result<Option<Undo>> {
@@ -140,15 +158,38 @@ impl Step for SetReadOnly {
         }))
     }
 
-    fn statements(&self, _ctx: &Ctx) -> Vec<String> {
-        self.stmts.iter().map(|s| format!("{s};")).collect()
+    fn statements(&self, ctx: &Ctx) -> Vec<String> {
+        let mut s = Script::new(Duration::from_secs(1));
+        for st in &self.stmts {
+            s.exec("set read_only", st);
+        }
+        s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
+        if let Some(admin) = &self.fence {
+            sessions::add_query(&mut s, "sessions", &ctx.app.accounts, admin);
+        }
+        s.statements().split_off(2)
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
+        let Some(admin) = self.fence.clone() else {
+            let host = ctx.host(&self.host)?;
+            let t = host.spec.settings.step_timeout;
+            run_and_verify(host, &self.stmts, self.on, t)?;
+            return Ok(None);
+        };
+        let accounts = ctx.app.accounts.clone();
         let host = ctx.host(&self.host)?;
-        let t = host.spec.settings.step_timeout;
-        run_and_verify(host, &self.stmts, self.on, t)?;
-        Ok(None)
+        let mut s = Script::new(host.spec.settings.step_timeout);
+        for st in &self.stmts {
+            s.exec("set read_only", st);
+        }
+        s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
+        sessions::add_query(&mut s, "sessions", &accounts, &admin);
+        let r = host.run(&s)?;
+        if let Some(info) = host.info.as_mut() {
+            info.read_only = true;
+        }
+        sessions::check_fence(ctx, &self.host, &r).map(Some)
     }
 }
 

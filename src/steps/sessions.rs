@@ -288,39 +288,45 @@ impl Step for VerifyFence {
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
         let accounts = ctx.app.accounts.clone();
-        let watermark = ctx.app.watermark;
         let h = ctx.host(&self.host)?;
         let mut s = Script::new(h.spec.settings.step_timeout);
         s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
         add_query(&mut s, "sessions", &accounts, &self.admin);
         let r = h.run(&s)?;
-        let ro = r
-            .set("ro")
-            .records()
-            .next()
-            .is_some_and(|r| r.flag("read_only"));
-        let sessions = parse(&r, "sessions");
-        let old: Vec<&Session> = sessions.iter().filter(|s| s.id <= watermark).collect();
-        if !ro {
-            bail!("{}: read_only is off after it was set", self.host);
-        }
-        if !old.is_empty() {
-            bail!(
-                "{}: {} application session(s) from before the block are still connected (ids {:?})",
-                self.host,
-                old.len(),
-                old.iter().map(|s| s.id).collect::<Vec<_>>()
-            );
-        }
-        let newer = sessions.len();
-        if newer > 0 {
-            ctx.report.warn(format!(
-                "{}: {newer} application session(s) logged in after the block; they have no write rights",
-                self.host
-            ));
-        }
-        Ok(Some(format!(
-            "read_only=1, 0 pre-block sessions, {newer} newer"
-        )))
+        check_fence(ctx, &self.host, &r).map(Some)
     }
+}
+
+/// The fence holds when read_only reads 1 (result set `ro`) and no
+/// application session from before the block is left (result set
+/// `sessions`); newer sessions logged in without write rights and are only
+/// reported.
+pub fn check_fence(ctx: &mut Ctx, host: &str, r: &Results) -> Result<String> {
+    let ro = r
+        .set("ro")
+        .records()
+        .next()
+        .is_some_and(|r| r.flag("read_only"));
+    let sessions = parse(r, "sessions");
+    let watermark = ctx.app.watermark;
+    let old: Vec<&Session> = sessions.iter().filter(|s| s.id <= watermark).collect();
+    if !ro {
+        bail!("{host}: read_only is off after it was set");
+    }
+    if !old.is_empty() {
+        bail!(
+            "{host}: {} application session(s) from before the block are still connected (ids {:?})",
+            old.len(),
+            old.iter().map(|s| s.id).collect::<Vec<_>>()
+        );
+    }
+    let newer = sessions.len();
+    if newer > 0 {
+        ctx.report.warn(format!(
+            "{host}: {newer} application session(s) logged in after the block; they have no write rights"
+        ));
+    }
+    Ok(format!(
+        "fence holds: read_only=1, 0 pre-block sessions, {newer} newer"
+    ))
 }
