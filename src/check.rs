@@ -283,6 +283,27 @@ fn judge(setup: &Setup, probes: &mut [Probe]) -> Option<String> {
     master_name
 }
 
+/// A host MHA failed over from is expected to be down: report it as such
+/// instead of failing. Once it is back as a replica, forget the mark.
+fn excuse_failed_over_host(setup: &Setup, mark: &crate::failover::DeadMark, probes: &mut [Probe]) {
+    let Some(p) = probes.iter_mut().find(|p| p.check.host == mark.host) else {
+        return;
+    };
+    if p.check.server.is_none() {
+        p.check.role = format!(
+            "down (failed over {})",
+            mark.at.get(..16).unwrap_or(&mark.at)
+        );
+        p.check.warnings.push(format!(
+            "{}: down since MHA failed over to {} at {}; rebuild it as a replica of {}, or remove its block",
+            mark.host, mark.new_master, mark.at, mark.new_master
+        ));
+        p.check.warnings.append(&mut p.check.problems);
+    } else if p.check.role.starts_with("replica of") && p.check.problems.is_empty() {
+        let _ = fs::remove_file(crate::failover::dead_mark_path(setup));
+    }
+}
+
 /// Account-by-account differences between the master and a candidate.
 pub fn compare_accounts(master: &[Snapshot], other: &[Snapshot]) -> Vec<String> {
     let index = |v: &[Snapshot]| -> BTreeMap<Account, Vec<String>> {
@@ -327,7 +348,11 @@ fn table(r: &CheckReport) -> String {
             t,
             "{:<8} {:<6} {:<22} {:<18} {:<9} {:<9} {}",
             h.host,
-            if h.ok { "ok" } else { "FAIL" },
+            match (h.ok, h.role.starts_with("down")) {
+                (false, _) => "FAIL",
+                (true, true) => "down",
+                (true, false) => "ok",
+            },
             h.role,
             h.server
                 .as_ref()
@@ -432,6 +457,9 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
         })
         .collect();
     let master = judge(&setup, &mut probes);
+    if let Some(mark) = crate::failover::read_dead_mark(&setup) {
+        excuse_failed_over_host(&setup, &mark, &mut probes);
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -16,6 +16,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{self, Host};
 use crate::exit::{bad_input, Code};
@@ -182,20 +183,16 @@ fn expected_grants(setup: &Setup) -> Option<(Vec<Snapshot>, String)> {
     ))
 }
 
-fn compare_grants(host: &mut Host, expected: &[Snapshot], source: &str, report: &mut Report) {
-    let mut s = Script::new(Duration::from_secs(10));
-    s.query("users", "SELECT User AS user, Host AS host FROM mysql.user");
-    let users: Vec<(String, String)> = match host.run(&s) {
-        Ok(r) => r
-            .set("users")
-            .records()
-            .map(|u| (u.text("user"), u.text("host")))
-            .collect(),
-        Err(e) => {
-            report.warn(format!("{}: cannot list accounts: {e:#}", host.name()));
-            return;
-        }
-    };
+/// Compare the application grants on `host` with what the cluster
+/// expects; every difference is a warning in the report. `users` are the
+/// accounts that exist there.
+fn compare_grants(
+    host: &mut Host,
+    users: &[(String, String)],
+    expected: &[Snapshot],
+    source: &str,
+    report: &mut Report,
+) {
     let (present, missing): (Vec<&Snapshot>, Vec<&Snapshot>) = expected
         .iter()
         .partition(|s| users.contains(&(s.account.user.clone(), s.account.host.clone())));
@@ -207,6 +204,9 @@ fn compare_grants(host: &mut Host, expected: &[Snapshot], source: &str, report: 
         ));
     }
     let present: Vec<Snapshot> = present.into_iter().cloned().collect();
+    if present.is_empty() {
+        return;
+    }
     let mut s = Script::new(Duration::from_secs(10));
     grants::add_readback(&mut s, &present);
     match host.run(&s) {
@@ -219,14 +219,49 @@ fn compare_grants(host: &mut Host, expected: &[Snapshot], source: &str, report: 
     }
 }
 
+/// What the last failover left behind, for `check`: which host MHA gave
+/// up on and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadMark {
+    pub host: String,
+    pub new_master: String,
+    pub at: String,
+}
+
+pub fn dead_mark_path(setup: &Setup) -> std::path::PathBuf {
+    setup
+        .journal_path()
+        .with_file_name(format!("mha-helper.{}.failed-over.json", setup.mha.app))
+}
+
+pub fn read_dead_mark(setup: &Setup) -> Option<DeadMark> {
+    let text = std::fs::read_to_string(dead_mark_path(setup)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_dead_mark(setup: &Setup, mark: &DeadMark) {
+    let path = dead_mark_path(setup);
+    if let Err(e) = std::fs::write(&path, serde_json::to_string(mark).unwrap_or_default()) {
+        log::warn!("cannot record the failover in {}: {e}", path.display());
+    }
+}
+
 fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> Result<Code> {
     let new = setup.hostname(args.require("new_master_host").map_err(bad_input)?)?;
-    report.orig_master = args.value("orig_master_host").map(String::from);
+    let orig = args
+        .value("orig_master_host")
+        .map(|o| setup.hostname(o))
+        .transpose()?;
+    report.orig_master = orig.clone();
     report.new_master = Some(new.clone());
     let spec = cluster::specs(&setup.mha, &setup.helper, &[&new])?
         .pop()
         .expect("one spec")
         .with_credentials(args.get("new_master_user"), args.get("new_master_password"));
+    if dry_run {
+        report.outcome = format!("dry-run: would run {} on {new}", read_only::WRITABLE);
+        return Ok(Code::Ok);
+    }
     let t = Instant::now();
     let mut host = match cluster::connect(vec![spec]).pop() {
         Some(Ok(h)) => h,
@@ -239,18 +274,41 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
         }
         None => bail!("no host"),
     };
-    let info = host.refresh_info()?.clone();
-    let stmts = read_only::statements(&new, &info, false, host.spec.settings.super_read_only)?;
-    if dry_run {
-        report.outcome = format!("dry-run: would run {} on {new}", stmts.join("; "));
-        return Ok(Code::Ok);
-    }
-    let ro = host.spec.settings.step_timeout;
-    let opened = read_only::restore(&mut host, false, info.super_read_only.map(|_| false), ro);
+    let mut s = Script::new(host.spec.settings.step_timeout);
+    s.exec("new master read_only off", read_only::WRITABLE);
+    s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
+    s.query("users", "SELECT User AS user, Host AS host FROM mysql.user");
+    let result = host.run(&s);
     let ms = t.elapsed().as_millis() as u64;
     let mut code = Code::Ok;
-    match opened {
-        Ok(()) => report.step("new-master-writable", &new, "done", ms, None),
+    let mut users = Vec::new();
+    match result {
+        Ok(r)
+            if r.set("ro")
+                .records()
+                .next()
+                .is_some_and(|r| !r.flag("read_only")) =>
+        {
+            report.step("new-master-writable", &new, "done", ms, None);
+            users = r
+                .set("users")
+                .records()
+                .map(|u| (u.text("user"), u.text("host")))
+                .collect();
+        }
+        Ok(_) => {
+            report.step(
+                "new-master-writable",
+                &new,
+                "failed",
+                ms,
+                Some("read_only still 1".into()),
+            );
+            report.warn(format!(
+                "{new}: read_only still reads 1 after turning it off; MHA will try itself"
+            ));
+            code = Code::Proceed;
+        }
         Err(e) => {
             report.step(
                 "new-master-writable",
@@ -265,11 +323,23 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
             code = Code::Proceed;
         }
     }
-    match expected_grants(setup) {
-        Some((snaps, source)) => compare_grants(&mut host, &snaps, &source, report),
-        None => report.warn(format!(
-            "{new}: no record of the application's grants to compare with (run `mha-helper check` regularly)"
-        )),
+    if let Some(o) = &orig {
+        write_dead_mark(
+            setup,
+            &DeadMark {
+                host: o.clone(),
+                new_master: new.clone(),
+                at: crate::logger::utc_now(),
+            },
+        );
+    }
+    if code == Code::Ok {
+        match expected_grants(setup) {
+            Some((snaps, source)) => compare_grants(&mut host, &users, &snaps, &source, report),
+            None => report.warn(format!(
+                "{new}: no record of the application's grants to compare with (run `mha-helper check` regularly)"
+            )),
+        }
     }
     if let Some(s) = host.conn.stats() {
         report.ssh.insert(new.clone(), s);

@@ -46,6 +46,15 @@ pub struct SwitchRun {
 /// Run masterha_master_switch with `args`, streaming its output.
 pub fn run_switch(setup: &Setup, args: &[String], id: &str, what: &str) -> Result<SwitchRun> {
     let started = Instant::now();
+    let manager_log = setup
+        .mha
+        .servers
+        .first()
+        .and_then(|s| s.manager_log.clone())
+        .map(|p| {
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            (p, len)
+        });
     let program = std::env::var("MHA_HELPER_MASTERHA_SWITCH")
         .unwrap_or_else(|_| "masterha_master_switch".into());
     log::info!("running {program} {}", args.join(" "));
@@ -98,6 +107,13 @@ pub fn run_switch(setup: &Setup, args: &[String], id: &str, what: &str) -> Resul
         let _ = r.join();
     }
     let status = child.wait().context("waiting for masterha_master_switch")?;
+    // With manager_log set, MHA writes its log there instead of stdout.
+    if let Some((path, from)) = &manager_log {
+        if let Ok(text) = std::fs::read(path) {
+            let new = text.get(*from as usize..).unwrap_or_default();
+            output.extend(String::from_utf8_lossy(new).lines().map(String::from));
+        }
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
         crate::logger::set_progress(None);

@@ -74,7 +74,7 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
         if !journal.reached("start-begun") {
             journal.phase("start-begun")?;
         }
-        let pending = Pending::from_journal(&journal, &new);
+        let pending = Pending::from_journal(&journal);
         let errors = complete(&mut ctx.hosts, &m, &pending, &mut ctx.report);
         // The outage of an interrupted switch is not ours to measure here.
         ctx.report.write_block_ms = None;

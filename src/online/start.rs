@@ -27,14 +27,11 @@ use crate::steps::{read_only, Undo};
 /// What the journal says start must give back.
 pub struct Pending {
     pub grants: Option<Undo>,
-    /// super_read_only of the new master as stop saw it (None: no such
-    /// variable), when stop recorded it.
-    pub new_super: Option<Option<bool>>,
     pub block_started_ms: Option<u64>,
 }
 
 impl Pending {
-    pub fn from_journal(j: &Journal, new: &str) -> Pending {
+    pub fn from_journal(j: &Journal) -> Pending {
         let done: Vec<String> = j
             .entries()
             .iter()
@@ -50,13 +47,8 @@ impl Pending {
                 step == "block-accounts" && !done.contains(step) && matches!(u, Undo::Grants { .. })
             })
             .map(|(_, u)| u);
-        let new_super = j
-            .note_value("super_read_only")
-            .and_then(|v| v.get(new))
-            .map(|v| v.as_bool());
         Pending {
             grants,
-            new_super,
             block_started_ms: j.note_value("block_started_ms").and_then(|v| v.as_u64()),
         }
     }
@@ -76,15 +68,8 @@ fn open_new_master(
     pending: &Pending,
     report_warnings: &mut Vec<String>,
 ) -> Result<u64> {
-    let supers = match pending.new_super {
-        Some(s) => s,
-        None => h.refresh_info()?.super_read_only,
-    };
-    let stmts = read_only::restore_statements(false, supers.map(|_| false));
     let mut s = Script::new(h.spec.settings.step_timeout);
-    for st in &stmts {
-        s.exec("new master read_only off", st);
-    }
+    s.exec("new master read_only off", read_only::WRITABLE);
     s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
     s.query("users", "SELECT User AS user, Host AS host FROM mysql.user");
     let r = h.run(&s)?;
@@ -257,10 +242,9 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
         }
     };
     let pending = match &journal {
-        Some(j) => Pending::from_journal(j, &m.new),
+        Some(j) => Pending::from_journal(j),
         None => Pending {
             grants: None,
-            new_super: None,
             block_started_ms: None,
         },
     };
@@ -300,7 +284,6 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             report.ssh.insert(h.spec.name.clone(), s);
         }
     }
-    let had_warnings = !report.warnings.is_empty();
     if errors.is_empty() {
         report.outcome = "new master writable, grants restored".into();
         if let Some(mut j) = journal {
@@ -308,11 +291,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             report.journal = Some(j.close("completed")?.display().to_string());
         }
         emit(&report, opts.json);
-        return Ok(if had_warnings {
-            Code::Proceed
-        } else {
-            Code::Ok
-        });
+        return Ok(Code::Ok);
     }
     report.outcome = "incomplete; MHA proceeds, run `mha-helper recover` to finish".into();
     for e in &errors {

@@ -9,7 +9,6 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use serde_json::json;
 
 use super::{connect_all, emit, preflight, selection, HookOptions, Masters};
 use crate::cluster;
@@ -162,16 +161,6 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             pid: std::process::id(),
         },
     )?;
-    let supers: serde_json::Map<String, serde_json::Value> = ctx
-        .hosts
-        .iter()
-        .filter_map(|h| {
-            h.info
-                .as_ref()
-                .map(|i| (h.spec.name.clone(), json!(i.super_read_only)))
-        })
-        .collect();
-    journal.note("super_read_only", supers.into())?;
     journal.phase("stop-begun")?;
     ctx.report.journal = Some(path.display().to_string());
 

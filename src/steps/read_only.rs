@@ -12,6 +12,11 @@ use crate::config::helper::SuperReadOnly;
 use crate::journal::Journal;
 use crate::mysql::{Script, ServerInfo};
 
+/// Opens a server for writes. On MySQL, turning read_only off also turns
+/// super_read_only off, so this one statement is right for every flavour and
+/// needs no knowledge of the server.
+pub const WRITABLE: &str = "SET GLOBAL read_only = 0";
+
 /// The statements that turn read-only on or off on `info`'s server.
 pub fn statements(
     host: &str,
@@ -20,37 +25,32 @@ pub fn statements(
     mode: SuperReadOnly,
 ) -> Result<Vec<String>> {
     let has_super = info.super_read_only.is_some();
-    if on {
-        if mode == SuperReadOnly::On && !has_super {
-            bail!(
-                "{host}: super_read_only = on, but {} has no super_read_only; use auto or off",
-                info.label()
-            );
-        }
-        if has_super && mode != SuperReadOnly::Off {
-            Ok(vec!["SET GLOBAL super_read_only = 1".into()])
-        } else {
-            Ok(vec!["SET GLOBAL read_only = 1".into()])
-        }
-    } else if has_super {
-        Ok(vec![
-            "SET GLOBAL super_read_only = 0".into(),
-            "SET GLOBAL read_only = 0".into(),
-        ])
+    if !on {
+        return Ok(vec![WRITABLE.into()]);
+    }
+    if mode == SuperReadOnly::On && !has_super {
+        bail!(
+            "{host}: super_read_only = on, but {} has no super_read_only; use auto or off",
+            info.label()
+        );
+    }
+    if has_super && mode != SuperReadOnly::Off {
+        Ok(vec!["SET GLOBAL super_read_only = 1".into()])
     } else {
-        Ok(vec!["SET GLOBAL read_only = 0".into()])
+        Ok(vec!["SET GLOBAL read_only = 1".into()])
     }
 }
 
 /// Statements that put back a saved state.
 pub fn restore_statements(read_only: bool, super_read_only: Option<bool>) -> Vec<String> {
-    match super_read_only {
-        Some(true) => vec!["SET GLOBAL super_read_only = 1".into()],
-        Some(false) => vec![
+    match (read_only, super_read_only) {
+        (_, Some(true)) => vec!["SET GLOBAL super_read_only = 1".into()],
+        (false, _) => vec![WRITABLE.into()],
+        (true, Some(false)) => vec![
             "SET GLOBAL super_read_only = 0".into(),
-            format!("SET GLOBAL read_only = {}", u8::from(read_only)),
+            "SET GLOBAL read_only = 1".into(),
         ],
-        None => vec![format!("SET GLOBAL read_only = {}", u8::from(read_only))],
+        (true, None) => vec!["SET GLOBAL read_only = 1".into()],
     }
 }
 
@@ -242,9 +242,10 @@ mod tests {
             statements("db1", &i, true, SuperReadOnly::Off).unwrap(),
             vec!["SET GLOBAL read_only = 1"]
         );
+        // read_only=0 clears super_read_only too on MySQL
         assert_eq!(
             statements("db1", &i, false, SuperReadOnly::Auto).unwrap(),
-            vec!["SET GLOBAL super_read_only = 0", "SET GLOBAL read_only = 0"]
+            vec![WRITABLE]
         );
     }
 
@@ -254,13 +255,15 @@ mod tests {
             restore_statements(true, None),
             vec!["SET GLOBAL read_only = 1"]
         );
+        assert_eq!(restore_statements(false, None), vec![WRITABLE]);
         assert_eq!(
             restore_statements(true, Some(true)),
             vec!["SET GLOBAL super_read_only = 1"]
         );
+        assert_eq!(restore_statements(false, Some(false)), vec![WRITABLE]);
         assert_eq!(
-            restore_statements(false, Some(false)),
-            vec!["SET GLOBAL super_read_only = 0", "SET GLOBAL read_only = 0"]
+            restore_statements(true, Some(false)),
+            vec!["SET GLOBAL super_read_only = 0", "SET GLOBAL read_only = 1"]
         );
     }
 }

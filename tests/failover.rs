@@ -1,0 +1,244 @@
+//! Dead-master failover in the lab with the real MHA: the
+//! `master-ip-failover` hook in its four phases, `mha-helper failover`,
+//! and masterha_manager failing over by itself.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn manager_log(lab: &Lab) -> String {
+    std::fs::read_to_string(lab.var("MHALAB_MANAGER_LOG")).unwrap_or_default()
+}
+
+fn count(lab: &Lab, host: &str) -> u64 {
+    lab.value(host, "SELECT COUNT(*) FROM appdb.t1")
+        .parse()
+        .unwrap()
+}
+
+fn insert_rows(lab: &Lab, n: usize, tag: &str) {
+    let values: Vec<String> = (0..n).map(|i| format!("('{tag}-{i}')")).collect();
+    lab.app_sql(
+        "app",
+        "db1",
+        &format!("INSERT INTO t1 (val) VALUES {}", values.join(",")),
+    )
+    .unwrap();
+}
+
+fn failover(lab: &Lab, extra: &[&str]) -> std::process::Output {
+    let conf = lab.app_cnf();
+    let helper = lab.helper_cnf();
+    let mut args = vec![
+        "failover",
+        "--conf",
+        &conf,
+        "--helper-conf",
+        &helper,
+        "--dead-master",
+        "db1",
+    ];
+    args.extend_from_slice(extra);
+    lab.helper(&args)
+}
+
+fn assert_new_master(lab: &Lab, new: &str, other: &str) {
+    assert_eq!(
+        lab.value(new, "SELECT @@GLOBAL.read_only"),
+        "0",
+        "{new} must be writable"
+    );
+    let st = lab.host_state(new);
+    assert_eq!(st.replica_of, None, "{new} must not replicate any more");
+    let o = lab.host_state(other);
+    assert_eq!(
+        o.replica_of,
+        Some((lab.var(&format!("MHALAB_IP_{new}")), true)),
+        "{other} must replicate from {new}"
+    );
+    lab.app_sql("app", new, "INSERT INTO t1 (val) VALUES ('after failover')")
+        .unwrap();
+}
+
+#[test]
+fn failover_after_mariadb_on_db1_is_killed_keeps_every_replicated_transaction() {
+    let lab = Lab::lock();
+    // check records the application grants that start compares with
+    assert_eq!(lab.check(&[]).status.code(), Some(0));
+    insert_rows(&lab, 50, "a");
+    assert!(wait_for(Duration::from_secs(10), || count(&lab, "db2")
+        == 50
+        && count(&lab, "db3") == 50));
+    // db2 stops applying: what it still needs is only in its relay log
+    lab.mysql("db2", "STOP SLAVE SQL_THREAD");
+    insert_rows(&lab, 50, "b");
+    assert!(wait_for(Duration::from_secs(10), || count(&lab, "db3") == 100));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(&lab, "db2"), 50);
+    lab_ok(&["kill-mysql", "db1"]);
+
+    let o = failover(&lab, &["--new-master", "db2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("failed over from db1 to db2"),
+        "{}",
+        both(&o)
+    );
+    assert!(
+        stdout(&o).contains("replica db3 now replicates from the new master"),
+        "{}",
+        both(&o)
+    );
+    assert_eq!(
+        count(&lab, "db2"),
+        100,
+        "every transaction a replica had must be on the new master"
+    );
+    assert_new_master(&lab, "db2", "db3");
+
+    let log = manager_log(&lab);
+    assert!(
+        log.contains("master-ip-failover stopssh: db1: mysqld does not answer"),
+        "{log}"
+    );
+    assert!(
+        log.contains("master-ip-failover start: db2 is writable"),
+        "{log}"
+    );
+    assert!(!log.contains("grants differ"), "{log}");
+
+    // check on the new topology: passes, db1 reported down
+    let c = lab.check(&[]);
+    assert_eq!(c.status.code(), Some(0), "{}", both(&c));
+    let out = stdout(&c);
+    assert!(out.contains("master db2"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("db1") && l.contains("down")),
+        "{out}"
+    );
+}
+
+#[test]
+fn failover_when_db1_is_unreachable_goes_through_the_stop_phase() {
+    let lab = Lab::lock();
+    insert_rows(&lab, 10, "c");
+    assert!(wait_for(Duration::from_secs(10), || count(&lab, "db2")
+        == 10
+        && count(&lab, "db3") == 10));
+    lab_ok(&["link-down", "db1"]);
+    let o = failover(&lab, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let log = manager_log(&lab);
+    assert!(
+        log.contains("master-ip-failover stop: db1 is unreachable"),
+        "{log}"
+    );
+    assert!(log.contains("master-ip-failover start:"), "{log}");
+    let new = if stdout(&o).contains("to db2") {
+        "db2"
+    } else {
+        "db3"
+    };
+    let other = if new == "db2" { "db3" } else { "db2" };
+    assert_new_master(&lab, new, other);
+    assert_eq!(count(&lab, new), 11);
+}
+
+#[test]
+fn masterha_manager_fails_over_by_itself_calling_our_hooks() {
+    let lab = Lab::lock();
+    let conf = format!("--conf={}", lab.app_cnf());
+    let mut manager = Command::new(repo().join("scripts/lab"))
+        .args([
+            "exec",
+            "mgr",
+            "masterha_manager",
+            &conf,
+            "--ignore_last_failover",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = manager.id() as i32;
+    let watching = wait_for(Duration::from_secs(30), || {
+        manager_log(&lab).contains("Ping(SELECT) succeeded, waiting until MySQL doesn't respond")
+    });
+    let log = manager_log(&lab);
+    if !watching {
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        panic!("masterha_manager never started monitoring:\n{log}");
+    }
+    assert!(
+        log.contains("master-ip-failover status: ready"),
+        "status hook not run at start:\n{log}"
+    );
+    lab_ok(&["kill-mysql", "db1"]);
+    let done = wait_for(Duration::from_secs(60), || {
+        let l = manager_log(&lab);
+        l.contains("Master failover to") && l.contains("completed successfully")
+    });
+    let finished = wait_for(Duration::from_secs(20), || {
+        matches!(manager.try_wait(), Ok(Some(_)))
+    });
+    if !finished {
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = manager.wait();
+    }
+    let log = manager_log(&lab);
+    assert!(done, "masterha_manager did not fail over:\n{log}");
+    assert!(
+        log.contains("master-ip-failover stopssh: db1: mysqld does not answer"),
+        "{log}"
+    );
+    assert!(log.contains("master-ip-failover start:"), "{log}");
+    let new = if log.contains("Master failover to db2") {
+        "db2"
+    } else {
+        "db3"
+    };
+    let other = if new == "db2" { "db3" } else { "db2" };
+    assert_new_master(&lab, new, other);
+}
+
+#[test]
+fn masterha_check_repl_runs_our_status_phase_and_passes() {
+    let lab = Lab::lock();
+    let conf = format!("--conf={}", lab.app_cnf());
+    let o = lab_raw(&["exec", "mgr", "masterha_check_repl", &conf]);
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("master-ip-failover status: ready"), "{text}");
+    assert!(text.contains("MySQL Replication Health is OK."), "{text}");
+}
+
+#[test]
+fn masterha_check_repl_fails_with_our_message_when_the_helper_config_is_broken() {
+    let lab = Lab::lock();
+    lab.set_helper_conf("[default]\nblock_method = bogus\n");
+    let conf = format!("--conf={}", lab.app_cnf());
+    let o = lab_raw(&["exec", "mgr", "masterha_check_repl", &conf]);
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "helper.cnf:2: block_method = 'bogus': expected revoke, account_lock or read_only_only"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("MySQL Replication Health is NOT OK!"),
+        "{text}"
+    );
+}
+
+fn lab_ok(args: &[&str]) {
+    lab(args);
+}
