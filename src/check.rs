@@ -47,6 +47,10 @@ pub struct HostCheck {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerInfo>,
     pub application_accounts: usize,
+    /// Whether this host holds the writer VIP (None: no VIP configured or
+    /// not checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_vip: Option<bool>,
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
     pub ms: u64,
@@ -74,10 +78,23 @@ fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
         role: "unknown".into(),
         server: None,
         application_accounts: 0,
+        writer_vip: None,
         problems: Vec::new(),
         warnings: Vec::new(),
         ms: 0,
     };
+    match crate::steps::vip::spec(h) {
+        Ok(Some(spec)) => {
+            match crate::vip::present(h.conn.as_mut(), &spec, h.spec.settings.step_timeout) {
+                Ok(p) => c.writer_vip = Some(p),
+                Err(e) => c
+                    .problems
+                    .push(format!("{}: cannot check the writer VIP: {e:#}", c.host)),
+            }
+        }
+        Ok(None) => {}
+        Err(e) => c.problems.push(format!("{e:#}")),
+    }
     let mut s = Script::new(h.spec.settings.step_timeout);
     ServerInfo::add_queries(&mut s);
     s.query("mygrants", "SHOW GRANTS");
@@ -145,6 +162,7 @@ fn failed(host: &str, role: &str, problem: String) -> Probe {
             role: role.to_string(),
             server: None,
             application_accounts: 0,
+            writer_vip: None,
             problems: vec![problem],
             warnings: Vec::new(),
             ms: 0,
@@ -283,6 +301,53 @@ fn judge(setup: &Setup, probes: &mut [Probe]) -> Option<String> {
     master_name
 }
 
+/// The writer VIP must be on exactly one host, the master.
+fn judge_vip(setup: &Setup, master: Option<&str>, probes: &mut [Probe]) {
+    let Some(vip) = setup.helper.defaults().writer_vip.or_else(|| {
+        setup
+            .mha
+            .servers
+            .iter()
+            .find_map(|s| setup.helper.for_host(&s.hostname).writer_vip)
+    }) else {
+        return;
+    };
+    let holders: Vec<String> = probes
+        .iter()
+        .filter(|p| p.check.writer_vip == Some(true))
+        .map(|p| p.check.host.clone())
+        .collect();
+    match holders.as_slice() {
+        [] => {
+            let target = master.unwrap_or_default();
+            if let Some(p) = probes.iter_mut().find(|p| p.check.host == target) {
+                p.check.problems.push(format!(
+                    "{target}: the writer VIP {vip} is on no host; applications cannot reach the master (add it here)"
+                ));
+            }
+        }
+        [one] if Some(one.as_str()) != master => {
+            if let Some(p) = probes.iter_mut().find(|p| &p.check.host == one) {
+                p.check.problems.push(format!(
+                    "{one}: holds the writer VIP {vip} but the master is {}; move it to the master",
+                    master.unwrap_or("unknown")
+                ));
+            }
+        }
+        [_] => {}
+        many => {
+            for p in probes.iter_mut().filter(|p| many.contains(&p.check.host)) {
+                p.check.problems.push(format!(
+                    "{}: the writer VIP {vip} is on {} hosts at once ({}); remove it from all but the master",
+                    p.check.host,
+                    many.len(),
+                    many.join(", ")
+                ));
+            }
+        }
+    }
+}
+
 /// A host MHA failed over from is expected to be down: report it as such
 /// instead of failing. Once it is back as a replica, forget the mark.
 fn excuse_failed_over_host(setup: &Setup, mark: &crate::failover::DeadMark, probes: &mut [Probe]) {
@@ -340,13 +405,13 @@ fn table(r: &CheckReport) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<8} {:<6} {:<22} {:<18} {:<9} {:<9} MS",
-        "HOST", "RESULT", "ROLE", "SERVER", "READ_ONLY", "APP_ACCTS"
+        "{:<8} {:<6} {:<22} {:<18} {:<9} {:<9} {:<4} MS",
+        "HOST", "RESULT", "ROLE", "SERVER", "READ_ONLY", "APP_ACCTS", "VIP"
     );
     for h in &r.hosts {
         let _ = writeln!(
             t,
-            "{:<8} {:<6} {:<22} {:<18} {:<9} {:<9} {}",
+            "{:<8} {:<6} {:<22} {:<18} {:<9} {:<9} {:<4} {}",
             h.host,
             match (h.ok, h.role.starts_with("down")) {
                 (false, _) => "FAIL",
@@ -363,6 +428,11 @@ fn table(r: &CheckReport) -> String {
                 .map(|s| s.read_only.to_string())
                 .unwrap_or_else(|| "-".into()),
             h.application_accounts,
+            match h.writer_vip {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            },
             h.ms
         );
     }
@@ -457,6 +527,7 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
         })
         .collect();
     let master = judge(&setup, &mut probes);
+    judge_vip(&setup, master.as_deref(), &mut probes);
     if let Some(mark) = crate::failover::read_dead_mark(&setup) {
         excuse_failed_over_host(&setup, &mark, &mut probes);
     }

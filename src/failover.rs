@@ -27,7 +27,8 @@ use crate::mysql::{ErrorKind, Script};
 use crate::online::{emit, HookOptions};
 use crate::report::Report;
 use crate::setup::Setup;
-use crate::steps::{read_only, Undo};
+use crate::steps::{self, read_only, Undo};
+use crate::vip::{Change, VipSpec};
 
 pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
     log::info!("master-ip-failover {}", args.redacted());
@@ -74,8 +75,12 @@ fn status(setup: &Setup, args: &HookArgs, report: &mut Report) -> Result<Code> {
             );
         }
     }
+    let vip_note = match check_vip_on(setup, &orig)? {
+        Some(v) => format!(", writer VIP {v} on {orig}"),
+        None => String::new(),
+    };
     report.outcome = format!(
-        "ready: configuration {} valid, master {orig} known, helper settings {}",
+        "ready: configuration {} valid, master {orig} known{vip_note}, helper settings {}",
         setup.mha.app_path.display(),
         setup
             .helper
@@ -85,6 +90,30 @@ fn status(setup: &Setup, args: &HookArgs, report: &mut Report) -> Result<Code> {
             .unwrap_or_else(|| "defaults".into())
     );
     Ok(Code::Ok)
+}
+
+/// With a writer VIP configured, fail unless the master holds it.
+fn check_vip_on(setup: &Setup, master: &str) -> Result<Option<String>> {
+    let specs = cluster::specs(&setup.mha, &setup.helper, &[master])?;
+    let Some(spec) = VipSpec::for_host(master, &specs[0].settings)? else {
+        return Ok(None);
+    };
+    let mut host = cluster::connect(specs)
+        .pop()
+        .expect("one host")
+        .map_err(|e| e.context(format!("{master}: cannot check the writer VIP")))?;
+    let t = host.spec.settings.step_timeout;
+    if !crate::vip::present(host.conn.as_mut(), &spec, t)? {
+        bail!(
+            "writer VIP {} is not on the master {master} (interface {}); put it there \
+             (ip addr add {} dev {}) or fix writer_vip/cluster_interface",
+            spec.vip,
+            spec.iface,
+            spec.vip,
+            spec.iface
+        );
+    }
+    Ok(Some(spec.vip.to_string()))
 }
 
 fn stop(
@@ -102,6 +131,12 @@ fn stop(
         report.warn(format!(
             "{orig} may still be running and writable behind a partition; mha-helper cannot fence it"
         ));
+        if setup.helper.for_host(&orig).writer_vip.is_some() {
+            report.warn(format!(
+                "{orig} may still hold the writer VIP; the new master's gratuitous ARP takes the VIP's \
+                 traffic on this network, but remove it from {orig} before it rejoins"
+            ));
+        }
         return Ok(Code::Ok);
     }
     let specs = cluster::specs(&setup.mha, &setup.helper, &[&orig])?;
@@ -118,25 +153,70 @@ fn stop(
         None => bail!("no host"),
     };
     let t = Instant::now();
+    let (mut code, mut outcome) = fence_mysql(&mut host, &orig, mode, dry_run, report)?;
+    if let Some(spec) = steps::vip::spec(&host)? {
+        if dry_run {
+            outcome.push_str(&format!(
+                "; would remove the writer VIP: {}",
+                spec.remove_script()
+            ));
+        } else {
+            let timeout = host.spec.settings.step_timeout;
+            match steps::vip::apply(&mut host, false, timeout) {
+                Ok(Some(Change::Done)) => {
+                    report.step(
+                        "vip-leave-dead-master",
+                        &orig,
+                        "done",
+                        t.elapsed().as_millis() as u64,
+                        None,
+                    );
+                    outcome.push_str("; writer VIP removed");
+                }
+                Ok(_) => outcome.push_str("; writer VIP was not there"),
+                Err(e) => {
+                    report.warn(format!("{orig}: could not remove the writer VIP: {e:#}"));
+                    code = Code::Proceed;
+                }
+            }
+        }
+    }
+    report.outcome = outcome;
+    Ok(code)
+}
+
+/// Set read_only on a dead master's mysqld if it still answers. Returns the
+/// exit code and what happened.
+fn fence_mysql(
+    host: &mut Host,
+    orig: &str,
+    mode: crate::config::helper::SuperReadOnly,
+    dry_run: bool,
+    report: &mut Report,
+) -> Result<(Code, String)> {
+    let t = Instant::now();
     let info = match host.refresh_info() {
         Ok(i) => i.clone(),
         Err(e) => {
             let down = e
                 .downcast_ref::<crate::mysql::Error>()
                 .is_some_and(|m| m.kind == ErrorKind::Connect);
-            report.outcome = if down {
-                format!("{orig}: mysqld does not answer: nothing to fence")
-            } else {
-                report.warn(format!("{orig}: cannot inspect mysqld: {e:#}"));
-                "not fenced".into()
-            };
-            return Ok(if down { Code::Ok } else { Code::Proceed });
+            if down {
+                return Ok((
+                    Code::Ok,
+                    format!("{orig}: mysqld does not answer: nothing to fence"),
+                ));
+            }
+            report.warn(format!("{orig}: cannot inspect mysqld: {e:#}"));
+            return Ok((Code::Proceed, "not fenced".into()));
         }
     };
-    let stmts = read_only::statements(&orig, &info, true, mode)?;
+    let stmts = read_only::statements(orig, &info, true, mode)?;
     if dry_run {
-        report.outcome = format!("dry-run: would run {} on {orig}", stmts.join("; "));
-        return Ok(Code::Ok);
+        return Ok((
+            Code::Ok,
+            format!("dry-run: would run {} on {orig}", stmts.join("; ")),
+        ));
     }
     let mut s = Script::new(host.spec.settings.step_timeout);
     for st in &stmts {
@@ -146,19 +226,19 @@ fn stop(
         Ok(_) => {
             report.step(
                 "fence-read-only",
-                &orig,
+                orig,
                 "done",
                 t.elapsed().as_millis() as u64,
                 None,
             );
-            report.outcome =
-                format!("{orig}: mysqld still answered; set read-only so it takes no more writes");
-            Ok(Code::Ok)
+            Ok((
+                Code::Ok,
+                format!("{orig}: mysqld still answered; set read-only so it takes no more writes"),
+            ))
         }
         Err(e) => {
             report.warn(format!("{orig}: could not set read_only: {e:#}"));
-            report.outcome = "not fenced".into();
-            Ok(Code::Proceed)
+            Ok((Code::Proceed, "not fenced".into()))
         }
     }
 }
@@ -321,6 +401,23 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
                 "{new}: could not turn read_only off: {e:#}; MHA will try itself"
             ));
             code = Code::Proceed;
+        }
+    }
+    if code == Code::Ok {
+        let timeout = host.spec.settings.step_timeout;
+        match steps::vip::apply(&mut host, true, timeout) {
+            Ok(None) => {}
+            Ok(Some(_)) => report.step(
+                "vip-arrive-new-master",
+                &new,
+                "done",
+                t.elapsed().as_millis() as u64,
+                None,
+            ),
+            Err(e) => {
+                report.warn(format!("{new}: could not bring the writer VIP: {e:#}"));
+                code = Code::Proceed;
+            }
         }
     }
     if let Some(o) = &orig {

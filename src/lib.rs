@@ -30,3 +30,4 @@ pub mod scrub;
 pub mod setup;
 pub mod ssh;
 pub mod steps;
+pub mod vip;

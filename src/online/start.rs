@@ -22,7 +22,7 @@ use crate::mysql::Script;
 use crate::report::Report;
 use crate::setup::Setup;
 use crate::steps::accounts::{self, unix_ms};
-use crate::steps::{read_only, Undo};
+use crate::steps::{self, read_only, Undo};
 
 /// What the journal says start must give back.
 pub struct Pending {
@@ -147,7 +147,12 @@ pub fn complete(
     let (new_res, orig_res) = std::thread::scope(|s| {
         let w = &mut warnings;
         let a = s.spawn(move || match new_h {
-            Some(h) => open_new_master(h, pending, w),
+            Some(h) => {
+                let writable_at = open_new_master(h, pending, w)?;
+                let t = h.spec.settings.step_timeout;
+                let vip = steps::vip::apply(h, true, t);
+                Ok((writable_at, vip))
+            }
             None => Err(anyhow!("{}: not connected", m.new)),
         });
         let b = s.spawn(move || match orig_h {
@@ -165,10 +170,24 @@ pub fn complete(
     });
     let ms = started.elapsed().as_millis() as u64;
     match new_res {
-        Ok(writable_at) => {
+        Ok((writable_at, vip)) => {
             report.step("new-master-writable", &m.new, "done", ms, None);
             if let Some(b) = pending.block_started_ms {
                 report.write_block_ms = Some(writable_at.saturating_sub(b));
+            }
+            match vip {
+                Ok(None) => {}
+                Ok(Some(_)) => report.step("vip-arrive-new-master", &m.new, "done", ms, None),
+                Err(e) => {
+                    report.step(
+                        "vip-arrive-new-master",
+                        &m.new,
+                        "failed",
+                        ms,
+                        Some(format!("{e:#}")),
+                    );
+                    errors.push(e.context(format!("{}: could not bring the writer VIP", m.new)));
+                }
             }
         }
         Err(e) => {

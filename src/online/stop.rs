@@ -23,6 +23,7 @@ use crate::setup::Setup;
 use crate::steps::accounts::BlockAccounts;
 use crate::steps::read_only::SetReadOnly;
 use crate::steps::sessions::{DrainSessions, KillSessions, VerifyFence};
+use crate::steps::vip::MoveVip;
 use crate::steps::{Ctx, Step};
 
 /// Environment variable through which `mha-helper switchover` hands its
@@ -60,7 +61,7 @@ pub fn plan(
     let drain: Box<dyn Step> = Box::new(DrainSessions::new(&m.orig, admin, so.grace_period));
     let kill: Box<dyn Step> = Box::new(KillSessions::new(&m.orig, admin));
     let old_ro = SetReadOnly::new("old-master-read-only", &m.orig, true, so.super_read_only);
-    Ok(match so.block_method {
+    let mut steps: Vec<Box<dyn Step>> = match so.block_method {
         // Accounts cannot log in again, so kill first; read_only and the
         // proof of the fence then share one round trip.
         BlockMethod::Revoke | BlockMethod::AccountLock => {
@@ -82,7 +83,17 @@ pub fn plan(
             kill,
             Box::new(VerifyFence::new(&m.orig, admin)),
         ],
-    })
+    };
+    // The VIP leaves once writes are blocked; start brings it to the new
+    // master once that is writable.
+    if so.writer_vip.is_some() {
+        steps.push(Box::new(MoveVip::new(
+            "vip-leave-old-master",
+            &m.orig,
+            false,
+        )));
+    }
+    Ok(steps)
 }
 
 pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod read_only;
 pub mod sessions;
+pub mod vip;
 
 use std::time::Duration;
 
@@ -35,12 +36,16 @@ pub enum Undo {
         method: BlockMethod,
         snapshots: Vec<Snapshot>,
     },
+    /// Put the writer VIP on (`add`) or take it off the host.
+    Vip { host: String, add: bool },
 }
 
 impl Undo {
     pub fn host(&self) -> &str {
         match self {
-            Undo::ReadOnly { host, .. } | Undo::Grants { host, .. } => host,
+            Undo::ReadOnly { host, .. } | Undo::Grants { host, .. } | Undo::Vip { host, .. } => {
+                host
+            }
         }
     }
 
@@ -60,6 +65,8 @@ impl Undo {
             Undo::Grants {
                 method, snapshots, ..
             } => format!("restore {} account(s) ({method:?})", snapshots.len()),
+            Undo::Vip { add: true, .. } => "put the writer VIP back".into(),
+            Undo::Vip { add: false, .. } => "take the writer VIP off".into(),
         }
     }
 }
@@ -142,5 +149,6 @@ pub fn apply_undo(undo: &Undo, ctx: &mut Ctx, timeout: Duration) -> Result<()> {
             method,
             snapshots,
         } => accounts::restore(ctx.host(host)?, *method, snapshots, timeout).map(|_| ()),
+        Undo::Vip { host, add } => vip::apply(ctx.host(host)?, *add, timeout).map(|_| ()),
     }
 }

@@ -1,0 +1,273 @@
+//! The writer virtual IP: the address applications use to reach the
+//! master. It moves with the master: `ip addr add|del` on the host over SSH
+//! (with `sudo -n` when `requires_sudo`), then an announcement so
+//! neighbours update their caches — gratuitous ARP for IPv4 (iputils or
+//! Thomas Habets' arping, detected on the host), an unsolicited neighbour
+//! advertisement for IPv6 (a few lines of Perl, which every MHA node has).
+//!
+//! Adding and removing are idempotent: "already there" and "already gone"
+//! are success. The announcement is sent once at once and repeated twice in
+//! the background (1 s apart), because Linux ignores an update within a
+//! second of the previous one (neighbour locktime).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+
+use crate::config::helper::{HostSettings, WriterVip};
+use crate::quote::shell_word;
+use crate::ssh::Exec;
+
+/// The VIP as one host must hold it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VipSpec {
+    pub vip: WriterVip,
+    pub iface: String,
+    pub sudo: bool,
+    pub arping: bool,
+}
+
+/// What an add or remove found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Done,
+    /// Add: it was already there. Remove: it was already gone.
+    Already,
+}
+
+impl VipSpec {
+    /// The VIP settings of a host; None when no writer_vip is configured.
+    pub fn for_host(host: &str, s: &HostSettings) -> Result<Option<VipSpec>> {
+        let Some(vip) = s.writer_vip else {
+            return Ok(None);
+        };
+        let iface = s
+            .cluster_interface
+            .clone()
+            .ok_or_else(|| anyhow!("{host}: writer_vip is set but cluster_interface is not"))?;
+        Ok(Some(VipSpec {
+            vip,
+            iface,
+            sudo: s.requires_sudo,
+            arping: s.requires_arping,
+        }))
+    }
+
+    fn is_v6(&self) -> bool {
+        matches!(self.vip.address, IpAddr::V6(_))
+    }
+
+    fn sudo(&self) -> &'static str {
+        if self.sudo {
+            "sudo -n "
+        } else {
+            ""
+        }
+    }
+
+    /// `ip -o addr show dev IFACE` lists the address.
+    fn present_test(&self) -> String {
+        format!(
+            "ip -o addr show dev {} | grep -qF {}",
+            shell_word(&self.iface),
+            shell_word(&format!(" {}/", self.vip.address))
+        )
+    }
+
+    /// Shell script: add if missing (prints `added` or `present`), then
+    /// announce.
+    pub fn add_script(&self) -> String {
+        let family = if self.is_v6() { "-6 " } else { "" };
+        let nodad = if self.is_v6() { " nodad" } else { "" };
+        let mut s = format!(
+            "if {test}; then echo present; else {sudo}ip {family}addr add {addr} dev {iface}{nodad} || exit 3; echo added; fi",
+            test = self.present_test(),
+            sudo = self.sudo(),
+            addr = shell_word(&self.vip.to_string()),
+            iface = shell_word(&self.iface),
+        );
+        if self.arping {
+            s.push('\n');
+            s.push_str(&self.announce_script());
+        }
+        s
+    }
+
+    /// Shell script: remove if present (prints `removed` or `absent`).
+    pub fn remove_script(&self) -> String {
+        let family = if self.is_v6() { "-6 " } else { "" };
+        format!(
+            "if {test}; then {sudo}ip {family}addr del {addr} dev {iface} || exit 3; echo removed; else echo absent; fi",
+            test = self.present_test(),
+            sudo = self.sudo(),
+            addr = shell_word(&self.vip.to_string()),
+            iface = shell_word(&self.iface),
+        )
+    }
+
+    /// Shell script printing `present` or `absent`.
+    pub fn status_script(&self) -> String {
+        format!(
+            "if {}; then echo present; else echo absent; fi",
+            self.present_test()
+        )
+    }
+
+    /// Gratuitous ARP (IPv4) or unsolicited NA (IPv6): one now, two more in
+    /// the background. Fails (exit 4) when the tool is missing or sudo does
+    /// not allow it.
+    fn announce_script(&self) -> String {
+        let addr = shell_word(&self.vip.address.to_string());
+        let iface = shell_word(&self.iface);
+        let sudo = self.sudo();
+        if self.is_v6() {
+            let perl = shell_word(NA_PERL);
+            let check = if self.sudo {
+                "sudo -n -l perl >/dev/null 2>&1 || { echo 'sudo does not allow perl (needed for the IPv6 announcement)' >&2; exit 4; }\n"
+            } else {
+                ""
+            };
+            return format!(
+                "{check}{sudo}perl -MSocket=:all -e {perl} {iface} {addr} || exit 4\n\
+                 ( for i in 1 2; do sleep 1; {sudo}perl -MSocket=:all -e {perl} {iface} {addr}; done ) >/dev/null 2>&1 </dev/null &"
+            );
+        }
+        let check = if self.sudo {
+            "sudo -n -l arping >/dev/null 2>&1 || { echo 'sudo does not allow arping' >&2; exit 4; }\n"
+        } else {
+            "command -v arping >/dev/null 2>&1 || { echo 'arping not found' >&2; exit 4; }\n"
+        };
+        // iputils: -U unsolicited, -I interface; Habets: -U, -i interface,
+        // -S source (the VIP itself).
+        format!(
+            "{check}if arping -V 2>&1 | grep -q iputils; then a=\"{sudo}arping -q -U -I {iface} {addr}\"; \
+             elif arping --help 2>&1 | grep -qi habets; then a=\"{sudo}arping -q -U -i {iface} -S {addr} {addr}\"; \
+             else echo 'unknown arping flavour' >&2; exit 4; fi\n\
+             ( $a -c 3 ) >/dev/null 2>&1 </dev/null &"
+        )
+    }
+}
+
+/// Sends one unsolicited neighbour advertisement (override flag, target
+/// link-layer address option) for ARGV[1] from interface ARGV[0] to all
+/// nodes (ff02::1), hop limit 255 as RFC 4861 requires. The kernel fills
+/// in the ICMPv6 checksum of raw ICMPv6 sockets.
+const NA_PERL: &str = r#"use strict; my ($if, $addr) = @ARGV;
+open(my $f, '<', "/sys/class/net/$if/address") or die "no interface $if\n"; my $mac = <$f>; chomp $mac;
+open($f, '<', "/sys/class/net/$if/ifindex") or die; my $idx = <$f>; chomp $idx;
+socket(my $s, AF_INET6, SOCK_RAW, IPPROTO_ICMPV6) or die "socket: $!\n";
+setsockopt($s, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, pack('i', 255)) or die "hops: $!\n";
+setsockopt($s, IPPROTO_IPV6, IPV6_MULTICAST_IF, pack('I', $idx)) or die "if: $!\n";
+my $t = inet_pton(AF_INET6, $addr) or die "bad address $addr\n";
+my $na = pack('CCnN', 136, 0, 0, 0x20000000) . $t . pack('CC', 2, 1) . pack('C6', map { hex } split(/:/, $mac));
+send($s, $na, 0, pack_sockaddr_in6(0, inet_pton(AF_INET6, 'ff02::1'), 0, $idx)) or die "send: $!\n";"#;
+
+fn run(conn: &mut dyn Exec, script: &str, timeout: Duration) -> Result<String> {
+    let host = conn.host().to_string();
+    let out = conn.exec(&format!("/bin/sh -c {}", shell_word(script)), b"", timeout)?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.success() {
+        let what = match out.status {
+            3 => "ip addr failed",
+            4 => "announcement failed",
+            _ => "VIP command failed",
+        };
+        bail!(
+            "{host}: {what}: {} (exit {})",
+            out.stderr_text(),
+            out.status
+        );
+    }
+    Ok(stdout)
+}
+
+/// Put the VIP on the host behind `conn` and announce it.
+pub fn add(conn: &mut dyn Exec, spec: &VipSpec, timeout: Duration) -> Result<Change> {
+    let out = run(conn, &spec.add_script(), timeout)?;
+    Ok(if out.starts_with("present") {
+        Change::Already
+    } else {
+        Change::Done
+    })
+}
+
+/// Take the VIP off the host behind `conn`.
+pub fn remove(conn: &mut dyn Exec, spec: &VipSpec, timeout: Duration) -> Result<Change> {
+    let out = run(conn, &spec.remove_script(), timeout)?;
+    Ok(if out.starts_with("absent") {
+        Change::Already
+    } else {
+        Change::Done
+    })
+}
+
+/// Whether the host behind `conn` holds the VIP.
+pub fn present(conn: &mut dyn Exec, spec: &VipSpec, timeout: Duration) -> Result<bool> {
+    Ok(run(conn, &spec.status_script(), timeout)? == "present")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(addr: &str, sudo: bool, arping: bool) -> VipSpec {
+        VipSpec {
+            vip: addr.parse().unwrap(),
+            iface: "eth0".into(),
+            sudo,
+            arping,
+        }
+    }
+
+    #[test]
+    fn ipv4_add_is_idempotent_and_announces_with_detected_arping() {
+        let s = spec("198.51.100.100/24", true, true).add_script();
+        assert!(
+            s.starts_with(
+                "if ip -o addr show dev eth0 | grep -qF ' 198.51.100.100/'; then echo present; \
+             else sudo -n ip addr add 198.51.100.100/24 dev eth0 || exit 3; echo added; fi\n"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("sudo -n -l arping"));
+        assert!(s.contains("a=\"sudo -n arping -q -U -I eth0 198.51.100.100\""));
+        assert!(s.contains("a=\"sudo -n arping -q -U -i eth0 -S 198.51.100.100 198.51.100.100\""));
+        assert!(s.ends_with("( $a -c 3 ) >/dev/null 2>&1 </dev/null &"));
+    }
+
+    #[test]
+    fn remove_reports_absent_instead_of_failing() {
+        assert_eq!(
+            spec("198.51.100.100/24", false, true).remove_script(),
+            "if ip -o addr show dev eth0 | grep -qF ' 198.51.100.100/'; then ip addr del 198.51.100.100/24 dev eth0 \
+             || exit 3; echo removed; else echo absent; fi"
+        );
+    }
+
+    #[test]
+    fn ipv6_uses_ip_6_nodad_and_the_na_sender() {
+        let s = spec("2001:db8::100/64", false, true).add_script();
+        assert!(
+            s.contains("ip -6 addr add 2001:db8::100/64 dev eth0 nodad"),
+            "{s}"
+        );
+        assert!(s.contains("perl -MSocket=:all -e '"), "{s}");
+        assert!(!s.contains("arping"));
+    }
+
+    #[test]
+    fn without_arping_nothing_is_announced() {
+        let s = spec("198.51.100.100/24", false, false).add_script();
+        assert!(!s.contains("arping") && !s.contains("perl"));
+    }
+
+    #[test]
+    fn odd_interface_names_are_quoted() {
+        let s = VipSpec {
+            iface: "bond0.10;x".into(),
+            ..spec("198.51.100.100/24", false, false)
+        };
+        assert!(s.remove_script().contains("dev 'bond0.10;x'"));
+    }
+}

@@ -1,0 +1,380 @@
+//! The writer VIP follows the master, in the lab: the SSH user may run only
+//! `ip` and `arping` through sudo (requires_sudo), a client in the
+//! manager's namespace writes through the VIP the whole time.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const VIP_CONF: &str = "[default]\nwriter_vip = 198.51.100.100/24\ncluster_interface = eth0\nrequires_sudo = yes\ngrace_period = 1\n";
+
+fn vip_holders(lab: &Lab, vip: &str) -> Vec<&'static str> {
+    let addr = vip.split('/').next().unwrap();
+    HOSTS
+        .into_iter()
+        .filter(|h| {
+            lab.exec(h, "ip -o addr show dev eth0")
+                .contains(&format!(" {addr}/"))
+        })
+        .collect()
+}
+
+fn mac(lab: &Lab, host: &str) -> String {
+    lab.exec(host, "cat /sys/class/net/eth0/address")
+        .trim()
+        .to_string()
+}
+
+/// What the manager's namespace has cached as the VIP's link-layer address.
+fn mgr_neighbour(lab: &Lab, addr: &str) -> String {
+    let out = lab.exec("mgr", &format!("ip neigh show {addr}"));
+    out.split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A client in mgr writing through the VIP, one connection per commit,
+/// logging the time of each success and the host that took it.
+struct VipWriter {
+    child: Child,
+    stop: PathBuf,
+    out: PathBuf,
+}
+
+impl VipWriter {
+    fn start(lab: &Lab) -> VipWriter {
+        let cnf = lab.app_client_cnf("app");
+        let stop = PathBuf::from("/tmp/mha-helper-vip-writer.stop");
+        let out = PathBuf::from("/tmp/mha-helper-vip-writer.out");
+        let _ = std::fs::remove_file(&stop);
+        let _ = std::fs::remove_file(&out);
+        let script = format!(
+            "while [ ! -e {stop} ]; do \
+               h=$(mysql --defaults-extra-file={cnf} -h 198.51.100.100 --connect-timeout=1 -N appdb \
+                   -e \"INSERT INTO writes (ts, src) VALUES (NOW(6), @@hostname); SELECT @@hostname\" 2>/dev/null) \
+               && echo \"$(date +%s%N) $h\" >> {out}; \
+             done",
+            stop = stop.display(),
+            out = out.display()
+        );
+        let child = Command::new(repo().join("scripts/lab"))
+            .args(["exec", "mgr", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let w = VipWriter { child, stop, out };
+        assert!(
+            wait_for(Duration::from_secs(10), || w.successes().len() > 5),
+            "writer never wrote through the VIP"
+        );
+        w
+    }
+
+    fn successes(&self) -> Vec<(u64, String)> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (t, h) = l.split_once(' ')?;
+                Some((t.parse().ok()?, h.to_string()))
+            })
+            .collect()
+    }
+
+    /// Stop; return the longest gap (ms) and the hosts written to, in order.
+    fn finish(mut self) -> (u64, Vec<String>) {
+        std::fs::write(&self.stop, "").unwrap();
+        let _ = self.child.wait();
+        let s = self.successes();
+        let gap = s
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) / 1_000_000)
+            .max()
+            .unwrap_or(0);
+        let mut hosts: Vec<String> = Vec::new();
+        for (_, h) in s {
+            if hosts.last() != Some(&h) {
+                hosts.push(h);
+            }
+        }
+        (gap, hosts)
+    }
+}
+
+fn setup_vip(lab: &Lab) {
+    lab.set_helper_conf(VIP_CONF);
+    lab.exec("db1", "ip addr add 198.51.100.100/24 dev eth0");
+    let c = lab.check(&[]);
+    assert_eq!(c.status.code(), Some(0), "{}", both(&c));
+}
+
+#[test]
+fn writes_through_the_vip_continue_across_an_online_switchover_and_arp_follows() {
+    let lab = Lab::lock();
+    setup_vip(&lab);
+    let w = VipWriter::start(&lab);
+    let o = lab.switchover("db2", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    std::thread::sleep(Duration::from_secs(1));
+    let (gap, hosts) = w.finish();
+    assert_eq!(
+        hosts,
+        vec!["db1", "db2"],
+        "writes went db1 then db2 through the VIP"
+    );
+    assert!(gap < 3000, "write outage through the VIP was {gap} ms");
+    assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db2"]);
+    let db2_mac = mac(&lab, "db2");
+    assert!(
+        wait_for(Duration::from_secs(5), || mgr_neighbour(
+            &lab,
+            "198.51.100.100"
+        ) == db2_mac),
+        "the manager's ARP cache still says {} for the VIP, db2 is {db2_mac}",
+        mgr_neighbour(&lab, "198.51.100.100")
+    );
+    let c = lab.check(&[]);
+    assert_eq!(c.status.code(), Some(0), "{}", both(&c));
+}
+
+#[test]
+fn writes_through_the_vip_continue_across_a_dead_master_failover() {
+    let lab = Lab::lock();
+    setup_vip(&lab);
+    let w = VipWriter::start(&lab);
+    lab_ok(&["kill-mysql", "db1"]);
+    let conf = lab.app_cnf();
+    let helper = lab.helper_cnf();
+    let o = lab.helper(&[
+        "failover",
+        "--conf",
+        &conf,
+        "--helper-conf",
+        &helper,
+        "--dead-master",
+        "db1",
+        "--new-master",
+        "db2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    std::thread::sleep(Duration::from_secs(1));
+    let (gap, hosts) = w.finish();
+    assert_eq!(hosts.first().map(String::as_str), Some("db1"));
+    assert_eq!(hosts.last().map(String::as_str), Some("db2"), "{hosts:?}");
+    assert!(gap < 10_000, "write outage through the VIP was {gap} ms");
+    assert_eq!(
+        vip_holders(&lab, "198.51.100.100/24"),
+        vec!["db2"],
+        "stopssh removes it from db1, start adds it on db2"
+    );
+    let db2_mac = mac(&lab, "db2");
+    assert!(wait_for(Duration::from_secs(5), || mgr_neighbour(
+        &lab,
+        "198.51.100.100"
+    ) == db2_mac));
+    let log = std::fs::read_to_string(lab.var("MHALAB_MANAGER_LOG")).unwrap();
+    assert!(log.contains("writer VIP removed"), "{log}");
+}
+
+fn failover_hook(lab: &Lab, args: &[&str]) -> std::process::Output {
+    let conf = format!("--conf={}", lab.app_cnf());
+    let helper = format!("--helper-conf={}", lab.helper_cnf());
+    let pw = format!("--new_master_password={}", lab.var("MHALAB_MHA_PASSWORD"));
+    let mut all = vec!["master-ip-failover", conf.as_str(), helper.as_str()];
+    all.extend_from_slice(args);
+    all.push(&pw);
+    lab.helper(&all)
+}
+
+#[test]
+fn vip_removal_and_addition_are_idempotent_and_status_checks_it() {
+    let lab = Lab::lock();
+    setup_vip(&lab);
+    let status = failover_hook(
+        &lab,
+        &[
+            "--command=status",
+            "--orig_master_host=db1",
+            "--orig_master_ip=198.51.100.11",
+        ],
+    );
+    assert_eq!(status.status.code(), Some(0), "{}", both(&status));
+    assert!(
+        stderr(&status).contains("writer VIP 198.51.100.100/24 on db1"),
+        "{}",
+        both(&status)
+    );
+
+    let stop = [
+        "--command=stopssh",
+        "--orig_master_host=db1",
+        "--ssh_user=mha",
+    ];
+    let first = failover_hook(&lab, &stop);
+    assert_eq!(first.status.code(), Some(0), "{}", both(&first));
+    assert!(
+        stderr(&first).contains("writer VIP removed"),
+        "{}",
+        both(&first)
+    );
+    let second = failover_hook(&lab, &stop);
+    assert_eq!(second.status.code(), Some(0), "{}", both(&second));
+    assert!(
+        stderr(&second).contains("writer VIP was not there"),
+        "{}",
+        both(&second)
+    );
+    assert!(vip_holders(&lab, "198.51.100.100/24").is_empty());
+
+    // status fails when the master does not hold the VIP
+    let status = failover_hook(&lab, &["--command=status", "--orig_master_host=db1"]);
+    assert_ne!(status.status.code(), Some(0), "{}", both(&status));
+    assert!(
+        stderr(&status).contains("writer VIP 198.51.100.100/24 is not on the master db1"),
+        "{}",
+        both(&status)
+    );
+
+    let start = [
+        "--command=start",
+        "--orig_master_host=db1",
+        "--new_master_host=db1",
+        "--new_master_user=mha",
+    ];
+    for _ in 0..2 {
+        let o = failover_hook(&lab, &start);
+        assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+        assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db1"]);
+    }
+    // a VIP on two hosts, then on none, fails check
+    lab.exec("db3", "ip addr add 198.51.100.100/24 dev eth0");
+    let c = lab.check(&[]);
+    assert_eq!(c.status.code(), Some(1), "{}", both(&c));
+    assert!(
+        stdout(&c).contains("is on 2 hosts at once (db1, db3)"),
+        "{}",
+        both(&c)
+    );
+    lab.exec("db1", "ip addr del 198.51.100.100/24 dev eth0");
+    lab.exec("db3", "ip addr del 198.51.100.100/24 dev eth0");
+    let c = lab.check(&[]);
+    assert_eq!(c.status.code(), Some(1), "{}", both(&c));
+    assert!(stdout(&c).contains("is on no host"), "{}", both(&c));
+}
+
+#[test]
+fn a_rollback_puts_the_vip_back_on_the_old_master() {
+    let lab = Lab::lock();
+    setup_vip(&lab);
+    let before = lab.state();
+    let o = lab.switchover(
+        "db2",
+        &[("MHA_HELPER_FAULT", "fail@after:vip-leave-old-master")],
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db1"]);
+    assert_eq!(lab.settled_state(), before);
+    // and after a crash at the same point, recover does it
+    let o = lab.online_hook(
+        "stop",
+        "db1",
+        "db2",
+        &[],
+        &[("MHA_HELPER_FAULT", "kill@after:vip-leave-old-master")],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(vip_holders(&lab, "198.51.100.100/24").is_empty());
+    let r = lab.recover();
+    assert_eq!(r.status.code(), Some(0), "{}", both(&r));
+    assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db1"]);
+    assert_eq!(lab.settled_state(), before);
+}
+
+/// sudoers rule for perl, for the IPv6 announcement only; removed on drop.
+struct PerlSudo(PathBuf);
+
+impl PerlSudo {
+    fn grant() -> PerlSudo {
+        let p = PathBuf::from("/etc/sudoers.d/mhalab-test-perl");
+        std::fs::write(&p, "mha ALL=(root) NOPASSWD: /usr/bin/perl\n").unwrap();
+        let _ = Command::new("chmod")
+            .args(["0440", p.to_str().unwrap()])
+            .status();
+        PerlSudo(p)
+    }
+}
+
+impl Drop for PerlSudo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn ipv6_vip_moves_and_its_unsolicited_na_updates_the_neighbour_cache() {
+    let lab = Lab::lock();
+    let _perl = PerlSudo::grant();
+    lab.set_helper_conf(
+        "[default]\nwriter_vip = fd00:198:51:100::100/64\ncluster_interface = eth0\nrequires_sudo = yes\n",
+    );
+    lab.exec(
+        "mgr",
+        "ip -6 addr add fd00:198:51:100::10/64 dev eth0 nodad",
+    );
+    lab.exec(
+        "db1",
+        "ip -6 addr add fd00:198:51:100::100/64 dev eth0 nodad",
+    );
+    // the manager talks to the VIP, so it has a neighbour entry for it
+    lab.exec("mgr", "ping -6 -c 1 -W 2 fd00:198:51:100::100");
+    assert_eq!(
+        mgr_neighbour(&lab, "fd00:198:51:100::100"),
+        mac(&lab, "db1")
+    );
+    let stop = failover_hook(
+        &lab,
+        &[
+            "--command=stopssh",
+            "--orig_master_host=db1",
+            "--ssh_user=mha",
+        ],
+    );
+    assert!(
+        stderr(&stop).contains("writer VIP removed"),
+        "{}",
+        both(&stop)
+    );
+    let start = failover_hook(
+        &lab,
+        &[
+            "--command=start",
+            "--orig_master_host=db1",
+            "--new_master_host=db2",
+            "--new_master_user=mha",
+        ],
+    );
+    assert_eq!(start.status.code(), Some(0), "{}", both(&start));
+    assert_eq!(vip_holders(&lab, "fd00:198:51:100::100/64"), vec!["db2"]);
+    let db2_mac = mac(&lab, "db2");
+    assert!(
+        wait_for(Duration::from_secs(5), || mgr_neighbour(
+            &lab,
+            "fd00:198:51:100::100"
+        ) == db2_mac),
+        "neighbour cache still {}",
+        mgr_neighbour(&lab, "fd00:198:51:100::100")
+    );
+    lab.exec("mgr", "ip -6 addr del fd00:198:51:100::10/64 dev eth0");
+}
+
+fn lab_ok(args: &[&str]) {
+    lab(args);
+}
