@@ -1,0 +1,42 @@
+//! The example configuration files in conf/ stay true: they load, and mean
+//! what their comments say.
+
+use std::path::Path;
+
+use mha_helper::config::helper::{BlockMethod, HelperConfig};
+use mha_helper::config::mha::MhaConfig;
+
+fn conf(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name)
+}
+
+#[test]
+fn helper_example_loads_with_the_documented_defaults() {
+    let h = HelperConfig::load(Some(&conf("helper.cnf.example"))).unwrap();
+    let d = h.defaults();
+    assert_eq!(d.block_method, BlockMethod::Revoke);
+    assert_eq!(d.grace_period.as_secs(), 5);
+    assert_eq!(d.step_timeout.as_secs(), 30);
+    assert!(d.writer_vip.is_none());
+    assert!(d.requires_arping);
+    assert!(!d.requires_sudo);
+}
+
+#[test]
+fn mha_example_loads_as_mha_would_and_points_its_hooks_at_mha_helper() {
+    let resolve = |h: &str| -> anyhow::Result<String> {
+        Ok(match h {
+            "db1.example.com" => "192.0.2.11",
+            "db2.example.com" => "192.0.2.12",
+            _ => "192.0.2.13",
+        }
+        .to_string())
+    };
+    let m = MhaConfig::load_with_resolver(&conf("app1.cnf.example"), Some(Path::new("/nonexistent")), &resolve).unwrap();
+    assert_eq!(m.app, "app1.cnf", "MHA names the app after the file, minus its last extension");
+    assert_eq!(m.servers.len(), 3);
+    let s = &m.servers[0];
+    assert!(s.master_ip_online_change_script.as_deref().unwrap().contains("mha-helper master-ip-online-change --conf="));
+    assert!(s.master_ip_failover_script.as_deref().unwrap().contains("mha-helper master-ip-failover --conf="));
+    assert!(m.servers[2].no_master);
+}
