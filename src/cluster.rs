@@ -23,11 +23,17 @@ pub struct HostSpec {
 
 impl HostSpec {
     pub fn new(server: &Server, settings: &HostSettings) -> HostSpec {
-        let options = server
+        let mut options = server
             .ssh_options
             .as_deref()
             .map(SshOptions::parse)
             .unwrap_or_default();
+        if let Some(p) = options.port.filter(|p| *p != server.ssh_port) {
+            options.warnings.push(format!(
+                "ssh_options: port {p} ignored: MHA's ssh_port {} wins, as in MHA's own ssh commands",
+                server.ssh_port
+            ));
+        }
         let target = Target {
             name: server.hostname.clone(),
             ssh_host: server.ssh_host.clone(),

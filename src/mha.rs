@@ -243,7 +243,11 @@ fn summary_from_journal(closed: &Path, run: &SwitchRun, json: bool) -> Result<()
     if let Some(k) = get(&stop, "killed_sessions").and_then(|v| v.as_array().cloned()) {
         println!("  sessions killed on {orig}: {}", k.len());
         for s in k {
-            let t = |k: &str| s[k].as_str().map(String::from).unwrap_or_else(|| s[k].to_string());
+            let t = |k: &str| {
+                s[k].as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| s[k].to_string())
+            };
             println!(
                 "    id={} user={} host={} command={} time={}s",
                 t("id"),

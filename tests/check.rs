@@ -50,7 +50,7 @@ fn check_json_has_one_record_per_host() {
 #[test]
 fn check_fails_when_sshd_on_db3_is_stopped() {
     let lab = Lab::lock();
-    lab_ok(&["stop-sshd", "db3"]);
+    common::lab(&["stop-sshd", "db3"]);
     let o = lab.check(&[]);
     assert_fails_naming(&o, "db3", "cannot reach sshd");
 }
@@ -120,7 +120,7 @@ fn check_fails_when_the_mysql_password_is_wrong() {
 #[test]
 fn check_fails_when_mariadb_on_db2_is_stopped() {
     let lab = Lab::lock();
-    lab_ok(&["stop-mysql", "db2"]);
+    common::lab(&["stop-mysql", "db2"]);
     let o = lab.check(&[]);
     assert_fails_naming(&o, "db2", "is mysqld running");
 }
@@ -171,8 +171,4 @@ fn check_puts_no_password_in_any_argv_or_environment() {
         leaks.is_empty(),
         "password seen in process argv/environment:\n{leaks:?}"
     );
-}
-
-fn lab_ok(args: &[&str]) {
-    lab(args);
 }

@@ -7,7 +7,9 @@ use mha_helper::config::helper::{BlockMethod, HelperConfig};
 use mha_helper::config::mha::MhaConfig;
 
 fn conf(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("conf")
+        .join(name)
 }
 
 #[test]
@@ -32,11 +34,27 @@ fn mha_example_loads_as_mha_would_and_points_its_hooks_at_mha_helper() {
         }
         .to_string())
     };
-    let m = MhaConfig::load_with_resolver(&conf("app1.cnf.example"), Some(Path::new("/nonexistent")), &resolve).unwrap();
-    assert_eq!(m.app, "app1.cnf", "MHA names the app after the file, minus its last extension");
+    let m = MhaConfig::load_with_resolver(
+        &conf("app1.cnf.example"),
+        Some(Path::new("/nonexistent")),
+        &resolve,
+    )
+    .unwrap();
+    assert_eq!(
+        m.app, "app1.cnf",
+        "MHA names the app after the file, minus its last extension"
+    );
     assert_eq!(m.servers.len(), 3);
     let s = &m.servers[0];
-    assert!(s.master_ip_online_change_script.as_deref().unwrap().contains("mha-helper master-ip-online-change --conf="));
-    assert!(s.master_ip_failover_script.as_deref().unwrap().contains("mha-helper master-ip-failover --conf="));
+    assert!(s
+        .master_ip_online_change_script
+        .as_deref()
+        .unwrap()
+        .contains("mha-helper master-ip-online-change --conf="));
+    assert!(s
+        .master_ip_failover_script
+        .as_deref()
+        .unwrap()
+        .contains("mha-helper master-ip-failover --conf="));
     assert!(m.servers[2].no_master);
 }

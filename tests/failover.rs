@@ -30,22 +30,6 @@ fn insert_rows(lab: &Lab, n: usize, tag: &str) {
     .unwrap();
 }
 
-fn failover(lab: &Lab, extra: &[&str]) -> std::process::Output {
-    let conf = lab.app_cnf();
-    let helper = lab.helper_cnf();
-    let mut args = vec![
-        "failover",
-        "--conf",
-        &conf,
-        "--helper-conf",
-        &helper,
-        "--dead-master",
-        "db1",
-    ];
-    args.extend_from_slice(extra);
-    lab.helper(&args)
-}
-
 fn assert_new_master(lab: &Lab, new: &str, other: &str) {
     assert_eq!(
         lab.value(new, "SELECT @@GLOBAL.read_only"),
@@ -79,9 +63,9 @@ fn failover_after_mariadb_on_db1_is_killed_keeps_every_replicated_transaction() 
     assert!(wait_for(Duration::from_secs(10), || count(&lab, "db3") == 100));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(&lab, "db2"), 50);
-    lab_ok(&["kill-mysql", "db1"]);
+    common::lab(&["kill-mysql", "db1"]);
 
-    let o = failover(&lab, &["--new-master", "db2"]);
+    let o = lab.failover("db1", &["--new-master", "db2"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert!(
         stdout(&o).contains("failed over from db1 to db2"),
@@ -130,8 +114,8 @@ fn failover_when_db1_is_unreachable_goes_through_the_stop_phase() {
     assert!(wait_for(Duration::from_secs(10), || count(&lab, "db2")
         == 10
         && count(&lab, "db3") == 10));
-    lab_ok(&["link-down", "db1"]);
-    let o = failover(&lab, &[]);
+    common::lab(&["link-down", "db1"]);
+    let o = lab.failover("db1", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     let log = manager_log(&lab);
     assert!(
@@ -180,7 +164,7 @@ fn masterha_manager_fails_over_by_itself_calling_our_hooks() {
         log.contains("master-ip-failover status: ready"),
         "status hook not run at start:\n{log}"
     );
-    lab_ok(&["kill-mysql", "db1"]);
+    common::lab(&["kill-mysql", "db1"]);
     let done = wait_for(Duration::from_secs(60), || {
         let l = manager_log(&lab);
         l.contains("Master failover to") && l.contains("completed successfully")
@@ -237,8 +221,4 @@ fn masterha_check_repl_fails_with_our_message_when_the_helper_config_is_broken()
         text.contains("MySQL Replication Health is NOT OK!"),
         "{text}"
     );
-}
-
-fn lab_ok(args: &[&str]) {
-    lab(args);
 }

@@ -150,20 +150,8 @@ fn writes_through_the_vip_continue_across_a_dead_master_failover() {
     let lab = Lab::lock();
     setup_vip(&lab);
     let w = VipWriter::start(&lab);
-    lab_ok(&["kill-mysql", "db1"]);
-    let conf = lab.app_cnf();
-    let helper = lab.helper_cnf();
-    let o = lab.helper(&[
-        "failover",
-        "--conf",
-        &conf,
-        "--helper-conf",
-        &helper,
-        "--dead-master",
-        "db1",
-        "--new-master",
-        "db2",
-    ]);
+    common::lab(&["kill-mysql", "db1"]);
+    let o = lab.failover("db1", &["--new-master", "db2"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     std::thread::sleep(Duration::from_secs(1));
     let (gap, hosts) = w.finish();
@@ -373,8 +361,4 @@ fn ipv6_vip_moves_and_its_unsolicited_na_updates_the_neighbour_cache() {
         mgr_neighbour(&lab, "fd00:198:51:100::100")
     );
     lab.exec("mgr", "ip -6 addr del fd00:198:51:100::10/64 dev eth0");
-}
-
-fn lab_ok(args: &[&str]) {
-    lab(args);
 }

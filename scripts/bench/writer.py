@@ -48,7 +48,7 @@ def main():
         host = hosts[cur]
         try:
             c = pymysql.connect(host=host, user=a.user, password=password, database="appdb",
-                                connect_timeout=1, read_timeout=2, write_timeout=2, autocommit=True,
+                                connect_timeout=0.2, read_timeout=2, write_timeout=2, autocommit=True,
                                 ssl_disabled=True)
             try:
                 with c.cursor() as cur_:

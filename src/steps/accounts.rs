@@ -50,11 +50,42 @@ pub fn load(host: &mut Host, selection: &Selection) -> Result<AppAccounts> {
     })
 }
 
-/// Give the accounts back what `snaps` says and check `SHOW GRANTS` again.
-/// An account that fails does not stop the others: the script restarts
-/// after it, and every failure is reported at the end. Returns the
-/// accounts restored.
+/// Give the accounts back what `snaps` says and check `SHOW GRANTS` again:
+/// first all at once (grants shared by many accounts in one statement);
+/// if that fails or reads back differently, account by account with every
+/// saved line replayed verbatim, where an account that fails does not stop
+/// the others. Every failure is reported at the end. Returns the accounts
+/// restored.
 pub fn restore(
+    host: &mut Host,
+    method: BlockMethod,
+    snaps: &[Snapshot],
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    if snaps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut s = Script::new(timeout).without_binlog();
+    grants::add_restore(&mut s, method, snaps);
+    match host.run_with(&s, timeout) {
+        Ok(r) if grants::differences(&r, snaps).is_empty() => {
+            return Ok(snaps.iter().map(|s| s.account.label()).collect());
+        }
+        Ok(r) => log::warn!(
+            "{}: grants differ after the grouped restore ({}); replaying account by account",
+            host.name(),
+            grants::differences(&r, snaps).join(" | ")
+        ),
+        Err(e) => log::warn!(
+            "{}: grouped restore failed ({}); replaying account by account",
+            host.name(),
+            crate::exit::message(&e)
+        ),
+    }
+    restore_each(host, method, snaps, timeout)
+}
+
+fn restore_each(
     host: &mut Host,
     method: BlockMethod,
     snaps: &[Snapshot],
@@ -66,7 +97,7 @@ pub fn restore(
     while from < snaps.len() {
         let part = &snaps[from..];
         let mut s = Script::new(timeout).without_binlog();
-        grants::add_restore(&mut s, method, part);
+        grants::add_restore_each(&mut s, method, part);
         match host.run_with(&s, timeout) {
             Ok(r) => {
                 let diffs = grants::differences(&r, part);

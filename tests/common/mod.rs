@@ -492,6 +492,23 @@ impl Lab {
         self.helper(&["recover", "--conf", &conf, "--helper-conf", &helper])
     }
 
+    /// `mha-helper failover --dead-master DEAD [EXTRA]` in the manager namespace.
+    pub fn failover(&self, dead: &str, extra: &[&str]) -> Output {
+        let conf = self.app_cnf();
+        let helper = self.helper_cnf();
+        let mut args = vec![
+            "failover",
+            "--conf",
+            &conf,
+            "--helper-conf",
+            &helper,
+            "--dead-master",
+            dead,
+        ];
+        args.extend_from_slice(extra);
+        self.helper(&args)
+    }
+
     /// `mha-helper switchover` in the manager namespace.
     pub fn switchover(&self, new: &str, env: &[(&str, &str)]) -> Output {
         let conf = self.app_cnf();
