@@ -42,6 +42,7 @@ def main():
     hosts = a.hosts.split(",")
     cur = 0
     ok = []
+    ok_hosts = []  # the server (its @@hostname) that took each commit
     errors = 0
     failures = []  # (time, host, error code) of failed attempts
     while not os.path.exists(a.stop_file):
@@ -53,16 +54,19 @@ def main():
             try:
                 with c.cursor() as cur_:
                     cur_.execute("INSERT INTO writes (ts, src) VALUES (NOW(6), %s)", (host,))
+                    cur_.execute("SELECT @@hostname")
+                    served_by = cur_.fetchone()[0]
             finally:
                 c.close()
             ok.append(time.time())
+            ok_hosts.append(served_by)
         except Exception as e:
             errors += 1
             code = e.args[0] if e.args and isinstance(e.args[0], int) else -1
             failures.append((time.time(), host, code))
             cur = (cur + 1) % len(hosts)
     with open(a.out, "w") as f:
-        json.dump({"ok": ok, "errors": errors, "failures": failures}, f)
+        json.dump({"ok": ok, "ok_hosts": ok_hosts, "errors": errors, "failures": failures}, f)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ impl Step for DrainSessions {
     }
     fn what(&self) -> String {
         format!(
-            "wait up to {:.1} s for application sessions to end (polling every {} ms)",
+            "wait up to {:.1} s for the application sessions open at the block to end (polling every {} ms)",
             self.grace.as_secs_f64(),
             POLL_EVERY.as_millis()
         )
@@ -101,9 +101,19 @@ impl Step for DrainSessions {
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
         let deadline = Instant::now() + self.grace;
-        let at_start = ctx.app.remaining.len();
+        let watermark = ctx.app.watermark;
+        // Only sessions from before the block can be doing work worth
+        // waiting for; an application that reconnects in a loop (through a
+        // VIP, say) logs in with no rights and must not hold the drain.
+        let pending = |ctx: &Ctx| ctx.app.remaining.iter().any(|s| s.id <= watermark);
+        let at_start = ctx
+            .app
+            .remaining
+            .iter()
+            .filter(|s| s.id <= watermark)
+            .count();
         let mut polls = 0;
-        while !ctx.app.remaining.is_empty() {
+        while pending(ctx) {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -112,9 +122,14 @@ impl Step for DrainSessions {
             ctx.app.remaining = poll(ctx, &self.host, &self.admin)?;
             polls += 1;
         }
+        let left = ctx
+            .app
+            .remaining
+            .iter()
+            .filter(|s| s.id <= watermark)
+            .count();
         Ok(Some(format!(
-            "{at_start} open at start, {} left after {polls} poll(s)",
-            ctx.app.remaining.len()
+            "{at_start} open at the block, {left} of them left after {polls} poll(s)"
         )))
     }
 }
