@@ -63,6 +63,7 @@ pub struct CheckReport {
     pub master: Option<String>,
     pub hosts: Vec<HostCheck>,
     pub elapsed_ms: u64,
+    pub peak_rss_kb: u64,
 }
 
 struct Probe {
@@ -548,6 +549,7 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
         master,
         hosts: probes.into_iter().map(|p| p.check).collect(),
         elapsed_ms: started.elapsed().as_millis() as u64,
+        peak_rss_kb: crate::report::peak_rss_kb(),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -30,4 +30,6 @@ pub mod scrub;
 pub mod setup;
 pub mod ssh;
 pub mod steps;
+#[cfg(test)]
+pub mod testing;
 pub mod vip;

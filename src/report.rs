@@ -61,8 +61,23 @@ pub struct Report {
     pub warnings: Vec<String>,
     pub ssh: BTreeMap<String, Stats>,
     pub elapsed_ms: u64,
+    /// Peak resident memory of this process (getrusage), for the benchmark.
+    pub peak_rss_kb: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<String>,
+}
+
+/// Peak resident set size of this process so far, in KiB.
+pub fn peak_rss_kb() -> u64 {
+    // SAFETY: getrusage fills the struct we pass.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
+            u.ru_maxrss.max(0) as u64
+        } else {
+            0
+        }
+    }
 }
 
 impl Report {

@@ -76,6 +76,9 @@ pub fn connect_all(specs: Vec<HostSpec>) -> Result<Vec<Host>> {
 
 /// Print the report as the user asked (text is also logged).
 pub fn emit(report: &Report, json: bool) {
+    let mut report = report.clone();
+    report.peak_rss_kb = crate::report::peak_rss_kb();
+    let report = &report;
     if json {
         println!("{}", report.to_json());
     } else {

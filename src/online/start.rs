@@ -306,6 +306,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     if errors.is_empty() {
         report.outcome = "new master writable, grants restored".into();
         if let Some(mut j) = journal {
+            report.peak_rss_kb = crate::report::peak_rss_kb();
             j.note_lazy("start-report", serde_json::to_value(&report)?)?;
             report.journal = Some(j.close("completed")?.display().to_string());
         }

@@ -182,6 +182,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
         Ok(()) => {
             journal.phase_lazy("stop-complete")?;
             ctx.report.outcome = "writes blocked on the old master".into();
+            ctx.report.peak_rss_kb = crate::report::peak_rss_kb();
             journal.note_lazy("stop-report", serde_json::to_value(&ctx.report)?)?;
             guard.keep();
             emit(&ctx.report, opts.json);
@@ -200,5 +201,194 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             }
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::{code_for, Code};
+    use crate::grants::{Account, Selection, Snapshot};
+    use crate::testing::{self, FakeExec, Log};
+
+    const GRANT: &str = "GRANT SELECT, INSERT ON `appdb`.* TO `app`@`%`";
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            account: Account::new("app", "%"),
+            grants: vec![
+                "GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*A'".into(),
+                GRANT.into(),
+            ],
+            locked: false,
+        }
+    }
+
+    /// db1 the writable old master, db2 the read_only new one; db1 fails
+    /// statements containing any of `failing`.
+    fn fixture(name: &str, failing: &[&str]) -> (Ctx, Log, Vec<Box<dyn Step>>, Journal) {
+        let log = Log::default();
+        let dir =
+            std::env::temp_dir().join(format!("mha-helper-stop-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = Journal::path_for(&dir, "app1");
+        let mut db1 = FakeExec::new("db1", &log);
+        db1.answers.insert("watermark".into(), "id\n100\n".into());
+        db1.answers.insert(
+            "after:0".into(),
+            format!("Grants for app@%\n{}\n{GRANT}\n", snapshot().grants[0]),
+        );
+        db1.failing = failing.iter().map(|f| f.to_string()).collect();
+        let p = path.clone();
+        db1.on_script = Some(Box::new(move |sql: &str| {
+            if sql.contains("REVOKE ALL PRIVILEGES") {
+                let j = std::fs::read_to_string(&p).unwrap();
+                assert!(
+                    j.contains("\"kind\":\"grants\"")
+                        && j.contains("GRANT SELECT, INSERT ON `appdb`"),
+                    "grants must be in the journal before the revoke: {j}"
+                );
+            }
+        }));
+        let db2 = FakeExec::new("db2", &log);
+        let hosts = vec![
+            testing::host("db1", db1, false),
+            testing::host("db2", db2, true),
+        ];
+        let mut ctx = Ctx::new(hosts, Report::new("test", "stop"));
+        ctx.app.accounts = vec![snapshot().account];
+        ctx.app.snapshots = vec![snapshot()];
+        let m = Masters {
+            orig: "db1".into(),
+            new: "db2".into(),
+        };
+        let sel = Selection {
+            admin_user: "mha".into(),
+            ..Selection::default()
+        };
+        let steps = plan(&ctx, &m, "mha", sel).unwrap();
+        let journal = Journal::create(
+            &path,
+            Entry::Begin {
+                id: "t".into(),
+                kind: "online".into(),
+                orig: "db1".into(),
+                new: "db2".into(),
+                at: "now".into(),
+                pid: 1,
+            },
+        )
+        .unwrap();
+        (ctx, log, steps, journal)
+    }
+
+    fn kinds(j: &Journal) -> Vec<String> {
+        j.entries()
+            .iter()
+            .map(|e| match e {
+                Entry::Begin { .. } => "begin".to_string(),
+                Entry::Intent { step, .. } => format!("intent {step}"),
+                Entry::Done { step, .. } => format!("done {step}"),
+                Entry::Undone { step, .. } => format!("undone {step}"),
+                Entry::Note { key, .. } => format!("note {key}"),
+                Entry::Phase { phase } => format!("phase {phase}"),
+                Entry::End { .. } => "end".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_undo_is_journaled_before_its_change_and_the_steps_run_in_order() {
+        let (mut ctx, log, mut steps, mut journal) = fixture("ok", &[]);
+        engine::run(
+            &mut steps,
+            &mut ctx,
+            &mut journal,
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            kinds(&journal),
+            [
+                "begin",
+                "intent new-master-read-only",
+                "done new-master-read-only",
+                "intent block-accounts",
+                "note block_started_ms",
+                "done block-accounts",
+                "done drain-sessions",
+                "done kill-sessions",
+                "intent old-master-read-only",
+                "done old-master-read-only",
+            ]
+        );
+        let log = log.lock().unwrap();
+        assert!(log[0].starts_with("db2: ") && log[0].contains("SET GLOBAL read_only = 1"));
+        assert!(log[1].starts_with("db1: ") && log[1].contains("SET SESSION sql_log_bin = 0"));
+        assert!(log[1].contains("REVOKE ALL PRIVILEGES, GRANT OPTION FROM `app`@`%`"));
+        assert!(log[2].starts_with("db1: ") && log[2].contains("SET GLOBAL read_only = 1"));
+        assert_eq!(
+            log.len(),
+            3,
+            "no drain polls or kills without sessions: {log:#?}"
+        );
+    }
+
+    #[test]
+    fn a_failure_rolls_back_every_change_in_reverse_order() {
+        let (mut ctx, log, mut steps, mut journal) = fixture("fail", &["SET GLOBAL read_only = 1"]);
+        let err = engine::run(
+            &mut steps,
+            &mut ctx,
+            &mut journal,
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap_err();
+        let msg = crate::exit::message(&err);
+        assert!(
+            msg.contains("step old-master-read-only on db1 failed"),
+            "{msg}"
+        );
+        assert!(msg.contains("rolled back: 3 change(s) undone"), "{msg}");
+        assert_eq!(code_for(&err), Code::Failed);
+        let log = log.lock().unwrap();
+        let undo: Vec<&String> = log.iter().skip(3).collect();
+        assert!(
+            undo[0].starts_with("db1: ") && undo[0].contains("SET GLOBAL read_only = 0"),
+            "{undo:#?}"
+        );
+        assert!(
+            undo[1].starts_with("db1: ") && undo[1].contains(GRANT),
+            "{undo:#?}"
+        );
+        assert!(undo[1].contains("SET SESSION sql_log_bin = 0"));
+        assert!(
+            undo[2].starts_with("db2: ") && undo[2].contains("SET GLOBAL read_only = 1"),
+            "{undo:#?}"
+        );
+        assert!(journal.pending_undos().is_empty());
+    }
+
+    #[test]
+    fn an_undo_that_fails_too_asks_for_recover_and_stays_in_the_journal() {
+        let (mut ctx, _log, mut steps, mut journal) = fixture(
+            "undo-fails",
+            &["SET GLOBAL read_only = 1", "GRANT SELECT, INSERT"],
+        );
+        let err = engine::run(
+            &mut steps,
+            &mut ctx,
+            &mut journal,
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert_eq!(code_for(&err), Code::NeedsRecover);
+        assert!(crate::exit::message(&err).contains("ROLLBACK INCOMPLETE"));
+        let pending: Vec<String> = journal
+            .pending_undos()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(pending, vec!["block-accounts"], "the grants are still owed");
     }
 }

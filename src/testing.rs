@@ -1,0 +1,134 @@
+//! Scripted fakes for unit tests of the switch logic: a host whose "SSH"
+//! answers each SQL script from a table, records what it was sent, and can
+//! be told to fail statements. Only pure logic is tested this way; the lab
+//! tests run the real thing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cluster::{Host, HostSpec};
+use crate::config::helper::HelperConfig;
+use crate::config::mha::MhaConfig;
+use crate::mysql::{Flavor, ServerInfo};
+use crate::ssh::{Exec, Output};
+
+/// What a fake host was sent, shared with the test.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+type Hook = Box<dyn FnMut(&str) + Send>;
+
+pub struct FakeExec {
+    name: String,
+    /// Result-set bodies (header line + rows) by query name.
+    pub answers: HashMap<String, String>,
+    /// Statements (substrings) that fail with a MySQL error.
+    pub failing: Vec<String>,
+    pub log: Log,
+    /// Called with each script before it is answered.
+    pub on_script: Option<Hook>,
+    /// The server's read_only, as SET GLOBAL statements leave it; queries
+    /// named `ro` or `check` read it.
+    pub read_only: bool,
+}
+
+impl FakeExec {
+    pub fn new(name: &str, log: &Log) -> FakeExec {
+        FakeExec {
+            name: name.to_string(),
+            answers: HashMap::new(),
+            failing: Vec::new(),
+            log: log.clone(),
+            on_script: None,
+            read_only: false,
+        }
+    }
+}
+
+impl Exec for FakeExec {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    fn exec(&mut self, _command: &str, stdin: &[u8], _timeout: Duration) -> Result<Output> {
+        let text = String::from_utf8_lossy(stdin);
+        let sql = &text[text.find("SET SESSION sql_mode").unwrap_or(0)..];
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}: {sql}", self.name));
+        if let Some(h) = self.on_script.as_mut() {
+            h(sql);
+        }
+        let mut out = String::new();
+        for (i, line) in sql.lines().enumerate() {
+            if let Some(bad) = self.failing.iter().find(|f| line.contains(f.as_str())) {
+                return Ok(Output {
+                    status: 1,
+                    signal: None,
+                    stdout: out.into_bytes(),
+                    stderr: format!(
+                        "ERROR 1227 (42000) at line {}: Access denied ({bad})\n",
+                        i + 1
+                    )
+                    .into_bytes(),
+                });
+            }
+            if let Some(v) = line.strip_prefix("SET GLOBAL read_only = ") {
+                self.read_only = v.starts_with('1');
+            }
+            if let Some(rest) = line.strip_prefix("SELECT 'mha-helper:") {
+                let name = rest.split('\'').next().unwrap_or_default();
+                out.push_str(&format!("mha-helper-marker\nmha-helper:{name}\n"));
+                if name == "ro" || name == "check" {
+                    out.push_str(&format!("read_only\n{}\n", u8::from(self.read_only)));
+                } else if let Some(body) = self.answers.get(name) {
+                    out.push_str(body);
+                }
+            }
+        }
+        Ok(Output {
+            status: 0,
+            signal: None,
+            stdout: out.into_bytes(),
+            stderr: Vec::new(),
+        })
+    }
+}
+
+/// A MariaDB 10.11 host named `name` from a minimal MHA config, with
+/// `exec` as its connection.
+pub fn host(name: &str, mut exec: FakeExec, read_only: bool) -> Host {
+    exec.read_only = read_only;
+    let dir = std::env::temp_dir().join(format!("mha-helper-fake-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("app.cnf");
+    std::fs::write(
+        &conf,
+        format!("[server default]\nuser=mha\npassword=pw\nrepl_user=repl\nmanager_workdir={}\n[server1]\nhostname={name}\nip=192.0.2.1\n", dir.display()),
+    )
+    .unwrap();
+    let mha =
+        MhaConfig::load_with_resolver(&conf, Some(&dir.join("none")), &|_| Ok("192.0.2.1".into()))
+            .unwrap();
+    let helper = HelperConfig::load(None).unwrap();
+    let spec = HostSpec::new(&mha.servers[0], helper.for_host(name));
+    Host {
+        spec,
+        conn: Box::new(exec),
+        info: Some(ServerInfo {
+            flavor: Flavor::MariaDb,
+            version: "10.11.19-MariaDB".into(),
+            version_number: (10, 11, 19),
+            server_id: 1,
+            read_only,
+            super_read_only: None,
+            log_bin: true,
+            connection_id: 7,
+            current_user: "mha@%".into(),
+            replica: None,
+        }),
+    }
+}

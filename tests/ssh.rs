@@ -1,0 +1,130 @@
+//! The SSH transport against the lab's real sshd: large streams in both
+//! directions at once, exit status and signals, timeouts, parallel opening.
+//! The test thread joins the manager's network namespace (setns).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mha_helper::ssh::{self, Connection, Exec, SshOptions, Target};
+
+fn target(lab: &Lab, host: &str) -> Target {
+    let opts = format!(
+        "-i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+        lab.var("MHALAB_SSH_KEY"),
+        lab.var("MHALAB_KNOWN_HOSTS")
+    );
+    Target {
+        name: host.to_string(),
+        ssh_host: host.to_string(),
+        ssh_ip: lab.var(&format!("MHALAB_IP_{host}")),
+        port: 22,
+        user: "mha".into(),
+        options: SshOptions::parse(&opts),
+        connect_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Run `f` on a thread that lives in the manager's network namespace.
+fn in_mgr<T: Send + 'static>(lab: &Lab, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = format!("/run/netns/{}", lab.var("MHALAB_NS_mgr"));
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&ns).unwrap();
+        // SAFETY: setns on a valid namespace fd; it only changes this thread.
+        let rc = unsafe {
+            libc::setns(
+                std::os::unix::io::AsRawFd::as_raw_fd(&file),
+                libc::CLONE_NEWNET,
+            )
+        };
+        assert_eq!(rc, 0, "setns into {ns}");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn large_stdin_stdout_and_stderr_flow_together_without_deadlock() {
+    let lab = Lab::lock();
+    let t = target(&lab, "db1");
+    let (out, stdin_len) = in_mgr(&lab, move || {
+        let mut c = Connection::open(&t).unwrap();
+        // 9 MB in, echoed back while 3 MB of stderr are written first.
+        let input: Vec<u8> = (0..9_000_000u32).map(|i| (i % 251) as u8).collect();
+        let out = c
+            .exec(
+                "head -c 3000000 /dev/zero >&2; cat",
+                &input,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        assert_eq!(out.stdout, input, "stdin came back unchanged");
+        (out, input.len())
+    });
+    assert_eq!(out.stdout.len(), stdin_len);
+    assert_eq!(out.stderr.len(), 3_000_000);
+    assert!(out.success());
+}
+
+#[test]
+fn exit_status_and_death_by_signal_are_reported() {
+    let lab = Lab::lock();
+    let t = target(&lab, "db2");
+    in_mgr(&lab, move || {
+        let mut c = Connection::open(&t).unwrap();
+        let o = c
+            .exec("echo hi; exit 7", b"", Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(
+            (o.status, o.signal.clone(), o.stdout.clone()),
+            (7, None, b"hi\n".to_vec())
+        );
+        let o = c.exec("kill -9 $$", b"", Duration::from_secs(10)).unwrap();
+        assert_eq!(o.signal.as_deref(), Some("KILL"), "{o:?}");
+        assert!(
+            !o.success(),
+            "a killed command is not a success even with status {}",
+            o.status
+        );
+        // the session is still usable after both
+        let o = c.exec("true", b"", Duration::from_secs(10)).unwrap();
+        assert!(o.success());
+        assert_eq!(c.stats.execs, 3);
+        assert_eq!(c.stats.connections, 1);
+    });
+}
+
+#[test]
+fn a_command_that_outlives_its_timeout_is_an_error() {
+    let lab = Lab::lock();
+    let t = target(&lab, "db3");
+    in_mgr(&lab, move || {
+        let mut c = Connection::open(&t).unwrap();
+        let started = Instant::now();
+        let e = c
+            .exec("sleep 5", b"", Duration::from_millis(500))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("timed out"), "{e:#}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    });
+}
+
+#[test]
+fn open_all_gives_one_verified_session_per_host() {
+    let lab = Lab::lock();
+    let targets: Vec<Target> = HOSTS.iter().map(|h| target(&lab, h)).collect();
+    let names = in_mgr(&lab, move || {
+        ssh::open_all(&targets)
+            .into_iter()
+            .map(|c| {
+                let mut c = c.unwrap();
+                assert_eq!(c.stats.connections, 1);
+                let o = c.exec("hostname", b"", Duration::from_secs(10)).unwrap();
+                String::from_utf8(o.stdout).unwrap().trim().to_string()
+            })
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(names, HOSTS, "each session reached its own host, in order");
+}
