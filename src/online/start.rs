@@ -32,21 +32,10 @@ pub struct Pending {
 
 impl Pending {
     pub fn from_journal(j: &Journal) -> Pending {
-        let done: Vec<String> = j
-            .entries()
-            .iter()
-            .filter_map(|e| match e {
-                crate::journal::Entry::Undone { step, .. } => Some(step.clone()),
-                _ => None,
-            })
-            .collect();
         let grants = j
             .pending_undos()
             .into_iter()
-            .find(|(step, u)| {
-                step == "block-accounts" && !done.contains(step) && matches!(u, Undo::Grants { .. })
-            })
-            .map(|(_, u)| u);
+            .find_map(|(_, u)| matches!(u, Undo::Grants { .. }).then_some(u));
         Pending {
             grants,
             block_started_ms: j.note_value("block_started_ms").and_then(|v| v.as_u64()),

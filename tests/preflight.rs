@@ -1,0 +1,202 @@
+//! The online stop's preflight refuses, with nothing changed and a reason,
+//! every situation where blocking would be unsafe; the dry run shows the
+//! plan and changes nothing; a second start is harmless.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Run stop and insist it refuses with `reason`, leaving `before` intact.
+fn assert_refused(lab: &Lab, before: &State, reason: &str) {
+    let o = lab.online_hook("stop", "db1", "db2", &[], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stop should refuse:\n{}",
+        both(&o)
+    );
+    assert!(
+        stderr(&o).contains(reason),
+        "expected '{reason}':\n{}",
+        both(&o)
+    );
+    assert!(
+        !stderr(&o).contains("block-accounts:"),
+        "nothing may be blocked:\n{}",
+        both(&o)
+    );
+    assert_eq!(&lab.state(), before, "a refused stop changed the cluster");
+    let journal = format!("{}/mha-helper.app1.journal", lab.var("MHALAB_WORKDIR"));
+    assert!(!exists(&journal), "a refused stop left a journal");
+}
+
+#[test]
+fn an_idle_open_transaction_on_the_old_master_is_refused() {
+    let lab = Lab::lock();
+    let before = lab.state();
+    let mut held = lab.app_session(
+        "app",
+        "db1",
+        "BEGIN; INSERT INTO t1 (val) VALUES ('open'); SELECT SLEEP(30)",
+    );
+    // the transaction must be older than long_transaction_limit (2 s)
+    std::thread::sleep(Duration::from_secs(3));
+    let o = lab.online_hook("stop", "db1", "db2", &[], &[]);
+    let _ = held.kill();
+    let _ = held.wait();
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("open longer than long_transaction_limit"),
+        "{}",
+        both(&o)
+    );
+    assert_eq!(lab.state(), before);
+}
+
+#[test]
+fn a_metadata_lock_wait_on_the_old_master_is_refused() {
+    let lab = Lab::lock();
+    let before = lab.state();
+    // root holds a table lock; an ALTER then waits for the metadata lock
+    let mut lock = std::process::Command::new(repo().join("scripts/lab"))
+        .args([
+            "mysql",
+            "db1",
+            "LOCK TABLES appdb.t1 READ; SELECT SLEEP(30)",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut alter = std::process::Command::new(repo().join("scripts/lab"))
+        .args([
+            "mysql",
+            "db1",
+            "SET SESSION lock_wait_timeout = 30; ALTER TABLE appdb.t1 ADD COLUMN x INT",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || {
+        lab.value("db1", "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE '%metadata lock%'") != "0"
+    }));
+    let o = lab.online_hook("stop", "db1", "db2", &[], &[]);
+    // end the waiting ALTER on the server before releasing the lock
+    let alter_id = lab.value(
+        "db1",
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'ALTER TABLE appdb.t1%'",
+    );
+    lab.mysql("db1", &format!("KILL {alter_id}"));
+    let _ = alter.kill();
+    let _ = lock.kill();
+    let _ = alter.wait();
+    let _ = lock.wait();
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("waiting for metadata locks"),
+        "{}",
+        both(&o)
+    );
+    assert!(
+        !stderr(&o).contains("block-accounts:"),
+        "nothing may be blocked:\n{}",
+        both(&o)
+    );
+    assert_eq!(lab.state(), before, "a refused stop changed the cluster");
+}
+
+#[test]
+fn an_application_account_with_read_only_admin_is_refused_when_only_read_only_would_block_it() {
+    let lab = Lab::lock();
+    lab.mysql("db1", "CREATE USER 'admin_app'@'%' IDENTIFIED BY 'x'; GRANT READ_ONLY ADMIN, INSERT ON *.* TO 'admin_app'@'%'");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.set_helper_conf("[default]\nblock_method = read_only_only\n");
+    let before = lab.state();
+    assert_refused(&lab, &before, "'admin_app'@'%' hold SUPER/READ_ONLY ADMIN");
+    // with revoke they are blocked like any other account: a warning only
+    lab.set_helper_conf("[default]\nblock_method = revoke\n");
+    let o = lab.online_hook("stop", "db1", "db2", &["--dry-run"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("read_only alone would not stop them"),
+        "{}",
+        both(&o)
+    );
+}
+
+#[test]
+fn a_new_master_that_does_not_replicate_is_refused() {
+    let lab = Lab::lock();
+    lab.mysql("db2", "STOP SLAVE");
+    let before = lab.state();
+    assert_refused(&lab, &before, "db2: replication from db1 is not running");
+}
+
+#[test]
+fn an_unfinished_switch_in_the_journal_is_refused() {
+    let lab = Lab::lock();
+    let o = lab.online_hook(
+        "stop",
+        "db1",
+        "db2",
+        &[],
+        &[("MHA_HELPER_FAULT", "kill@after:block-accounts")],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    // a stop for another pair of masters must not start over the leftover
+    let o = lab.online_hook("stop", "db1", "db3", &[], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("an unfinished switch db1 -> db2"),
+        "{}",
+        both(&o)
+    );
+    assert!(
+        stderr(&o).contains("run `mha-helper recover"),
+        "{}",
+        both(&o)
+    );
+    assert_eq!(lab.recover().status.code(), Some(0));
+}
+
+#[test]
+fn dry_run_prints_every_statement_per_host_and_changes_nothing() {
+    let lab = Lab::lock();
+    let before = lab.state();
+    let o = lab.online_hook("stop", "db1", "db2", &["--dry-run"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let text = stderr(&o);
+    for want in [
+        "plan new-master-read-only   on db2",
+        "SET GLOBAL read_only = 1;",
+        "plan block-accounts         on db1",
+        "SET SESSION sql_log_bin = 0;",
+        "REVOKE `app_writer` FROM `roleuser`@`%`;",
+        "REVOKE ALL PRIVILEGES, GRANT OPTION FROM `app`@`%`, `app`@`198.51.100.%`,",
+        "plan kill-sessions          on db1",
+        "[cannot be undone]",
+        "dry-run: nothing changed",
+    ] {
+        assert!(text.contains(want), "dry run lacks '{want}':\n{text}");
+    }
+    assert_eq!(lab.state(), before);
+}
+
+#[test]
+fn start_run_twice_after_a_switch_changes_nothing_more() {
+    let lab = Lab::lock();
+    let o = lab.switchover("db2", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let after = lab.settled_state();
+    let again = lab.online_hook("start", "db1", "db2", &[], &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", both(&again));
+    assert!(
+        stderr(&again).contains("no open journal"),
+        "{}",
+        both(&again)
+    );
+    assert_eq!(lab.settled_state(), after);
+}
