@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::quote::{option_file_value, shell_word};
+use crate::quote::{option_file_value, shell_word, sql_ident, sql_string};
 use crate::ssh::Exec;
 
 pub use output::{Record, ResultSet};
@@ -158,10 +158,9 @@ impl Script {
         for s in &self.stmts {
             if s.query {
                 text.push_str(&format!(
-                    "SELECT '{}{}' AS `{}`;\n",
-                    output::MARKER_PREFIX,
-                    s.label.replace(['\'', '\\'], "_"),
-                    output::MARKER_COLUMN
+                    "SELECT {} AS {};\n",
+                    sql_string(&format!("{}{}", output::MARKER_PREFIX, s.label)),
+                    sql_ident(output::MARKER_COLUMN)
                 ));
                 labels.push(s.label.clone());
             }
