@@ -100,7 +100,7 @@ pub fn specs(mha: &MhaConfig, helper: &HelperConfig, names: &[&str]) -> Result<V
     };
     Ok(servers
         .into_iter()
-        .map(|s| HostSpec::new(s, helper.for_host(&s.hostname)))
+        .map(|s| HostSpec::new(s, helper.for_server(s)))
         .collect())
 }
 

@@ -76,16 +76,6 @@ impl Access {
         );
         format!("/bin/sh -c {}", shell_word(&inner))
     }
-
-    /// What the dry run shows instead of the real command.
-    pub fn describe(&self) -> String {
-        let via = match (&self.socket, &self.host) {
-            (Some(s), _) => format!("socket {s}"),
-            (_, Some(h)) => format!("{h}:{}", self.port),
-            _ => "the client's default connection".to_string(),
-        };
-        format!("{} as {} via {via}", self.client, self.user)
-    }
 }
 
 /// An ordered SQL script with named result sets.
