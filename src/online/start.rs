@@ -132,47 +132,59 @@ pub fn complete(
             orig_h = Some(h);
         }
     }
-    let started = Instant::now();
-    let (new_res, orig_res) = std::thread::scope(|s| {
+    let started_ms = unix_ms();
+    let (new_res, (orig_res, orig_ms)) = std::thread::scope(|s| {
         let w = &mut warnings;
         let a = s.spawn(move || match new_h {
             Some(h) => {
                 let writable_at = open_new_master(h, pending, w)?;
                 let t = h.spec.settings.step_timeout;
+                let vip_started = Instant::now();
                 let vip = steps::vip::apply(h, true, t);
-                Ok((writable_at, vip))
+                Ok((writable_at, vip, vip_started.elapsed().as_millis() as u64))
             }
             None => Err(anyhow!("{}: not connected", m.new)),
         });
-        let b = s.spawn(move || match orig_h {
-            Some(h) => restore_old_master(h, pending),
-            None if pending.snapshots().is_empty() => Ok(Vec::new()),
-            None => Err(anyhow!(
-                "{}: not connected; its grants are still revoked",
-                m.orig
-            )),
+        let b = s.spawn(move || {
+            let t = Instant::now();
+            let r = match orig_h {
+                Some(h) => restore_old_master(h, pending),
+                None if pending.snapshots().is_empty() => Ok(Vec::new()),
+                None => Err(anyhow!(
+                    "{}: not connected; its grants are still revoked",
+                    m.orig
+                )),
+            };
+            (r, t.elapsed().as_millis() as u64)
         });
         (
             a.join().unwrap_or_else(|_| Err(anyhow!("thread panicked"))),
-            b.join().unwrap_or_else(|_| Err(anyhow!("thread panicked"))),
+            b.join()
+                .unwrap_or_else(|_| (Err(anyhow!("thread panicked")), 0)),
         )
     });
-    let ms = started.elapsed().as_millis() as u64;
+    let ms = unix_ms().saturating_sub(started_ms);
     match new_res {
-        Ok((writable_at, vip)) => {
-            report.step("new-master-writable", &m.new, "done", ms, None);
+        Ok((writable_at, vip, vip_ms)) => {
+            report.step(
+                "new-master-writable",
+                &m.new,
+                "done",
+                writable_at.saturating_sub(started_ms),
+                None,
+            );
             if let Some(b) = pending.block_started_ms {
                 report.write_block_ms = Some(writable_at.saturating_sub(b));
             }
             match vip {
                 Ok(None) => {}
-                Ok(Some(_)) => report.step("vip-arrive-new-master", &m.new, "done", ms, None),
+                Ok(Some(_)) => report.step("vip-arrive-new-master", &m.new, "done", vip_ms, None),
                 Err(e) => {
                     report.step(
                         "vip-arrive-new-master",
                         &m.new,
                         "failed",
-                        ms,
+                        vip_ms,
                         Some(format!("{e:#}")),
                     );
                     errors.push(e.context(format!("{}: could not bring the writer VIP", m.new)));
@@ -196,7 +208,7 @@ pub fn complete(
                 "restore-grants",
                 &m.orig,
                 "done",
-                ms,
+                orig_ms,
                 Some(format!("{} account(s)", accounts.len())),
             );
             report.accounts_changed = accounts
@@ -209,7 +221,7 @@ pub fn complete(
                 "restore-grants",
                 &m.orig,
                 "failed",
-                ms,
+                orig_ms,
                 Some(format!("{e:#}")),
             );
             errors.push(e.context(format!("{}: could not restore application grants", m.orig)));
