@@ -222,3 +222,35 @@ fn masterha_check_repl_fails_with_our_message_when_the_helper_config_is_broken()
         "{text}"
     );
 }
+
+#[test]
+fn stopssh_sets_read_only_on_a_master_whose_mysqld_still_answers() {
+    let lab = Lab::lock();
+    assert_eq!(lab.value("db1", "SELECT @@GLOBAL.read_only"), "0");
+    let conf = format!("--conf={}", lab.app_cnf());
+    let helper = format!("--helper-conf={}", lab.helper_cnf());
+    let o = lab.helper(&[
+        "master-ip-failover",
+        &conf,
+        &helper,
+        "--orig_master_host=db1",
+        "--orig_master_ip=198.51.100.11",
+        "--orig_master_port=3306",
+        "--command=stopssh",
+        "--ssh_user=mha",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("mysqld still answered; set read-only"),
+        "{}",
+        both(&o)
+    );
+    assert_eq!(
+        lab.value("db1", "SELECT @@GLOBAL.read_only"),
+        "1",
+        "the half-dead master takes no more writes"
+    );
+    assert!(lab
+        .app_sql("app", "db1", "INSERT INTO t1 (val) VALUES ('fenced?')")
+        .is_err());
+}
