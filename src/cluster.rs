@@ -146,12 +146,8 @@ impl Host {
 /// Open SSH sessions to all `specs` in parallel. Hosts that could not be
 /// reached come back as errors, in the same order.
 pub fn connect(specs: Vec<HostSpec>) -> Vec<Result<Host>> {
+    warn_options(&specs);
     let targets: Vec<Target> = specs.iter().map(|s| s.target.clone()).collect();
-    for t in &targets {
-        for w in &t.options.warnings {
-            log::warn!("{}: {w}", t.name);
-        }
-    }
     ssh::open_all(&targets)
         .into_iter()
         .zip(specs)
@@ -167,6 +163,7 @@ pub fn connect(specs: Vec<HostSpec>) -> Vec<Result<Host>> {
 
 /// Hosts reached through a session keeper at `socket` (see keeper.rs).
 pub fn via_keeper(specs: Vec<HostSpec>, socket: &std::path::Path) -> Vec<Host> {
+    warn_options(&specs);
     specs
         .into_iter()
         .map(|spec| Host {
@@ -175,6 +172,15 @@ pub fn via_keeper(specs: Vec<HostSpec>, socket: &std::path::Path) -> Vec<Host> {
             info: None,
         })
         .collect()
+}
+
+/// Say which ssh_options each host will not honour (however it is reached).
+fn warn_options(specs: &[HostSpec]) {
+    for s in specs {
+        for w in &s.target.options.warnings {
+            log::warn!("{}: {w}", s.name);
+        }
+    }
 }
 
 /// Run `f` on every host at once (one thread per host; each thread has its

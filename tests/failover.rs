@@ -227,12 +227,7 @@ fn masterha_check_repl_fails_with_our_message_when_the_helper_config_is_broken()
 fn stopssh_sets_read_only_on_a_master_whose_mysqld_still_answers() {
     let lab = Lab::lock();
     assert_eq!(lab.value("db1", "SELECT @@GLOBAL.read_only"), "0");
-    let conf = format!("--conf={}", lab.app_cnf());
-    let helper = format!("--helper-conf={}", lab.helper_cnf());
-    let o = lab.helper(&[
-        "master-ip-failover",
-        &conf,
-        &helper,
+    let o = lab.failover_hook(&[
         "--orig_master_host=db1",
         "--orig_master_ip=198.51.100.11",
         "--orig_master_port=3306",

@@ -172,28 +172,15 @@ fn writes_through_the_vip_continue_across_a_dead_master_failover() {
     assert!(log.contains("writer VIP removed"), "{log}");
 }
 
-fn failover_hook(lab: &Lab, args: &[&str]) -> std::process::Output {
-    let conf = format!("--conf={}", lab.app_cnf());
-    let helper = format!("--helper-conf={}", lab.helper_cnf());
-    let pw = format!("--new_master_password={}", lab.var("MHALAB_MHA_PASSWORD"));
-    let mut all = vec!["master-ip-failover", conf.as_str(), helper.as_str()];
-    all.extend_from_slice(args);
-    all.push(&pw);
-    lab.helper(&all)
-}
-
 #[test]
 fn vip_removal_and_addition_are_idempotent_and_status_checks_it() {
     let lab = Lab::lock();
     setup_vip(&lab);
-    let status = failover_hook(
-        &lab,
-        &[
-            "--command=status",
-            "--orig_master_host=db1",
-            "--orig_master_ip=198.51.100.11",
-        ],
-    );
+    let status = lab.failover_hook(&[
+        "--command=status",
+        "--orig_master_host=db1",
+        "--orig_master_ip=198.51.100.11",
+    ]);
     assert_eq!(status.status.code(), Some(0), "{}", both(&status));
     assert!(
         stderr(&status).contains("writer VIP 198.51.100.100/24 on db1"),
@@ -206,14 +193,14 @@ fn vip_removal_and_addition_are_idempotent_and_status_checks_it() {
         "--orig_master_host=db1",
         "--ssh_user=mha",
     ];
-    let first = failover_hook(&lab, &stop);
+    let first = lab.failover_hook(&stop);
     assert_eq!(first.status.code(), Some(0), "{}", both(&first));
     assert!(
         stderr(&first).contains("writer VIP removed"),
         "{}",
         both(&first)
     );
-    let second = failover_hook(&lab, &stop);
+    let second = lab.failover_hook(&stop);
     assert_eq!(second.status.code(), Some(0), "{}", both(&second));
     assert!(
         stderr(&second).contains("writer VIP was not there"),
@@ -223,7 +210,7 @@ fn vip_removal_and_addition_are_idempotent_and_status_checks_it() {
     assert!(vip_holders(&lab, "198.51.100.100/24").is_empty());
 
     // status fails when the master does not hold the VIP
-    let status = failover_hook(&lab, &["--command=status", "--orig_master_host=db1"]);
+    let status = lab.failover_hook(&["--command=status", "--orig_master_host=db1"]);
     assert_ne!(status.status.code(), Some(0), "{}", both(&status));
     assert!(
         stderr(&status).contains("writer VIP 198.51.100.100/24 is not on the master db1"),
@@ -238,7 +225,7 @@ fn vip_removal_and_addition_are_idempotent_and_status_checks_it() {
         "--new_master_user=mha",
     ];
     for _ in 0..2 {
-        let o = failover_hook(&lab, &start);
+        let o = lab.failover_hook(&start);
         assert_eq!(o.status.code(), Some(0), "{}", both(&o));
         assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db1"]);
     }
@@ -327,28 +314,22 @@ fn ipv6_vip_moves_and_its_unsolicited_na_updates_the_neighbour_cache() {
         mgr_neighbour(&lab, "fd00:198:51:100::100"),
         mac(&lab, "db1")
     );
-    let stop = failover_hook(
-        &lab,
-        &[
-            "--command=stopssh",
-            "--orig_master_host=db1",
-            "--ssh_user=mha",
-        ],
-    );
+    let stop = lab.failover_hook(&[
+        "--command=stopssh",
+        "--orig_master_host=db1",
+        "--ssh_user=mha",
+    ]);
     assert!(
         stderr(&stop).contains("writer VIP removed"),
         "{}",
         both(&stop)
     );
-    let start = failover_hook(
-        &lab,
-        &[
-            "--command=start",
-            "--orig_master_host=db1",
-            "--new_master_host=db2",
-            "--new_master_user=mha",
-        ],
-    );
+    let start = lab.failover_hook(&[
+        "--command=start",
+        "--orig_master_host=db1",
+        "--new_master_host=db2",
+        "--new_master_user=mha",
+    ]);
     assert_eq!(start.status.code(), Some(0), "{}", both(&start));
     assert_eq!(vip_holders(&lab, "fd00:198:51:100::100/64"), vec!["db2"]);
     let db2_mac = mac(&lab, "db2");

@@ -294,22 +294,30 @@ impl Step for VerifyFence {
     fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
         Ok(None)
     }
-    fn statements(&self, _ctx: &Ctx) -> Vec<String> {
-        vec![
-            "SELECT @@GLOBAL.read_only;".into(),
-            "SELECT ... FROM information_schema.PROCESSLIST ...;".into(),
-        ]
+    fn statements(&self, ctx: &Ctx) -> Vec<String> {
+        fence_script(&ctx.app.accounts, &self.admin, Duration::from_secs(1))
+            .statements()
+            .split_off(2)
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
         let accounts = ctx.app.accounts.clone();
         let h = ctx.host(&self.host)?;
-        let mut s = Script::new(h.spec.settings.step_timeout);
-        s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
-        add_query(&mut s, "sessions", &accounts, &self.admin);
-        let r = h.run(&s)?;
+        let r = h.run(&fence_script(
+            &accounts,
+            &self.admin,
+            h.spec.settings.step_timeout,
+        ))?;
         check_fence(ctx, &self.host, &r).map(Some)
     }
+}
+
+/// The queries [`check_fence`] reads.
+fn fence_script(accounts: &[Account], admin: &str, timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
+    add_query(&mut s, "sessions", accounts, admin);
+    s
 }
 
 /// The fence holds when read_only reads 1 (result set `ro`) and no

@@ -509,6 +509,18 @@ impl Lab {
         self.helper(&args)
     }
 
+    /// The dead-master hook called directly with MHA-style `args` (the new
+    /// master's password appended, as MHA does).
+    pub fn failover_hook(&self, args: &[&str]) -> Output {
+        let conf = format!("--conf={}", self.app_cnf());
+        let helper = format!("--helper-conf={}", self.helper_cnf());
+        let pw = format!("--new_master_password={}", self.var("MHALAB_MHA_PASSWORD"));
+        let mut all = vec!["master-ip-failover", conf.as_str(), helper.as_str()];
+        all.extend_from_slice(args);
+        all.push(&pw);
+        self.helper(&all)
+    }
+
     /// `mha-helper switchover` in the manager namespace.
     pub fn switchover(&self, new: &str, env: &[(&str, &str)]) -> Output {
         let conf = self.app_cnf();
