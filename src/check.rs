@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
 use std::io::IsTerminal;
 use std::time::Instant;
 
@@ -23,8 +22,9 @@ use crate::config::helper::BlockMethod;
 use crate::exit::Code;
 use crate::grants::{self, Account, Selection, Snapshot};
 use crate::mysql::{Script, ServerInfo};
+use crate::ops::{self, accounts};
 use crate::setup::{ConfigPaths, Setup};
-use crate::steps::accounts;
+use crate::state::StateDir;
 
 /// The privileges the helper uses, with what each is for.
 const NEEDED: &[(&str, &str)] = &[
@@ -61,6 +61,9 @@ pub struct CheckReport {
     pub ok: bool,
     pub app: String,
     pub master: Option<String>,
+    /// Problems of the cluster as a whole (state directory, pending fence).
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
     pub hosts: Vec<HostCheck>,
     pub elapsed_ms: u64,
     pub peak_rss_kb: u64,
@@ -84,13 +87,17 @@ fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
         warnings: Vec::new(),
         ms: 0,
     };
-    match crate::steps::vip::spec(h) {
+    match ops::vip::spec(h) {
         Ok(Some(spec)) => {
-            match crate::vip::present(h.conn.as_mut(), &spec, h.spec.settings.step_timeout) {
+            let t = h.spec.settings.step_timeout;
+            match ops::vip::present(h.conn.as_mut(), &spec, t) {
                 Ok(p) => c.writer_vip = Some(p),
                 Err(e) => c
                     .problems
                     .push(format!("{}: cannot check the writer VIP: {e:#}", c.host)),
+            }
+            if let Err(e) = ops::vip::check_rights(h.conn.as_mut(), &spec, t) {
+                c.problems.push(format!("{e:#}"));
             }
         }
         Ok(None) => {}
@@ -351,7 +358,11 @@ fn judge_vip(setup: &Setup, master: Option<&str>, probes: &mut [Probe]) {
 
 /// A host MHA failed over from is expected to be down: report it as such
 /// instead of failing. Once it is back as a replica, forget the mark.
-fn excuse_failed_over_host(setup: &Setup, mark: &crate::failover::DeadMark, probes: &mut [Probe]) {
+fn excuse_failed_over_host(
+    state: &StateDir,
+    mark: &crate::failover::DeadMark,
+    probes: &mut [Probe],
+) {
     let Some(p) = probes.iter_mut().find(|p| p.check.host == mark.host) else {
         return;
     };
@@ -366,7 +377,7 @@ fn excuse_failed_over_host(setup: &Setup, mark: &crate::failover::DeadMark, prob
         ));
         p.check.warnings.append(&mut p.check.problems);
     } else if p.check.role.starts_with("replica of") && p.check.problems.is_empty() {
-        let _ = fs::remove_file(crate::failover::dead_mark_path(setup));
+        let _ = state.remove(&state.dead_mark());
     }
 }
 
@@ -404,6 +415,21 @@ pub fn compare_accounts(master: &[Snapshot], other: &[Snapshot]) -> Vec<String> 
 
 fn table(r: &CheckReport) -> String {
     let mut t = String::new();
+    for p in r
+        .hosts
+        .iter()
+        .flat_map(|h| h.problems.iter())
+        .filter(|p| p.starts_with("TWO WRITABLE"))
+        .take(1)
+    {
+        let _ = writeln!(t, "FAIL {p}");
+    }
+    for p in &r.problems {
+        let _ = writeln!(t, "FAIL {p}");
+    }
+    for w in &r.warnings {
+        let _ = writeln!(t, "warn {w}");
+    }
     let _ = writeln!(
         t,
         "{:<8} {:<6} {:<22} {:<18} {:<9} {:<9} {:<4} MS",
@@ -456,50 +482,73 @@ fn table(r: &CheckReport) -> String {
     t
 }
 
-/// Where check keeps the master's application grants for a later failover.
-pub fn grants_file(setup: &Setup) -> std::path::PathBuf {
-    setup
-        .journal_path()
-        .with_file_name(format!("mha-helper.{}.grants.json", setup.mha.app))
+/// Keep the master's application grants for a later failover to compare.
+fn save_grants(state: &StateDir, snaps: &[Snapshot]) {
+    let text = serde_json::to_string(snaps).unwrap_or_default();
+    if let Err(e) = state.write(&state.grants_snapshot(), text.as_bytes()) {
+        log::warn!("cannot save the master's grants: {e:#}");
+    }
 }
 
-fn save_grants(setup: &Setup, snaps: &[Snapshot]) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = grants_file(setup);
-    let tmp = path.with_extension("json.tmp");
-    let res = (|| -> std::io::Result<()> {
-        if let Some(d) = path.parent() {
-            fs::create_dir_all(d)?;
-        }
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(serde_json::to_string(snaps).unwrap_or_default().as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)
-    })();
-    if let Err(e) = res {
-        log::warn!("cannot save the master's grants to {}: {e}", path.display());
+/// More than one writable host is the worst a cluster can be in: it goes
+/// first, on every writable host.
+fn judge_writable(probes: &mut [Probe]) {
+    let writable: Vec<String> = probes
+        .iter()
+        .filter(|p| p.check.server.as_ref().is_some_and(|s| !s.read_only))
+        .map(|p| p.check.host.clone())
+        .collect();
+    if writable.len() < 2 {
+        return;
+    }
+    for p in probes
+        .iter_mut()
+        .filter(|p| writable.contains(&p.check.host))
+    {
+        p.check.problems.insert(
+            0,
+            format!(
+                "TWO WRITABLE HOSTS: {} all have read_only=0; applications may be writing to more than \
+                 one master. Set read_only=1 on every host that is not the master now (mha-helper \
+                 fence, or SET GLOBAL read_only=1), then reconcile what each took",
+                writable.join(", ")
+            ),
+        );
     }
 }
 
 pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
     let started = Instant::now();
     let setup = paths.load()?;
-    let specs: Vec<HostSpec> = cluster::specs(&setup.mha, &setup.helper, &[])?;
-    let sel = Selection {
-        admin_user: specs
-            .first()
-            .map(|s| s.access.user.clone())
-            .unwrap_or_default(),
-        repl_user: setup.mha.default.get("repl_user").cloned(),
-        exclude: setup.helper.defaults().exclude_accounts.clone(),
-        include: setup.helper.defaults().include_accounts.clone(),
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let state = match setup.state() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.push(crate::exit::message(&e));
+            None
+        }
     };
+    // An old master a failover left unfenced comes first: fence it if it
+    // answers now.
+    if let Some(st) = &state {
+        match crate::fence::attempt(&setup, st) {
+            Ok(crate::fence::Attempt::Nothing) => {}
+            Ok(crate::fence::Attempt::Fenced(r)) => {
+                warnings.push(format!(
+                    "fenced the old master of a past failover: {}",
+                    r.outcome
+                ));
+                warnings.extend(r.warnings);
+            }
+            Ok(crate::fence::Attempt::NotYet(why)) => problems.push(format!(
+                "an old master a failover could not fence is still not fenced ({why}); it may take \
+                 writes if it comes back: mha-helper fences it as soon as it answers"
+            )),
+            Err(e) => problems.push(format!("fencing a past failover's old master: {e:#}")),
+        }
+    }
+    let specs: Vec<HostSpec> = setup.specs(&[])?;
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let bar = crate::mha::spinner(std::io::stderr().is_terminal(), "checking hosts");
     let mut hosts = Vec::new();
@@ -514,7 +563,11 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
         }
     }
     let mut refs: Vec<&mut Host> = hosts.iter_mut().collect();
-    let mut results = cluster::parallel(&mut refs, |h| probe(h, &sel)).into_iter();
+    let mut results = cluster::parallel(&mut refs, |h| {
+        let sel = accounts::selection(&setup, &h.spec);
+        probe(h, &sel)
+    })
+    .into_iter();
     let mut probes: Vec<Probe> = probes
         .into_iter()
         .zip(names.iter())
@@ -529,8 +582,11 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
         .collect();
     let master = judge(&setup, &mut probes);
     judge_vip(&setup, master.as_deref(), &mut probes);
-    if let Some(mark) = crate::failover::read_dead_mark(&setup) {
-        excuse_failed_over_host(&setup, &mark, &mut probes);
+    judge_writable(&mut probes);
+    if let Some(st) = &state {
+        if let Some(mark) = crate::failover::read_dead_mark(st) {
+            excuse_failed_over_host(st, &mark, &mut probes);
+        }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -538,15 +594,17 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
     for p in probes.iter_mut() {
         p.check.ok = p.check.problems.is_empty();
     }
-    if let Some(m) = &master {
+    if let (Some(m), Some(st)) = (&master, &state) {
         if let Some(p) = probes.iter().find(|p| &p.check.host == m) {
-            save_grants(&setup, &p.snaps);
+            save_grants(st, &p.snaps);
         }
     }
     let report = CheckReport {
-        ok: probes.iter().all(|p| p.check.ok),
+        ok: problems.is_empty() && probes.iter().all(|p| p.check.ok),
         app: setup.mha.app.clone(),
         master,
+        problems,
+        warnings,
         hosts: probes.into_iter().map(|p| p.check).collect(),
         elapsed_ms: started.elapsed().as_millis() as u64,
         peak_rss_kb: crate::report::peak_rss_kb(),

@@ -125,7 +125,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Internal: the session keeper the online hook starts (see keeper.rs).
+    /// Internal: the session keeper the online hook starts (see ssh/keeper.rs).
     #[command(hide = true)]
     Keeper {
         #[command(flatten)]
@@ -136,11 +136,33 @@ pub enum Command {
         socket: PathBuf,
         #[arg(long, default_value_t = 600)]
         idle_secs: u64,
+        #[arg(long)]
+        switch: String,
+        /// The application lock's descriptor, handed over by stop.
+        #[arg(long)]
+        lock_fd: Option<i32>,
     },
-    /// Finish or undo an interrupted switch from its journal.
+    /// Finish or undo an interrupted switch, deciding from what the hosts say now.
     Recover {
         #[command(flatten)]
         conf: ConfArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Go on although MHA (or the process that began the switch) still seems to run.
+        #[arg(long)]
+        force: bool,
+        /// Close the journal without touching any host (after settling the cluster by hand).
+        #[arg(long)]
+        abandon: bool,
+    },
+    /// Fence an old master a failover could not fence (read_only, VIP off, sessions killed),
+    /// as soon as it answers.
+    Fence {
+        #[command(flatten)]
+        conf: ConfArgs,
+        /// Keep trying until it answers (the background fencer the failover hook starts).
+        #[arg(long)]
+        wait: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -210,16 +232,59 @@ pub fn run(cli: Cli) -> Result<Code> {
             hosts,
             socket,
             idle_secs,
-        } => crate::keeper::main(
+            switch,
+            lock_fd,
+        } => keeper(&conf.paths(), &hosts, &socket, idle_secs, &switch, lock_fd),
+        Command::Recover {
+            conf,
+            format,
+            force,
+            abandon,
+        } => crate::recover::run(
             &conf.paths(),
-            &hosts,
-            &socket,
-            std::time::Duration::from_secs(idle_secs),
+            crate::recover::Options {
+                json: format == Format::Json,
+                force,
+                abandon,
+            },
         ),
-        Command::Recover { conf, format } => {
-            crate::recover::run(&conf.paths(), format == Format::Json)
+        Command::Fence { conf, wait, format } => {
+            crate::fence::run(&conf.paths(), wait, format == Format::Json)
         }
     }
+}
+
+/// The session keeper: adopt the lock stop handed over, open a session
+/// to every host, serve until start says bye or nobody asks for `idle`.
+fn keeper(
+    paths: &ConfigPaths,
+    hosts: &str,
+    socket: &std::path::Path,
+    idle_secs: u64,
+    switch: &str,
+    lock_fd: Option<i32>,
+) -> Result<Code> {
+    let setup = paths.load()?;
+    let state = setup.state()?;
+    // SAFETY: stop passes its lock descriptor at this number (see
+    // ssh::keeper::spawn); nothing else in this process uses it.
+    let lock = lock_fd
+        .map(|fd| unsafe { crate::state::lock::AppLock::adopt(fd, &state, switch) })
+        .transpose()?;
+    let names: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
+    if names.is_empty() {
+        return Err(crate::exit::bad_input(anyhow::anyhow!("keeper: no hosts")));
+    }
+    let targets: Vec<crate::ssh::Target> =
+        setup.specs(&names)?.into_iter().map(|s| s.target).collect();
+    crate::ssh::keeper::serve(
+        &targets,
+        socket,
+        std::time::Duration::from_secs(idle_secs),
+        switch,
+        lock,
+    )?;
+    Ok(Code::Ok)
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use crate::config::mha::{MhaConfig, Server};
 use crate::mysql::{self, Access, Results, Script, ServerInfo};
 use crate::ssh::{self, Exec, SshOptions, Target};
 
+pub use crate::ssh::keeper::KeeperRef;
+
 /// Everything needed to reach one host, before any connection is made.
 #[derive(Debug, Clone)]
 pub struct HostSpec {
@@ -42,6 +44,8 @@ impl HostSpec {
             user: server.ssh_user.clone(),
             options,
             connect_timeout: Duration::from_secs(server.ssh_connection_timeout.max(1)),
+            own_known_hosts: None,
+            keeper: None,
         };
         let access = Access {
             client: settings.mysql_client.clone(),
@@ -123,7 +127,14 @@ impl Host {
     }
 
     pub fn run_with(&mut self, script: &Script, timeout: Duration) -> Result<Results> {
-        mysql::run_script(self.conn.as_mut(), &self.spec.access, script, timeout)
+        let flavor = self.info.as_ref().map(|i| i.flavor);
+        mysql::run_script(
+            self.conn.as_mut(),
+            &self.spec.access,
+            script,
+            timeout,
+            flavor,
+        )
     }
 
     /// Read (or re-read) what kind of server this is and its state.
@@ -143,33 +154,29 @@ impl Host {
     }
 }
 
-/// Open SSH sessions to all `specs` in parallel. Hosts that could not be
-/// reached come back as errors, in the same order.
+/// Open SSH sessions to all `specs` in parallel (or use their session
+/// keeper). Hosts that could not be reached come back as errors, in the
+/// same order.
 pub fn connect(specs: Vec<HostSpec>) -> Vec<Result<Host>> {
     warn_options(&specs);
-    let targets: Vec<Target> = specs.iter().map(|s| s.target.clone()).collect();
-    ssh::open_all(&targets)
-        .into_iter()
-        .zip(specs)
-        .map(|(conn, spec)| {
-            conn.map(|c| Host {
-                spec,
-                conn: Box::new(c),
-                info: None,
-            })
-        })
-        .collect()
-}
-
-/// Hosts reached through a session keeper at `socket` (see keeper.rs).
-pub fn via_keeper(specs: Vec<HostSpec>, socket: &std::path::Path) -> Vec<Host> {
-    warn_options(&specs);
+    let direct: Vec<Target> = specs
+        .iter()
+        .filter(|s| s.target.keeper.is_none())
+        .map(|s| s.target.clone())
+        .collect();
+    let mut opened = ssh::open_all(&direct).into_iter();
     specs
         .into_iter()
-        .map(|spec| Host {
-            conn: Box::new(crate::keeper::KeeperExec::new(socket, &spec)),
-            spec,
-            info: None,
+        .map(|spec| {
+            let conn: Box<dyn Exec> = match &spec.target.keeper {
+                Some(k) => Box::new(ssh::keeper::KeeperExec::new(k, &spec.target)),
+                None => Box::new(opened.next().expect("one result per direct target")?),
+            };
+            Ok(Host {
+                spec,
+                conn,
+                info: None,
+            })
         })
         .collect()
 }
@@ -200,4 +207,19 @@ pub fn parallel<T: Send>(
             })
             .collect()
     })
+}
+
+/// Connect to every spec in parallel; the hosts that answered, and the
+/// names of those that did not with why.
+pub fn connect_split(specs: Vec<HostSpec>) -> (Vec<Host>, Vec<(String, String)>) {
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let mut hosts = Vec::new();
+    let mut down = Vec::new();
+    for (name, r) in names.into_iter().zip(connect(specs)) {
+        match r {
+            Ok(h) => hosts.push(h),
+            Err(e) => down.push((name, format!("{e:#}"))),
+        }
+    }
+    (hosts, down)
 }

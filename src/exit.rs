@@ -41,6 +41,24 @@ impl fmt::Display for NeedsRecover {
     }
 }
 
+/// Marks an error as a refusal made before anything changed, because going
+/// on could have made two writable hosts (or otherwise broken a safety
+/// rule). Always exit 1, even where other failures only warn (10): MHA
+/// must stop.
+#[derive(Debug)]
+pub struct Refused;
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("refused")
+    }
+}
+
+/// Whether an error is a refusal.
+pub fn is_refusal(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Refused>().is_some()
+}
+
 /// Wrap an error as bad input.
 pub fn bad_input(e: anyhow::Error) -> anyhow::Error {
     e.context(BadInput)
@@ -61,7 +79,7 @@ pub fn code_for(e: &anyhow::Error) -> Code {
 pub fn message(e: &anyhow::Error) -> String {
     e.chain()
         .map(|c| c.to_string())
-        .filter(|m| m != "bad input" && m != "run `mha-helper recover`")
+        .filter(|m| m != "bad input" && m != "run `mha-helper recover`" && m != "refused")
         .collect::<Vec<_>>()
         .join(": ")
 }

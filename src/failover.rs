@@ -3,32 +3,49 @@
 //!
 //! * `status` — at every masterha_manager start and masterha_check_repl:
 //!   prove the helper can act for this cluster (config valid, the master's
-//!   block present, settings valid). Any non-zero exit fails MHA's check.
+//!   block present, the state directory usable, the VIP on the master), and
+//!   try once to fence an old master a past failover could not fence. Any
+//!   non-zero exit fails MHA's check.
 //! * `stopssh` — the old master is dead but SSH answers: fence it as far as
-//!   is safe (read_only if its mysqld still answers). Failing to fence is a
-//!   warning (10): MHA proceeds.
-//! * `stop` — not even SSH answers: nothing can be done there; say so.
-//! * `start` — the new master has caught up: read_only off (verified), and
-//!   its application grants compared with what the cluster expects.
-//!   Failures exit 10: MHA turns read_only off itself and must not stop
-//!   half-way with replicas not yet repointed.
+//!   is safe (read_only if its mysqld still answers, VIP off). Failing to
+//!   fence is a warning (10): MHA proceeds, and a background fencer keeps
+//!   trying (see `fence`).
+//! * `stop` — not even SSH answers: nothing can be done there now; the
+//!   background fencer waits for it to come back.
+//! * `start` — the new master has caught up: prove every other host that
+//!   answers read-only, make it writable (verified), bring the VIP, compare
+//!   its application grants with what the cluster expects. Failures exit 10
+//!   (MHA turns read_only off itself and must not stop half-way with
+//!   replicas not yet repointed), except a refusal (another host writable):
+//!   exit 1, so MHA stops before making a second writable master.
+//!
+//! Every change goes through the engine with its undo in a journal of kind
+//! `failover`, which `start` closes.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{self, Host};
-use crate::exit::{bad_input, Code};
-use crate::grants::{self, Snapshot};
-use crate::journal::Journal;
+use crate::cluster;
+use crate::engine::{self, JournalUse, OnFailure, Policy};
+use crate::exit::{bad_input, is_refusal, Code};
+use crate::fence;
+use crate::grants::Snapshot;
 use crate::mha_args::HookArgs;
-use crate::mysql::{ErrorKind, Script};
 use crate::online::{emit, HookOptions};
+use crate::ops;
 use crate::report::Report;
 use crate::setup::Setup;
-use crate::steps::{self, read_only, Undo};
-use crate::vip::{Change, VipSpec};
+use crate::state::journal::{new_id, Entry, Journal};
+use crate::state::lock::AppLock;
+use crate::state::StateDir;
+use crate::steps::read_only::{MakeWritable, SetReadOnly};
+use crate::steps::vip::MoveVip;
+use crate::steps::{Ctx, Step, Undo};
+
+/// How long a phase waits for the lock (a fence attempt holds it briefly).
+const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
     log::info!("master-ip-failover {}", args.redacted());
@@ -66,22 +83,26 @@ fn status(setup: &Setup, args: &HookArgs, report: &mut Report) -> Result<Code> {
             );
         }
     }
-    let journal = setup.journal_path();
-    if let Some(dir) = journal.parent() {
-        if !dir.is_dir() {
-            bail!(
-                "journal directory {} does not exist; create it or set journal_dir",
-                dir.display()
-            );
-        }
+    let state = setup.state()?;
+    match fence::attempt(setup, &state) {
+        Ok(fence::Attempt::Fenced(r)) => report.warn(format!(
+            "fenced the old master a past failover left writable: {}",
+            r.outcome
+        )),
+        Ok(fence::Attempt::NotYet(why)) => report.warn(format!(
+            "an old master a past failover left unfenced is still not reachable: {why}"
+        )),
+        Ok(fence::Attempt::Nothing) => {}
+        Err(e) => report.warn(format!("fencing a past failover's old master: {e:#}")),
     }
     let vip_note = match check_vip_on(setup, &orig)? {
         Some(v) => format!(", writer VIP {v} on {orig}"),
         None => String::new(),
     };
     report.outcome = format!(
-        "ready: configuration {} valid, master {orig} known{vip_note}, helper settings {}",
+        "ready: configuration {} valid, master {orig} known{vip_note}, state in {}, helper settings {}",
         setup.mha.app_path.display(),
+        state.dir().display(),
         setup
             .helper
             .path
@@ -94,8 +115,8 @@ fn status(setup: &Setup, args: &HookArgs, report: &mut Report) -> Result<Code> {
 
 /// With a writer VIP configured, fail unless the master holds it.
 fn check_vip_on(setup: &Setup, master: &str) -> Result<Option<String>> {
-    let specs = cluster::specs(&setup.mha, &setup.helper, &[master])?;
-    let Some(spec) = VipSpec::for_host(master, &specs[0].settings)? else {
+    let specs = setup.specs(&[master])?;
+    let Some(spec) = ops::vip::VipSpec::for_host(master, &specs[0].settings)? else {
         return Ok(None);
     };
     let mut host = cluster::connect(specs)
@@ -103,7 +124,7 @@ fn check_vip_on(setup: &Setup, master: &str) -> Result<Option<String>> {
         .expect("one host")
         .map_err(|e| e.context(format!("{master}: cannot check the writer VIP")))?;
     let t = host.spec.settings.step_timeout;
-    if !crate::vip::present(host.conn.as_mut(), &spec, t)? {
+    if !ops::vip::present(host.conn.as_mut(), &spec, t)? {
         bail!(
             "writer VIP {} is not on the master {master} (interface {}); put it there \
              (ip addr add {} dev {}) or fix writer_vip/cluster_interface",
@@ -116,6 +137,66 @@ fn check_vip_on(setup: &Setup, master: &str) -> Result<Option<String>> {
     Ok(Some(spec.vip.to_string()))
 }
 
+/// The failover's journal: the open one of this failover, a new one, or
+/// none (another switch's journal is open; its steps still run, warned).
+fn failover_journal(state: &StateDir, orig: &str, new: &str) -> Result<Option<Journal>> {
+    match Journal::open(state)? {
+        Some(j) if j.kind() == Some("failover") && j.masters().map(|m| m.0) == Some(orig) => {
+            Ok(Some(j))
+        }
+        Some(j) => {
+            log::warn!(
+                "journal {} of another switch is open; this failover's changes are not journaled",
+                j.path().display()
+            );
+            Ok(None)
+        }
+        None => Journal::create(
+            state,
+            Entry::Begin {
+                id: new_id(),
+                kind: "failover".into(),
+                orig: orig.to_string(),
+                new: new.to_string(),
+                at: crate::logger::utc_now(),
+                pid: std::process::id(),
+            },
+        )
+        .map(Some),
+    }
+}
+
+/// Run `steps` in the failover's way: go on past failures, journal when
+/// there is a journal.
+fn run_steps(
+    steps: &mut [Box<dyn Step>],
+    ctx: &mut Ctx,
+    journal: Option<&mut Journal>,
+    state: &StateDir,
+    undo_timeout: Duration,
+) -> Result<()> {
+    let policy = Policy {
+        on_failure: OnFailure::Continue,
+        journal: JournalUse::BestEffort,
+        undo_timeout,
+    };
+    match journal {
+        Some(j) => engine::run(steps, ctx, j, policy),
+        None => {
+            let mut j = Journal::in_memory(Entry::Begin {
+                id: new_id(),
+                kind: "failover-unjournaled".into(),
+                orig: String::new(),
+                new: String::new(),
+                at: crate::logger::utc_now(),
+                pid: std::process::id(),
+            });
+            let _ = state;
+            engine::run(steps, ctx, &mut j, policy)
+        }
+    }
+}
+
 fn stop(
     setup: &Setup,
     args: &HookArgs,
@@ -125,22 +206,21 @@ fn stop(
 ) -> Result<Code> {
     let orig = setup.hostname(args.require("orig_master_host").map_err(bad_input)?)?;
     report.orig_master = Some(orig.clone());
+    let state = setup.state()?;
     if !ssh_reachable {
-        report.outcome =
-            format!("{orig} is unreachable (MHA could not SSH to it): nothing can be fenced there");
+        report.outcome = format!(
+            "{orig} is unreachable (MHA could not SSH to it): nothing can be fenced there now"
+        );
         report.warn(format!(
-            "{orig} may still be running and writable behind a partition; mha-helper cannot fence it"
+            "{orig} may still be running and writable behind a partition; mha-helper fences it as soon as it answers"
         ));
-        if setup.helper.for_host(&orig).writer_vip.is_some() {
-            report.warn(format!(
-                "{orig} may still hold the writer VIP; the new master's gratuitous ARP takes the VIP's \
-                 traffic on this network, but remove it from {orig} before it rejoins"
-            ));
+        if !dry_run {
+            fence::leave_pending(setup, &state, &orig, "no SSH during the failover", false);
         }
         return Ok(Code::Ok);
     }
-    let specs = cluster::specs(&setup.mha, &setup.helper, &[&orig])?;
-    let mode = specs[0].settings.super_read_only;
+    let specs = setup.specs(&[&orig])?;
+    let settings = specs[0].settings.clone();
     let mut host = match cluster::connect(specs).pop() {
         Some(Ok(h)) => h,
         Some(Err(e)) => {
@@ -148,155 +228,120 @@ fn stop(
                 "{orig}: cannot reach it over SSH after all ({e:#}); not fenced"
             ));
             report.outcome = "not fenced".into();
+            if !dry_run {
+                fence::leave_pending(setup, &state, &orig, "no SSH during the failover", false);
+            }
             return Ok(Code::Proceed);
         }
         None => bail!("no host"),
     };
-    let t = Instant::now();
-    let (mut code, mut outcome) = fence_mysql(&mut host, &orig, mode, dry_run, report)?;
-    if let Some(spec) = steps::vip::spec(&host)? {
-        if dry_run {
-            outcome.push_str(&format!(
-                "; would remove the writer VIP: {}",
-                spec.remove_script()
-            ));
-        } else {
-            let timeout = host.spec.settings.step_timeout;
-            match steps::vip::apply(&mut host, false, timeout) {
-                Ok(Some(Change::Done)) => {
-                    report.step(
-                        "vip-leave-dead-master",
-                        &orig,
-                        "done",
-                        t.elapsed().as_millis() as u64,
-                        None,
-                    );
-                    outcome.push_str("; writer VIP removed");
-                }
-                Ok(_) => outcome.push_str("; writer VIP was not there"),
-                Err(e) => {
-                    report.warn(format!("{orig}: could not remove the writer VIP: {e:#}"));
-                    code = Code::Proceed;
-                }
-            }
-        }
-    }
-    report.outcome = outcome;
-    Ok(code)
-}
-
-/// Set read_only on a dead master's mysqld if it still answers. Returns the
-/// exit code and what happened.
-fn fence_mysql(
-    host: &mut Host,
-    orig: &str,
-    mode: crate::config::helper::SuperReadOnly,
-    dry_run: bool,
-    report: &mut Report,
-) -> Result<(Code, String)> {
-    let t = Instant::now();
-    let info = match host.refresh_info() {
-        Ok(i) => i.clone(),
+    // Its mysqld may be gone (nothing to fence now, but it may come back).
+    let answers = match host.refresh_info() {
+        Ok(_) => true,
+        Err(e) if crate::mysql::server_down(&e) => false,
         Err(e) => {
-            let down = e
-                .downcast_ref::<crate::mysql::Error>()
-                .is_some_and(|m| m.kind == ErrorKind::Connect);
-            if down {
-                return Ok((
-                    Code::Ok,
-                    format!("{orig}: mysqld does not answer: nothing to fence"),
-                ));
-            }
             report.warn(format!("{orig}: cannot inspect mysqld: {e:#}"));
-            return Ok((Code::Proceed, "not fenced".into()));
+            false
         }
     };
-    let stmts = read_only::statements(orig, &info, true, mode)?;
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    if answers {
+        steps.push(Box::new(SetReadOnly::new(
+            "fence-read-only",
+            &orig,
+            settings.super_read_only,
+        )));
+    }
+    if settings.writer_vip.is_some() {
+        steps.push(Box::new(MoveVip::new(
+            "vip-leave-dead-master",
+            &orig,
+            false,
+        )));
+    }
+    let mut ctx = Ctx::new(vec![host], report.clone());
     if dry_run {
-        return Ok((
-            Code::Ok,
-            format!("dry-run: would run {} on {orig}", stmts.join("; ")),
-        ));
+        ctx.report.plan = engine::plan(&mut steps, &mut ctx)?;
+        *report = ctx.report;
+        report.outcome = "dry-run: nothing changed".into();
+        return Ok(Code::Ok);
     }
-    let mut s = Script::new(host.spec.settings.step_timeout);
-    for st in &stmts {
-        s.exec("fence", st);
-    }
-    match host.run(&s) {
-        Ok(_) => {
-            report.step(
-                "fence-read-only",
-                orig,
-                "done",
-                t.elapsed().as_millis() as u64,
-                None,
-            );
-            Ok((
-                Code::Ok,
-                format!("{orig}: mysqld still answered; set read-only so it takes no more writes"),
-            ))
-        }
+    let _lock = match AppLock::acquire_within(&state, "master-ip-failover stopssh", LOCK_WAIT) {
+        Ok(l) => l,
         Err(e) => {
-            report.warn(format!("{orig}: could not set read_only: {e:#}"));
-            Ok((Code::Proceed, "not fenced".into()))
+            report.warn(format!("{e:#}; not fencing {orig} now"));
+            fence::leave_pending(
+                setup,
+                &state,
+                &orig,
+                "the lock was held by another mha-helper",
+                true,
+            );
+            report.outcome = "not fenced".into();
+            return Ok(Code::Proceed);
         }
+    };
+    let mut journal = failover_journal(&state, &orig, "")?;
+    let result = run_steps(
+        &mut steps,
+        &mut ctx,
+        journal.as_mut(),
+        &state,
+        settings.undo_timeout,
+    );
+    *report = ctx.report;
+    let fenced = answers && result.is_ok();
+    if let Err(e) = &result {
+        report.warn(format!("{orig}: {}", crate::exit::message(e)));
     }
+    if !fenced {
+        let why = if answers {
+            "setting read_only failed"
+        } else {
+            "its mysqld did not answer (it may come back writable)"
+        };
+        fence::leave_pending(setup, &state, &orig, why, true);
+    }
+    let vip = report
+        .steps
+        .iter()
+        .find(|s| s.step == "vip-leave-dead-master" && s.status == "done")
+        .map(|s| match s.detail.as_deref() {
+            Some("VIP removed") => "; writer VIP removed",
+            _ => "; writer VIP was not there",
+        })
+        .unwrap_or_default();
+    report.outcome = match (answers, &result) {
+        (true, Ok(())) => {
+            format!("{orig}: mysqld still answered; set read-only so it takes no more writes{vip}")
+        }
+        (false, Ok(())) => format!("{orig}: mysqld does not answer: nothing to fence now{vip}"),
+        (_, Err(_)) => format!("not fenced{vip}"),
+    };
+    Ok(if result.is_ok() {
+        Code::Ok
+    } else {
+        Code::Proceed
+    })
 }
 
 /// The application grants the cluster expects: an unfinished online
 /// switch's snapshot, else what `check` saved from the master.
-fn expected_grants(setup: &Setup) -> Option<(Vec<Snapshot>, String)> {
-    if let Ok(Some(j)) = Journal::open(&setup.journal_path()) {
-        if let Some(Undo::Grants { snapshots, .. }) = j.undo_of("block-accounts") {
-            return Some((
-                snapshots.clone(),
-                format!("journal {}", setup.journal_path().display()),
-            ));
+fn expected_grants(state: &StateDir) -> Option<(Vec<Snapshot>, String)> {
+    if let Ok(Some(j)) = Journal::open(state) {
+        if let Some(Undo::Grants { snapshots, .. }) = j.undo_of(crate::steps::accounts::BLOCK) {
+            return Some((snapshots.clone(), format!("journal {}", j.path().display())));
         }
     }
-    let file = crate::check::grants_file(setup);
-    let text = std::fs::read_to_string(&file).ok()?;
+    let text = state.read(&state.grants_snapshot()).ok()??;
     let snaps: Vec<Snapshot> = serde_json::from_str(&text).ok()?;
     Some((
         snaps,
-        format!("the last `mha-helper check` ({})", file.display()),
+        format!(
+            "the last `mha-helper check` ({})",
+            state.grants_snapshot().display()
+        ),
     ))
-}
-
-/// Compare the application grants on `host` with what the cluster
-/// expects; every difference is a warning in the report. `users` are the
-/// accounts that exist there.
-fn compare_grants(
-    host: &mut Host,
-    users: &[(String, String)],
-    expected: &[Snapshot],
-    source: &str,
-    report: &mut Report,
-) {
-    let (present, missing): (Vec<&Snapshot>, Vec<&Snapshot>) = expected
-        .iter()
-        .partition(|s| users.contains(&(s.account.user.clone(), s.account.host.clone())));
-    for m in missing {
-        report.warn(format!(
-            "{}: application account {} (expected from {source}) does not exist",
-            host.name(),
-            m.account.label()
-        ));
-    }
-    let present: Vec<Snapshot> = present.into_iter().cloned().collect();
-    if present.is_empty() {
-        return;
-    }
-    let mut s = Script::new(Duration::from_secs(10));
-    grants::add_readback(&mut s, &present);
-    match host.run(&s) {
-        Ok(r) => {
-            for d in grants::differences(&r, &present) {
-                report.warn(format!("{}: grants differ from {source}: {d}", host.name()));
-            }
-        }
-        Err(e) => report.warn(format!("{}: cannot read grants: {e:#}", host.name())),
-    }
 }
 
 /// What the last failover left behind, for `check`: which host MHA gave
@@ -308,21 +353,15 @@ pub struct DeadMark {
     pub at: String,
 }
 
-pub fn dead_mark_path(setup: &Setup) -> std::path::PathBuf {
-    setup
-        .journal_path()
-        .with_file_name(format!("mha-helper.{}.failed-over.json", setup.mha.app))
-}
-
-pub fn read_dead_mark(setup: &Setup) -> Option<DeadMark> {
-    let text = std::fs::read_to_string(dead_mark_path(setup)).ok()?;
+pub fn read_dead_mark(state: &StateDir) -> Option<DeadMark> {
+    let text = state.read(&state.dead_mark()).ok()??;
     serde_json::from_str(&text).ok()
 }
 
-fn write_dead_mark(setup: &Setup, mark: &DeadMark) {
-    let path = dead_mark_path(setup);
-    if let Err(e) = std::fs::write(&path, serde_json::to_string(mark).unwrap_or_default()) {
-        log::warn!("cannot record the failover in {}: {e}", path.display());
+fn write_dead_mark(state: &StateDir, mark: &DeadMark) {
+    let text = serde_json::to_string(mark).unwrap_or_default();
+    if let Err(e) = state.write(&state.dead_mark(), text.as_bytes()) {
+        log::warn!("cannot record the failover: {e:#}");
     }
 }
 
@@ -334,117 +373,129 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
         .transpose()?;
     report.orig_master = orig.clone();
     report.new_master = Some(new.clone());
-    let spec = cluster::specs(&setup.mha, &setup.helper, &[&new])?
-        .pop()
-        .expect("one spec")
-        .with_credentials(args.get("new_master_user"), args.get("new_master_password"));
+    let state = setup.state()?;
+    let pending = fence::read(&state).ok().flatten();
+    // A host MHA could not SSH to during this failover is not waited for
+    // again; every other host is connected, to be proven read-only.
+    let skip: Option<&str> = pending
+        .as_ref()
+        .filter(|p| !p.ssh_reachable && Some(&p.host) == orig.as_ref())
+        .map(|p| p.host.as_str());
+    let names: Vec<String> = setup
+        .all_hosts()
+        .into_iter()
+        .filter(|h| Some(h.as_str()) != skip)
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let specs: Vec<_> = setup
+        .specs(&refs)?
+        .into_iter()
+        .map(|s| {
+            if s.name == new {
+                s.with_credentials(args.get("new_master_user"), args.get("new_master_password"))
+            } else {
+                s
+            }
+        })
+        .collect();
+    let settings = specs
+        .iter()
+        .find(|s| s.name == new)
+        .map(|s| s.settings.clone())
+        .ok_or_else(|| bad_input(anyhow!("{new}: no server block")))?;
+    let (hosts, mut unreachable) = cluster::connect_split(specs);
+    if let Some(s) = skip {
+        unreachable.push((s.to_string(), "no SSH during this failover".into()));
+    }
+    if !hosts.iter().any(|h| h.spec.name == new) {
+        report.warn(format!(
+            "{new}: cannot reach it over SSH; MHA will turn read_only off itself"
+        ));
+        report.outcome = "new master not touched".into();
+        return Ok(Code::Proceed);
+    }
+    let mut ctx = Ctx::new(hosts, report.clone());
+    ctx.unreachable = unreachable;
+    let mut steps: Vec<Box<dyn Step>> = vec![Box::new(MakeWritable::new(
+        "new-master-writable",
+        &new,
+        &[],
+    ))];
+    if settings.writer_vip.is_some() {
+        steps.push(Box::new(MoveVip::new("vip-arrive-new-master", &new, true)));
+    }
     if dry_run {
-        report.outcome = format!("dry-run: would run {} on {new}", read_only::WRITABLE);
+        ctx.report.plan = engine::plan(&mut steps, &mut ctx)?;
+        *report = ctx.report;
+        report.outcome = "dry-run: nothing changed".into();
         return Ok(Code::Ok);
     }
-    let t = Instant::now();
-    let mut host = match cluster::connect(vec![spec]).pop() {
-        Some(Ok(h)) => h,
-        Some(Err(e)) => {
-            report.warn(format!(
-                "{new}: cannot reach it over SSH: {e:#}; MHA will turn read_only off itself"
-            ));
-            report.outcome = "new master not touched".into();
-            return Ok(Code::Proceed);
-        }
-        None => bail!("no host"),
-    };
-    let mut s = Script::new(host.spec.settings.step_timeout);
-    s.exec("new master read_only off", read_only::WRITABLE);
-    s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
-    s.query("users", "SELECT User AS user, Host AS host FROM mysql.user");
-    let result = host.run(&s);
-    let ms = t.elapsed().as_millis() as u64;
-    let mut code = Code::Ok;
-    let mut users = Vec::new();
-    match result {
-        Ok(r)
-            if r.set("ro")
-                .records()
-                .next()
-                .is_some_and(|r| !r.flag("read_only")) =>
-        {
-            report.step("new-master-writable", &new, "done", ms, None);
-            users = r
-                .set("users")
-                .records()
-                .map(|u| (u.text("user"), u.text("host")))
-                .collect();
-        }
-        Ok(_) => {
-            report.step(
-                "new-master-writable",
-                &new,
-                "failed",
-                ms,
-                Some("read_only still 1".into()),
-            );
-            report.warn(format!(
-                "{new}: read_only still reads 1 after turning it off; MHA will try itself"
-            ));
-            code = Code::Proceed;
+    let lock = AppLock::acquire_within(&state, "master-ip-failover start", LOCK_WAIT)
+        .map_err(|e| e.context(crate::exit::Refused))?;
+    let mut journal = failover_journal(&state, orig.as_deref().unwrap_or(""), &new)?;
+    let result = run_steps(
+        &mut steps,
+        &mut ctx,
+        journal.as_mut(),
+        &state,
+        settings.undo_timeout,
+    );
+    let code = match &result {
+        Ok(()) => Code::Ok,
+        Err(e) if is_refusal(e) => {
+            ctx.report.outcome = format!("refused: {}", crate::exit::message(e));
+            *report = ctx.report;
+            return Err(result.unwrap_err());
         }
         Err(e) => {
-            report.step(
-                "new-master-writable",
-                &new,
-                "failed",
-                ms,
-                Some(format!("{e:#}")),
-            );
-            report.warn(format!(
-                "{new}: could not turn read_only off: {e:#}; MHA will try itself"
+            ctx.report.warn(format!(
+                "{new}: {}; MHA will try to turn read_only off itself",
+                crate::exit::message(e)
             ));
-            code = Code::Proceed;
+            Code::Proceed
         }
-    }
-    if code == Code::Ok {
-        let timeout = host.spec.settings.step_timeout;
-        match steps::vip::apply(&mut host, true, timeout) {
-            Ok(None) => {}
-            Ok(Some(_)) => report.step(
-                "vip-arrive-new-master",
-                &new,
-                "done",
-                t.elapsed().as_millis() as u64,
-                None,
-            ),
-            Err(e) => {
-                report.warn(format!("{new}: could not bring the writer VIP: {e:#}"));
-                code = Code::Proceed;
-            }
-        }
-    }
+    };
     if let Some(o) = &orig {
         write_dead_mark(
-            setup,
+            &state,
             &DeadMark {
                 host: o.clone(),
                 new_master: new.clone(),
                 at: crate::logger::utc_now(),
             },
         );
+        if pending.as_ref().is_some_and(|p| &p.host == o) {
+            fence::set_new_master(&state, &new);
+        }
     }
     if code == Code::Ok {
-        match expected_grants(setup) {
-            Some((snaps, source)) => compare_grants(&mut host, &users, &snaps, &source, report),
-            None => report.warn(format!(
+        let t = settings.step_timeout;
+        match expected_grants(&state) {
+            Some((snaps, source)) => match ops::accounts::compare(ctx.host(&new)?, &snaps, t) {
+                Ok(diffs) => {
+                    for d in diffs {
+                        ctx.report.warn(format!("{new}: {d} (compared with {source})"));
+                    }
+                }
+                Err(e) => ctx.report.warn(format!("{new}: cannot read grants: {e:#}")),
+            },
+            None => ctx.report.warn(format!(
                 "{new}: no record of the application's grants to compare with (run `mha-helper check` regularly)"
             )),
         }
+        if let Some(j) = journal.take() {
+            if let Err(e) = j.close(&state, "completed") {
+                log::error!("{e:#}");
+            }
+        }
     }
-    if let Some(s) = host.conn.stats() {
-        report.ssh.insert(new.clone(), s);
-    }
-    report.outcome = if code == Code::Ok {
+    ctx.collect_stats();
+    ctx.report.outcome = if code == Code::Ok {
         format!("{new} is writable")
     } else {
         "incomplete".into()
     };
+    *report = ctx.report;
+    drop(lock);
     Ok(code)
 }

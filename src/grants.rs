@@ -132,24 +132,41 @@ pub struct RoleGrant {
     pub role: String,
 }
 
+/// Roles granted in `SHOW GRANTS` lines (`GRANT <role> TO <account>`).
+pub fn roles_in(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|g| {
+            let rest = g.strip_prefix("GRANT ")?;
+            if rest.contains(" ON ") && !rest.starts_with('`') {
+                return None;
+            }
+            let (role, _) = rest.split_once(" TO ")?;
+            if role.contains(" ON ") || role.starts_with("PROXY") {
+                return None;
+            }
+            Some(role.trim().to_string())
+        })
+        .collect()
+}
+
+/// Whether grant lines let their holder write despite read_only: SUPER,
+/// the server's bypass privilege, or ALL PRIVILEGES, on *.*.
+pub fn lines_bypass_read_only(lines: &[String], bypass: &str) -> bool {
+    lines.iter().any(|g| {
+        g.contains(" ON *.* ")
+            && (g.starts_with("GRANT ALL PRIVILEGES ON *.*")
+                || g.contains("SUPER")
+                || g.contains(bypass))
+    })
+}
+
 impl Snapshot {
     /// Roles granted to the account (`GRANT <role> TO <account>` lines).
     pub fn roles(&self) -> Vec<RoleGrant> {
-        self.grants
-            .iter()
-            .filter_map(|g| {
-                let rest = g.strip_prefix("GRANT ")?;
-                if rest.contains(" ON ") && !rest.starts_with('`') {
-                    return None;
-                }
-                let (role, _) = rest.split_once(" TO ")?;
-                if role.contains(" ON ") || role.starts_with("PROXY") {
-                    return None;
-                }
-                Some(RoleGrant {
-                    role: role.trim().to_string(),
-                })
-            })
+        roles_in(&self.grants)
+            .into_iter()
+            .map(|role| RoleGrant { role })
             .collect()
     }
 
@@ -159,14 +176,10 @@ impl Snapshot {
             .any(|g| g.starts_with("SET DEFAULT ROLE "))
     }
 
-    /// Whether any grant gives write access despite read_only.
+    /// Whether the account's own grants give write access despite
+    /// read_only (see also roles: `ops::accounts`).
     pub fn bypasses_read_only(&self, bypass: &str) -> bool {
-        self.grants.iter().any(|g| {
-            g.contains(" ON *.* ")
-                && (g.starts_with("GRANT ALL PRIVILEGES ON *.*")
-                    || g.contains("SUPER")
-                    || g.contains(bypass))
-        })
+        lines_bypass_read_only(&self.grants, bypass)
     }
 }
 

@@ -2,10 +2,13 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments and maps results to exit
 //! codes; everything else lives here, one module per concern:
-//! configuration (`config`, `setup`), transport (`ssh`), the remote client
-//! (`mysql`), accounts (`grants`), the journal, the step engine (`steps`,
-//! `engine`), the switches (`online`, `failover`, `recover`), the operator
-//! commands (`check`, `mha`), and output (`report`, `logger`).
+//! configuration (`config`, `setup`), transport (`ssh`, with the session
+//! keeper), the remote client (`mysql`), the files kept on the manager
+//! (`state`: journal, lock), host operations (`ops`: read_only, accounts,
+//! sessions, vip) and grant text (`grants`), the journaled steps over them
+//! with their undos (`steps`, `undo`) and the engine that runs them
+//! (`engine`), the switches (`online`, `failover`, `recover`, `fence`), the
+//! operator commands (`check`, `mha`), and output (`report`, `logger`).
 
 pub mod check;
 pub mod cli;
@@ -15,21 +18,22 @@ pub mod engine;
 pub mod exit;
 pub mod failover;
 pub mod fault;
+pub mod fence;
 pub mod grants;
-pub mod journal;
-pub mod keeper;
 pub mod logger;
 pub mod mha;
 pub mod mha_args;
 pub mod mysql;
 pub mod online;
+pub mod ops;
 pub mod quote;
 pub mod recover;
 pub mod report;
 pub mod scrub;
 pub mod setup;
 pub mod ssh;
+pub mod state;
 pub mod steps;
 #[cfg(test)]
 pub mod testing;
-pub mod vip;
+pub mod undo;

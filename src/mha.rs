@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::exit::{bad_input, Code};
-use crate::journal::{new_id, Journal};
+use crate::exit::{bad_input, Code, Refused};
 use crate::online::stop::SWITCH_ID_VAR;
 use crate::setup::{ConfigPaths, Setup};
+use crate::state::journal::{new_id, Journal};
+use crate::state::lock::AppLock;
+use crate::state::StateDir;
 
 /// A spinner on stderr when it is a terminal (so MHA's captured logs stay
 /// clean); log lines go through it while it spins.
@@ -44,7 +46,13 @@ pub struct SwitchRun {
 }
 
 /// Run masterha_master_switch with `args`, streaming its output.
-pub fn run_switch(setup: &Setup, args: &[String], id: &str, what: &str) -> Result<SwitchRun> {
+pub fn run_switch(
+    setup: &Setup,
+    state: &StateDir,
+    args: &[String],
+    id: &str,
+    what: &str,
+) -> Result<SwitchRun> {
     let started = Instant::now();
     let manager_log = setup
         .mha
@@ -118,11 +126,9 @@ pub fn run_switch(setup: &Setup, args: &[String], id: &str, what: &str) -> Resul
         b.finish_and_clear();
         crate::logger::set_progress(None);
     }
-    let log_file = setup
-        .journal_path()
-        .with_file_name(format!("mha-helper.{}.{id}.switch.log", setup.mha.app));
-    if let Err(e) = std::fs::write(&log_file, output.join("\n") + "\n") {
-        log::warn!("cannot keep MHA's output in {}: {e}", log_file.display());
+    let log_file = state.switch_log(id);
+    if let Err(e) = state.write(&log_file, (output.join("\n") + "\n").as_bytes()) {
+        log::warn!("cannot keep MHA's output: {e:#}");
     }
     Ok(SwitchRun {
         success: status.success(),
@@ -171,15 +177,18 @@ pub fn switchover(
         setup.hostname(n)?;
     }
     check_hook(&setup, "master_ip_online_change_script");
-    let journal = setup.journal_path();
-    if Journal::open(&journal)?.is_some() {
+    let state = setup.state()?;
+    // Held for the whole switch; the hooks MHA runs work under it.
+    let mut lock = AppLock::acquire(&state, "switchover").map_err(|e| e.context(Refused))?;
+    if let Some(j) = Journal::open(&state)? {
         bail!(
             "an unfinished switch is recorded in {}; run `mha-helper recover --conf {}` first",
-            journal.display(),
+            j.path().display(),
             setup.mha.app_path.display()
         );
     }
     let id = new_id();
+    lock.set_switch(&id);
     let mut args = base_args(&setup, paths);
     args.push("--master_state=alive".into());
     if let Some(n) = new_master {
@@ -189,26 +198,36 @@ pub fn switchover(
         args.push("--orig_master_is_new_slave".into());
     }
     args.push("--interactive=0".into());
-    let run = run_switch(&setup, &args, &id, "online switchover")?;
-    let closed = journal.with_extension(format!("journal.{id}.completed"));
+    let run = run_switch(&setup, &state, &args, &id, "online switchover")?;
+    let closed = state.closed_journal(&id, "completed");
+    let recover = crate::recover::Options {
+        json,
+        ..Default::default()
+    };
     if !run.success {
         log::error!(
             "masterha_master_switch failed after {:?}:\n{}",
             run.elapsed,
             tail(&run.output, 15)
         );
-        if Journal::open(&journal)?.is_some() {
+        if Journal::open(&state)?.is_some() {
             log::warn!("MHA failed after mha-helper blocked writes: recovering now");
-            crate::recover::run(paths, json)?;
+            crate::recover::run(paths, recover)?;
         }
         bail!(
             "online switchover failed; MHA's output is in {}",
             run.log_file.display()
         );
     }
-    if Journal::open(&journal)?.is_some() {
-        log::warn!("MHA switched but mha-helper's start phase did not finish: completing it now");
-        crate::recover::run(paths, false)?;
+    if Journal::open(&state)?.is_some() {
+        log::warn!("MHA switched but mha-helper's start phase did not finish: recovering now");
+        crate::recover::run(
+            paths,
+            crate::recover::Options {
+                json: false,
+                ..recover
+            },
+        )?;
     }
     summary_from_journal(&closed, &run, json)?;
     Ok(Code::Ok)
@@ -216,7 +235,7 @@ pub fn switchover(
 
 /// Print what the hooks recorded (stop and start reports) and the time.
 fn summary_from_journal(closed: &Path, run: &SwitchRun, json: bool) -> Result<()> {
-    let j = Journal::open(closed)?;
+    let j = Journal::open_path(closed)?;
     let note = |k: &str| j.as_ref().and_then(|j| j.note_value(k).cloned());
     let (stop, start) = (note("stop-report"), note("start-report"));
     if json {
@@ -290,6 +309,8 @@ pub fn failover(
         }
     }
     check_hook(&setup, "master_ip_failover_script");
+    let state = setup.state()?;
+    let _lock = AppLock::acquire(&state, "failover").map_err(|e| e.context(Refused))?;
     let server = setup
         .mha
         .server(&dead_host)
@@ -305,7 +326,7 @@ pub fn failover(
     }
     args.push("--interactive=0".into());
     args.push("--ignore_last_failover".into());
-    let run = run_switch(&setup, &args, &id, "dead-master failover")?;
+    let run = run_switch(&setup, &state, &args, &id, "dead-master failover")?;
     let summary = FailoverSummary::parse(&run.output);
     if json {
         println!(

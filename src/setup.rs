@@ -1,15 +1,17 @@
 //! What every command starts from: the MHA application file (read as MHA
-//! reads it), the helper's own settings, and where the journal lives.
-//! Errors here are bad input: one line naming the file, line and fault.
+//! reads it), the helper's own settings, and the state directory (journal,
+//! lock, ...). Errors here are bad input: one line naming the file, line
+//! and fault.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 
+use crate::cluster::{self, HostSpec};
 use crate::config::helper::HelperConfig;
 use crate::config::mha::MhaConfig;
 use crate::exit::bad_input;
-use crate::journal::Journal;
+use crate::state::StateDir;
 
 /// The configuration files a command was pointed at.
 #[derive(Debug, Clone, Default)]
@@ -19,9 +21,29 @@ pub struct ConfigPaths {
     pub helper: Option<PathBuf>,
 }
 
+impl ConfigPaths {
+    /// The same files as `--conf`, `--helper-conf`, `--global-conf`
+    /// arguments, for a process we start (the session keeper).
+    pub fn as_args(&self) -> Vec<std::ffi::OsString> {
+        let mut v = Vec::new();
+        for (flag, p) in [
+            ("--conf", &self.conf),
+            ("--helper-conf", &self.helper),
+            ("--global-conf", &self.global),
+        ] {
+            if let Some(p) = p {
+                v.push(flag.into());
+                v.push(p.clone().into_os_string());
+            }
+        }
+        v
+    }
+}
+
 pub struct Setup {
     pub mha: MhaConfig,
     pub helper: HelperConfig,
+    pub paths: ConfigPaths,
 }
 
 impl ConfigPaths {
@@ -40,7 +62,11 @@ impl ConfigPaths {
         });
         let helper = HelperConfig::load(helper_path.as_deref()).map_err(bad_input)?;
         helper.warn_unknown_hosts(&mha);
-        Ok(Setup { mha, helper })
+        Ok(Setup {
+            mha,
+            helper,
+            paths: self.clone(),
+        })
     }
 }
 
@@ -48,20 +74,43 @@ impl ConfigPaths {
 pub const DEFAULT_HELPER_CONF: &str = "/etc/mha-helper/helper.cnf";
 
 impl Setup {
-    /// The journal file of this application.
-    pub fn journal_path(&self) -> PathBuf {
-        let workdir = self
-            .mha
-            .servers
-            .first()
-            .map(|s| s.manager_workdir.clone())
-            .unwrap_or_else(|| "/var/tmp".to_string());
-        let dir = self.helper.defaults().journal_dir_or(&workdir);
-        Journal::path_for(&dir, &self.mha.app)
+    /// Where the state directory is (`journal_dir`, default
+    /// `/var/lib/mha-helper`).
+    pub fn state_path(&self) -> PathBuf {
+        self.helper
+            .defaults()
+            .journal_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::state::DEFAULT_DIR))
+    }
+
+    /// The state directory, created if missing and checked (see `state`).
+    pub fn state(&self) -> Result<StateDir> {
+        StateDir::open(&self.state_path(), &self.mha.app).map_err(bad_input)
     }
 
     pub fn app_path(&self) -> &Path {
         &self.mha.app_path
+    }
+
+    /// Every server block's hostname.
+    pub fn all_hosts(&self) -> Vec<String> {
+        self.mha
+            .servers
+            .iter()
+            .map(|s| s.hostname.clone())
+            .collect()
+    }
+
+    /// Host specs for `names` (every server block when empty), with the
+    /// helper's own known_hosts for keys learnt on first use.
+    pub fn specs(&self, names: &[&str]) -> Result<Vec<HostSpec>> {
+        let own = self.state_path().join("known_hosts");
+        let mut specs = cluster::specs(&self.mha, &self.helper, names)?;
+        for s in &mut specs {
+            s.target.own_known_hosts = Some(own.clone());
+        }
+        Ok(specs)
     }
 
     /// The MHA hostname for a name MHA passed (hostname, ip or block).

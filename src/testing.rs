@@ -74,6 +74,7 @@ impl Exec for FakeExec {
                         i + 1
                     )
                     .into_bytes(),
+                    timed_out: None,
                 });
             }
             if let Some(v) = line.strip_prefix("SET GLOBAL read_only = ") {
@@ -94,6 +95,7 @@ impl Exec for FakeExec {
             signal: None,
             stdout: out.into_bytes(),
             stderr: Vec::new(),
+            timed_out: None,
         })
     }
 }

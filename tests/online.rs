@@ -209,27 +209,30 @@ fn kill_9_at_each_mutation_point_then_recover_restores_the_snapshot() {
 }
 
 #[test]
-fn kill_9_in_start_after_mha_switched_then_recover_completes_the_switch() {
+fn start_killed_makes_mha_abort_and_recover_undoes_the_switch_that_did_not_happen() {
     let lab = Lab::lock();
     let before = lab.state();
-    let o = lab.switchover("db2", &[("MHA_HELPER_FAULT", "kill@after:start-begun")]);
-    // MHA sees the start hook die and aborts; `switchover` notices the open
-    // journal with start begun and completes our part (recover).
-    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
-    assert!(
-        stderr(&o).contains("completing the switch db1 -> db2"),
-        "{}",
-        both(&o)
-    );
-    let r = lab.recover();
-    assert_eq!(r.status.code(), Some(0), "{}", both(&r));
-    assert!(stderr(&r).contains("nothing to recover"), "{}", both(&r));
-    let after = lab.settled_state();
-    assert!(
-        !after.hosts[1].read_only,
-        "db2 must be writable after recover: {after:?}"
-    );
-    assert_same_grants(&before, &after);
+    for point in ["after:start-begun", "after:new-master-writable"] {
+        let fault = format!("kill@{point}");
+        let o = lab.switchover("db2", &[("MHA_HELPER_FAULT", &fault)]);
+        // MHA sees the start hook die and aborts before it repoints any
+        // replica; `switchover` notices the open journal and recovers: the
+        // cluster says the switch did not happen, so it is undone.
+        assert_ne!(o.status.code(), Some(0), "{point}: {}", both(&o));
+        assert!(
+            stderr(&o).contains("not switched: db2 still replicates from db1"),
+            "{point}: {}",
+            both(&o)
+        );
+        let r = lab.recover();
+        assert_eq!(r.status.code(), Some(0), "{point}: {}", both(&r));
+        assert!(stderr(&r).contains("nothing to recover"), "{}", both(&r));
+        assert_eq!(
+            lab.settled_state(),
+            before,
+            "{point}: the cluster is not as it was before the switch"
+        );
+    }
 }
 
 #[test]

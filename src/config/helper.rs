@@ -167,7 +167,7 @@ pub struct HostSettings {
     /// If not empty, only these accounts are blocked.
     pub include_accounts: Vec<AccountName>,
     pub super_read_only: SuperReadOnly,
-    /// Where journals go; `None`: MHA's `manager_workdir`.
+    /// The state directory (journal, lock, ...); `None`: `/var/lib/mha-helper`.
     pub journal_dir: Option<PathBuf>,
     /// The client run on the database host.
     pub mysql_client: String,
@@ -212,15 +212,6 @@ impl Default for HostSettings {
             requires_sudo: false,
             requires_arping: true,
         }
-    }
-}
-
-impl HostSettings {
-    /// The journal directory, defaulting to MHA's `manager_workdir`.
-    pub fn journal_dir_or(&self, manager_workdir: &str) -> PathBuf {
-        self.journal_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(manager_workdir))
     }
 }
 
@@ -629,7 +620,7 @@ mod tests {
         );
         assert_eq!(d.long_transaction_limit, Duration::from_secs(2));
         assert!(!d.requires_sudo && d.requires_arping);
-        assert_eq!(d.journal_dir_or("/var/tmp"), PathBuf::from("/var/tmp"));
+        assert_eq!(d.journal_dir, None);
         assert!(d.exclude_accounts.is_empty() && d.include_accounts.is_empty());
         assert_eq!((d.writer_vip, d.cluster_interface.clone()), (None, None));
         assert_eq!(c.for_host("anything"), d);
@@ -820,8 +811,8 @@ mod tests {
         );
         let c = load_text("[default]\njournal_dir = /var/lib/mha-helper\nmysql_defaults_file = \"/etc/mysql/helper.cnf\"\nmysql_client = /usr/bin/mariadb\n").unwrap();
         assert_eq!(
-            c.defaults().journal_dir_or("/var/tmp"),
-            PathBuf::from("/var/lib/mha-helper")
+            c.defaults().journal_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/mha-helper"))
         );
         assert_eq!(
             c.defaults().mysql_defaults_file.as_deref(),

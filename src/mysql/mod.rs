@@ -6,6 +6,14 @@
 //! starts the client with `--defaults-extra-file=/dev/fd/3`; the rest of
 //! stdin is the SQL. No password is ever in an argv or an environment, and
 //! the file exists on disk only for the instant between creation and unlink.
+//!
+//! A script that runs past its timeout is really stopped before the caller
+//! goes on (to an undo, say): the first thing every script prints is its
+//! session's connection id and the shell its pid (the client is unbuffered,
+//! so both arrive at once), and on timeout the client process is killed and
+//! the session is `KILL`ed on the server, then watched until it is gone.
+//! The server is also told to give up first: `lock_wait_timeout` and the
+//! statement time limit are set below the timeout.
 
 pub mod output;
 pub mod server;
@@ -63,6 +71,7 @@ impl Access {
         client.extend(
             [
                 "--batch",
+                "--unbuffered",
                 "--no-auto-rehash",
                 "--default-character-set=utf8mb4",
             ]
@@ -70,12 +79,25 @@ impl Access {
         );
         client.push(format!("--connect-timeout={}", self.connect_timeout.max(1)));
         let inner = format!(
-            "umask 077 && f=$(mktemp \"${{TMPDIR:-/tmp}}/mha-helper.XXXXXX\") && \
+            "echo {PID_TAG}$$ >&2; umask 077 && f=$(mktemp \"${{TMPDIR:-/tmp}}/mha-helper.XXXXXX\") && \
              dd bs=1 count={len} of=\"$f\" 2>/dev/null && exec 3<\"$f\" && rm -f \"$f\" && exec {}",
             client.join(" ")
         );
         format!("/bin/sh -c {}", shell_word(&inner))
     }
+}
+
+/// The line the remote shell prints on stderr before it becomes the client.
+const PID_TAG: &str = "mha-helper-pid=";
+
+/// The hidden first query of every script: our session's connection id.
+const SESSION_SET: &str = "session";
+
+/// How long the server may spend on one statement, or wait for a lock,
+/// inside a script allowed `timeout`: less, so the server gives up first.
+pub fn server_limit(timeout: Duration) -> Duration {
+    let margin = (timeout / 5).max(Duration::from_secs(1));
+    timeout.saturating_sub(margin).max(Duration::from_secs(1))
 }
 
 /// An ordered SQL script with named result sets.
@@ -93,8 +115,8 @@ struct Stmt {
 
 impl Script {
     /// A script whose session reads our string quoting correctly and waits
-    /// at most `lock_wait` for metadata locks.
-    pub fn new(lock_wait: Duration) -> Script {
+    /// for locks less long than `timeout`, the time it will be given.
+    pub fn new(timeout: Duration) -> Script {
         let mut s = Script { stmts: Vec::new() };
         s.exec(
             "session setup",
@@ -104,7 +126,7 @@ impl Script {
             "session setup",
             &format!(
                 "SET SESSION lock_wait_timeout = {}",
-                lock_wait.as_secs().max(1)
+                server_limit(timeout).as_secs().max(1)
             ),
         );
         s
@@ -140,23 +162,56 @@ impl Script {
     }
 
     /// The text fed to the client: one statement per line, so an error's
-    /// line number names its statement. Returns the text and the label of
-    /// each line.
-    fn render(&self) -> (String, Vec<String>) {
+    /// line number names its statement. First the hidden session query,
+    /// then (where the server has one) the statement time limit for
+    /// `timeout`, then the script. Returns the text and the label of each
+    /// line.
+    fn render(&self, flavor: Option<Flavor>, timeout: Duration) -> (String, Vec<String>) {
         let mut text = String::new();
         let mut labels = Vec::new();
+        let mut line = |text: &mut String, label: &str, sql: &str| {
+            text.push_str(sql);
+            text.push_str(";\n");
+            labels.push(label.to_string());
+        };
+        let marker = |name: &str| {
+            format!(
+                "SELECT {} AS {}",
+                sql_string(&format!("{}{name}", output::MARKER_PREFIX)),
+                sql_ident(output::MARKER_COLUMN)
+            )
+        };
+        line(&mut text, SESSION_SET, &marker(SESSION_SET));
+        line(&mut text, SESSION_SET, "SELECT CONNECTION_ID() AS id");
+        let limit = server_limit(timeout);
+        let hang = crate::fault::hang_now();
+        match flavor {
+            Some(Flavor::MariaDb) => {
+                let secs = if hang { 0.0 } else { limit.as_secs_f64() };
+                line(
+                    &mut text,
+                    "session setup",
+                    &format!("SET SESSION max_statement_time = {secs:.3}"),
+                )
+            }
+            Some(Flavor::MySql) => {
+                let ms = if hang { 0 } else { limit.as_millis() };
+                line(
+                    &mut text,
+                    "session setup",
+                    &format!("SET SESSION max_execution_time = {ms}"),
+                )
+            }
+            None => {}
+        }
+        if hang {
+            line(&mut text, "hang (fault injection)", "DO SLEEP(86400)");
+        }
         for s in &self.stmts {
             if s.query {
-                text.push_str(&format!(
-                    "SELECT {} AS {};\n",
-                    sql_string(&format!("{}{}", output::MARKER_PREFIX, s.label)),
-                    sql_ident(output::MARKER_COLUMN)
-                ));
-                labels.push(s.label.clone());
+                line(&mut text, &s.label, &marker(&s.label));
             }
-            text.push_str(&s.sql);
-            text.push_str(";\n");
-            labels.push(s.label.clone());
+            line(&mut text, &s.label, &s.sql);
         }
         (text, labels)
     }
@@ -173,10 +228,14 @@ pub enum ErrorKind {
     Transport,
     /// The client program is not on the host.
     ClientMissing,
-    /// The client could not log in or reach the server.
-    Connect,
+    /// The client could not log in or reach the server (the client's
+    /// error code: 2002/2003 mean nothing listens, 1045 a refused login).
+    Connect { code: u32 },
     /// A statement failed; the script stopped there.
     Statement { code: u32 },
+    /// The script ran past its timeout. `gone`: its session was ended on
+    /// the server and is proven gone (nothing of it can still run).
+    Timeout { gone: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +258,25 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// The server is not running (or not listening) there: nothing can be
+    /// written through it.
+    pub fn server_down(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Connect {
+                code: 2002 | 2003 | 2005 | 2013
+            }
+        )
+    }
+}
+
+/// Whether `e` says the server does not answer at all.
+pub fn server_down(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<Error>().is_some_and(Error::server_down))
+}
+
 /// What a script returned.
 #[derive(Debug, Default)]
 pub struct Results {
@@ -217,17 +295,19 @@ impl Results {
     }
 }
 
-/// Run `script` on the host behind `conn`, as `access`.
+/// Run `script` on the host behind `conn`, as `access`. `flavor` (when
+/// known) picks the server's statement time limit.
 pub fn run(
     conn: &mut dyn Exec,
     access: &Access,
     script: &Script,
     timeout: Duration,
+    flavor: Option<Flavor>,
 ) -> std::result::Result<Results, Error> {
     let host = conn.host().to_string();
     let started = Instant::now();
     let options = access.option_file();
-    let (sql, labels) = script.render();
+    let (sql, labels) = script.render(flavor, timeout);
     let mut stdin = Vec::with_capacity(options.len() + sql.len());
     stdin.extend_from_slice(options.as_bytes());
     stdin.extend_from_slice(sql.as_bytes());
@@ -239,7 +319,21 @@ pub fn run(
         step: None,
         message: format!("{e:#}"),
     })?;
-    let stderr = out.stderr_text();
+    let (pid, stderr) = split_pid(&out.stderr_text());
+    if let Some(waited) = out.timed_out {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let id = session_id(&stdout);
+        let (gone, what) = stop_session(conn, access, id, pid, timeout);
+        return Err(Error {
+            host,
+            kind: ErrorKind::Timeout { gone },
+            step: None,
+            message: format!(
+                "timed out after {:.1} s (step_timeout; raise it if the host is just slow); {what}",
+                waited.as_secs_f64()
+            ),
+        });
+    }
     if let Some(sig) = &out.signal {
         return Err(Error {
             host,
@@ -263,16 +357,129 @@ pub fn run(
         return Err(classify_failure(&host, &stderr, out.status, &labels));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let sets = output::parse(&text).map_err(|e| Error {
+    let mut sets = output::parse(&text).map_err(|e| Error {
         host: host.clone(),
         kind: ErrorKind::Transport,
         step: None,
         message: format!("cannot read the client's output: {e}"),
     })?;
+    sets.remove(SESSION_SET);
     Ok(Results {
         sets,
         elapsed: started.elapsed(),
     })
+}
+
+/// The client's pid (from the shell's first stderr line) and the rest of
+/// stderr.
+fn split_pid(stderr: &str) -> (Option<u32>, String) {
+    let mut pid = None;
+    let rest: Vec<&str> = stderr
+        .lines()
+        .filter(|l| match l.strip_prefix(PID_TAG) {
+            Some(p) => {
+                pid = p.trim().parse().ok();
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (pid, rest.join("\n").trim().to_string())
+}
+
+/// The connection id from the hidden first query, if it arrived.
+fn session_id(stdout: &str) -> Option<u64> {
+    let mut lines = stdout.lines();
+    let tag = format!("{}{SESSION_SET}", output::MARKER_PREFIX);
+    while let Some(l) = lines.next() {
+        if l == tag {
+            // header line "id", then the value
+            let _header = lines.next()?;
+            return lines.next()?.trim().parse().ok();
+        }
+    }
+    None
+}
+
+/// Stop what a timed-out script left running: kill the client process on
+/// the host (so it sends nothing more), `KILL` its session on the server,
+/// and watch the processlist until the session is gone. Returns whether it
+/// is proven gone, and what was done.
+fn stop_session(
+    conn: &mut dyn Exec,
+    access: &Access,
+    id: Option<u64>,
+    pid: Option<u32>,
+    timeout: Duration,
+) -> (bool, String) {
+    let host = conn.host().to_string();
+    let wait = timeout.clamp(Duration::from_secs(2), Duration::from_secs(30));
+    if let Some(pid) = pid {
+        // Only our own client: its command line names the fd-3 option file.
+        let cmd = format!(
+            "/bin/sh -c {}",
+            shell_word(&format!(
+                "grep -qa -- --defaults-extra-file=/dev/fd/3 /proc/{pid}/cmdline 2>/dev/null && kill -9 {pid}; true"
+            ))
+        );
+        if let Err(e) = conn.exec(&cmd, b"", wait) {
+            log::warn!("{host}: cannot kill the timed-out client (pid {pid}): {e:#}");
+        }
+    }
+    let Some(id) = id else {
+        return match pid {
+            Some(p) => (
+                true,
+                format!("its client (pid {p}) was killed before it had a server session"),
+            ),
+            None => (
+                false,
+                "the command never reported its client or session; it may still run".into(),
+            ),
+        };
+    };
+    let until = Instant::now() + wait;
+    let mut killed = false;
+    loop {
+        let mut s = Script::new(wait);
+        if !killed {
+            s.exec(
+                "kill the timed-out session",
+                &format!("KILL CONNECTION {id}"),
+            );
+        }
+        s.query(
+            "left",
+            &format!("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = {id}"),
+        );
+        match run(conn, access, &s, wait, None) {
+            Ok(r) => {
+                killed = true;
+                if r.set("left").records().next().map(|r| r.num("n")) == Some(0) {
+                    log::warn!(
+                        "{host}: session {id} of the timed-out script was killed and is gone"
+                    );
+                    return (
+                        true,
+                        format!("its session {id} was killed on the server and is gone"),
+                    );
+                }
+            }
+            // It ended by itself between our look and the KILL.
+            Err(e) if e.kind == ErrorKind::Statement { code: 1094 } => killed = true,
+            Err(e) => log::warn!("{host}: killing session {id}: {e}"),
+        }
+        if Instant::now() >= until {
+            return (
+                false,
+                format!(
+                    "its session {id} could not be proven gone within {:.0} s",
+                    wait.as_secs_f64()
+                ),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Turn the client's `ERROR 1045 (28000) at line 3: ...` into an error
@@ -318,7 +525,7 @@ fn classify_failure(host: &str, stderr: &str, status: i32, labels: &[String]) ->
                 kind: if code == 0 || line.is_some() {
                     ErrorKind::Statement { code }
                 } else {
-                    ErrorKind::Connect
+                    ErrorKind::Connect { code }
                 },
                 step: None,
                 message: format!("cannot connect to MySQL: {message}{hint}"),
@@ -333,8 +540,9 @@ pub fn run_script(
     access: &Access,
     script: &Script,
     timeout: Duration,
+    flavor: Option<Flavor>,
 ) -> Result<Results> {
-    run(conn, access, script, timeout).map_err(anyhow::Error::new)
+    run(conn, access, script, timeout, flavor).map_err(anyhow::Error::new)
 }
 
 #[cfg(test)]
@@ -381,6 +589,7 @@ mod tests {
                 signal: None,
                 stdout: stdout.as_bytes().to_vec(),
                 stderr: stderr.as_bytes().to_vec(),
+                timed_out: None,
             },
         }
     }
@@ -390,12 +599,12 @@ mod tests {
         let mut f = fake(0, "", "");
         let mut s = Script::new(Duration::from_secs(30));
         s.exec("x", "SELECT 1");
-        run(&mut f, &access(), &s, Duration::from_secs(1)).unwrap();
+        run(&mut f, &access(), &s, Duration::from_secs(1), None).unwrap();
         assert!(!f.seen_command.contains("pa$$"));
         assert!(!f.seen_command.contains("password"));
         let stdin = String::from_utf8(f.seen_stdin).unwrap();
         assert!(stdin.starts_with("[client]\nuser=\"mha\"\npassword=\"pa$$ w'o\\\"rd\\\\\"\n"));
-        let optlen = stdin.find("SET SESSION").unwrap();
+        let optlen = stdin.find("SELECT 'mha-helper:session'").unwrap();
         assert!(f.seen_command.contains(&format!("count={optlen} ")));
     }
 
@@ -406,10 +615,10 @@ mod tests {
         a.defaults_file = Some("/etc/my.cnf".into());
         assert_eq!(
             a.command(42),
-            "/bin/sh -c 'umask 077 && f=$(mktemp \"${TMPDIR:-/tmp}/mha-helper.XXXXXX\") && \
+            "/bin/sh -c 'echo mha-helper-pid=$$ >&2; umask 077 && f=$(mktemp \"${TMPDIR:-/tmp}/mha-helper.XXXXXX\") && \
              dd bs=1 count=42 of=\"$f\" 2>/dev/null && exec 3<\"$f\" && rm -f \"$f\" && \
              exec mysql --defaults-file=/etc/my.cnf --defaults-extra-file=/dev/fd/3 --batch \
-             --no-auto-rehash --default-character-set=utf8mb4 --connect-timeout=5'"
+             --unbuffered --no-auto-rehash --default-character-set=utf8mb4 --connect-timeout=5'"
         );
         assert!(a
             .option_file()
@@ -424,21 +633,34 @@ mod tests {
             "REVOKE ALL PRIVILEGES, GRANT OPTION\n FROM `a`@`%`;",
         );
         s.query("grants", "SHOW GRANTS FOR `a`@`%`");
-        let (text, labels) = s.render();
+        let (text, labels) = s.render(Some(Flavor::MariaDb), Duration::from_secs(7));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), labels.len());
-        assert_eq!(lines[1], "SET SESSION lock_wait_timeout = 7;");
-        assert_eq!(lines[2], "SET SESSION sql_log_bin = 0;");
         assert_eq!(
-            lines[3],
+            lines[0..3],
+            [
+                "SELECT 'mha-helper:session' AS `mha-helper-marker`;",
+                "SELECT CONNECTION_ID() AS id;",
+                "SET SESSION max_statement_time = 5.600;"
+            ]
+        );
+        // The server gives up before we do: 7 s allowed, locks waited 5 s.
+        assert_eq!(lines[4], "SET SESSION lock_wait_timeout = 5;");
+        assert_eq!(lines[5], "SET SESSION sql_log_bin = 0;");
+        assert_eq!(
+            lines[6],
             "REVOKE ALL PRIVILEGES, GRANT OPTION  FROM `a`@`%`;"
         );
         assert_eq!(
-            lines[4],
+            lines[7],
             "SELECT 'mha-helper:grants' AS `mha-helper-marker`;"
         );
-        assert_eq!(labels[3], "revoke");
-        assert_eq!(labels[5], "grants");
+        assert_eq!(labels[6], "revoke");
+        assert_eq!(labels[8], "grants");
+        let (mysql, _) = s.render(Some(Flavor::MySql), Duration::from_secs(30));
+        assert!(mysql.contains("SET SESSION max_execution_time = 24000;"));
+        let (unknown, _) = s.render(None, Duration::from_secs(30));
+        assert!(!unknown.contains("max_"));
     }
 
     #[test]
@@ -451,9 +673,9 @@ mod tests {
         let mut f = fake(
             1,
             "",
-            "ERROR 1141 (42000) at line 3: There is no such grant defined\n",
+            "ERROR 1141 (42000) at line 5: There is no such grant defined\n",
         );
-        let e = run(&mut f, &access(), &s, Duration::from_secs(1)).unwrap_err();
+        let e = run(&mut f, &access(), &s, Duration::from_secs(1), None).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Statement { code: 1141 });
         assert_eq!(e.step.as_deref(), Some("revoke `app`@`%`"));
         assert_eq!(
@@ -470,16 +692,17 @@ mod tests {
             "",
             "ERROR 1045 (28000): Access denied for user 'mha'@'localhost' (using password: YES)\n",
         );
-        let e = run(&mut f, &access(), &s, Duration::from_secs(1)).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Connect);
+        let e = run(&mut f, &access(), &s, Duration::from_secs(1), None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Connect { code: 1045 });
         assert!(e.to_string().contains("check user/password"), "{e}");
         let mut f = fake(
             1,
             "",
             "ERROR 2002 (HY000): Can't connect to local server through socket '/x' (2)\n",
         );
-        let e = run(&mut f, &access(), &s, Duration::from_secs(1)).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Connect);
+        let e = run(&mut f, &access(), &s, Duration::from_secs(1), None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Connect { code: 2002 });
+        assert!(e.server_down());
         assert!(e.to_string().contains("is mysqld running"), "{e}");
     }
 
@@ -487,8 +710,71 @@ mod tests {
     fn missing_client_is_reported_as_such() {
         let s = Script::new(Duration::from_secs(30));
         let mut f = fake(127, "", "/bin/sh: 1: exec: mysql: not found\n");
-        let e = run(&mut f, &access(), &s, Duration::from_secs(1)).unwrap_err();
+        let e = run(&mut f, &access(), &s, Duration::from_secs(1), None).unwrap_err();
         assert_eq!(e.kind, ErrorKind::ClientMissing);
+    }
+
+    /// Answers the first script as timed out after printing its session id,
+    /// then records what is sent to stop it.
+    struct Hung {
+        seen: Vec<String>,
+        gone_after: usize,
+    }
+
+    impl Exec for Hung {
+        fn host(&self) -> &str {
+            "db1"
+        }
+        fn exec(&mut self, command: &str, stdin: &[u8], _t: Duration) -> Result<Output> {
+            let sql = String::from_utf8_lossy(stdin).to_string();
+            self.seen.push(format!("{command}\n{sql}"));
+            if self.seen.len() == 1 {
+                return Ok(Output {
+                    stdout: b"mha-helper-marker\nmha-helper:session\nid\n4242\n".to_vec(),
+                    stderr: b"mha-helper-pid=777\n".to_vec(),
+                    timed_out: Some(Duration::from_millis(2500)),
+                    ..Output::default()
+                });
+            }
+            let n = if self.seen.len() > self.gone_after {
+                0
+            } else {
+                1
+            };
+            Ok(Output {
+                stdout: if sql.contains("PROCESSLIST") {
+                    format!("mha-helper-marker\nmha-helper:left\nn\n{n}\n").into_bytes()
+                } else {
+                    Vec::new()
+                },
+                ..Output::default()
+            })
+        }
+    }
+
+    #[test]
+    fn a_timed_out_script_is_killed_on_the_host_and_the_server_and_watched_until_gone() {
+        let mut s = Script::new(Duration::from_secs(2));
+        s.exec("read_only", "SET GLOBAL read_only = 1");
+        let mut f = Hung {
+            seen: Vec::new(),
+            gone_after: 3,
+        };
+        let e = run(&mut f, &access(), &s, Duration::from_secs(2), None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout { gone: true });
+        assert!(e.message.contains("timed out after 2.5 s"), "{}", e.message);
+        assert!(
+            e.message.contains("session 4242 was killed"),
+            "{}",
+            e.message
+        );
+        // 1: the script; 2: kill -9 of our client only; 3: KILL + look;
+        // 4: look again (gone).
+        assert_eq!(f.seen.len(), 4, "{:#?}", f.seen);
+        assert!(f.seen[1].contains("/proc/777/cmdline") && f.seen[1].contains("kill -9 777"));
+        assert!(f.seen[2].contains("KILL CONNECTION 4242;"));
+        assert!(f.seen[2].contains("WHERE ID = 4242"));
+        assert!(!f.seen[3].contains("KILL CONNECTION"), "killed once");
     }
 
     #[test]
@@ -496,7 +782,7 @@ mod tests {
         let s = Script::new(Duration::from_secs(30));
         let mut f = fake(0, "", "");
         f.reply.signal = Some("KILL".into());
-        let e = run(&mut f, &access(), &s, Duration::from_secs(1)).unwrap_err();
+        let e = run(&mut f, &access(), &s, Duration::from_secs(1), None).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Transport);
     }
 }

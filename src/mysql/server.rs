@@ -23,6 +23,9 @@ pub struct Replica {
     pub sql_running: String,
     pub seconds_behind: Option<u64>,
     pub last_error: String,
+    /// How far the IO thread has read the source's binary log.
+    pub master_log_file: String,
+    pub read_master_log_pos: u64,
 }
 
 impl Replica {
@@ -96,6 +99,8 @@ impl ServerInfo {
                 .filter(|e| !e.is_empty())
                 .collect::<Vec<_>>()
                 .join("; "),
+            master_log_file: rec.text("Master_Log_File"),
+            read_master_log_pos: rec.num("Read_Master_Log_Pos").max(0) as u64,
         });
         Ok(ServerInfo {
             flavor,
@@ -137,6 +142,15 @@ impl ServerInfo {
             Flavor::MariaDb if self.at_least((10, 11, 0)) => "READ_ONLY ADMIN",
             Flavor::MariaDb => "SUPER",
             Flavor::MySql => "SUPER",
+        }
+    }
+
+    /// The statement that shows the binary log position (`File`,
+    /// `Position`): `SHOW MASTER STATUS` is gone from MySQL 8.4.
+    pub fn binlog_status_sql(&self) -> &'static str {
+        match self.flavor {
+            Flavor::MySql if self.at_least((8, 2, 0)) => "SHOW BINARY LOG STATUS",
+            _ => "SHOW MASTER STATUS",
         }
     }
 

@@ -8,9 +8,8 @@ pub mod stop;
 
 use anyhow::{anyhow, Result};
 
-use crate::cluster::{self, Host, HostSpec};
+use crate::cluster::HostSpec;
 use crate::exit::{bad_input, Code};
-use crate::grants::Selection;
 use crate::mha_args::HookArgs;
 use crate::report::Report;
 use crate::setup::{ConfigPaths, Setup};
@@ -39,39 +38,26 @@ impl Masters {
         Ok(Masters { orig, new })
     }
 
-    /// Host specs for both, with the MySQL credentials MHA passed.
-    pub fn specs(&self, setup: &Setup, args: &HookArgs) -> Result<Vec<HostSpec>> {
-        let mut specs = cluster::specs(&setup.mha, &setup.helper, &[&self.orig, &self.new])
-            .map_err(bad_input)?;
-        let new = specs.pop().expect("two specs");
-        let orig = specs.pop().expect("two specs");
-        Ok(vec![
-            orig.with_credentials(
-                args.get("orig_master_user"),
-                args.get("orig_master_password"),
-            ),
-            new.with_credentials(args.get("new_master_user"), args.get("new_master_password")),
-        ])
+    /// Specs of every host of the cluster, the two masters with the MySQL
+    /// credentials MHA passed.
+    pub fn cluster_specs(&self, setup: &Setup, args: &HookArgs) -> Result<Vec<HostSpec>> {
+        let specs = setup.specs(&[]).map_err(bad_input)?;
+        Ok(specs
+            .into_iter()
+            .map(|s| {
+                if s.name == self.orig {
+                    s.with_credentials(
+                        args.get("orig_master_user"),
+                        args.get("orig_master_password"),
+                    )
+                } else if s.name == self.new {
+                    s.with_credentials(args.get("new_master_user"), args.get("new_master_password"))
+                } else {
+                    s
+                }
+            })
+            .collect())
     }
-}
-
-/// Who counts as an application account on `orig`.
-pub fn selection(setup: &Setup, orig: &HostSpec) -> Selection {
-    Selection {
-        admin_user: orig.access.user.clone(),
-        repl_user: orig
-            .server
-            .repl_user
-            .clone()
-            .or_else(|| setup.mha.default.get("repl_user").cloned()),
-        exclude: orig.settings.exclude_accounts.clone(),
-        include: orig.settings.include_accounts.clone(),
-    }
-}
-
-/// Connect to all specs; the first unreachable host is an error.
-pub fn connect_all(specs: Vec<HostSpec>) -> Result<Vec<Host>> {
-    cluster::connect(specs).into_iter().collect()
 }
 
 /// Print the report as the user asked (text is also logged).
@@ -109,4 +95,54 @@ pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
             "unknown --command={other} for master-ip-online-change (MHA sends stop or start)"
         ))),
     }
+}
+
+/// The journal note that names the switch's session keeper.
+pub const KEEPER_NOTE: &str = "keeper";
+
+/// The session keeper a journal names, if any.
+pub fn keeper_of(journal: &crate::state::journal::Journal) -> Option<crate::cluster::KeeperRef> {
+    serde_json::from_value(journal.note_value(KEEPER_NOTE)?.clone()).ok()
+}
+
+/// Take the application's lock for a phase of the switch `journal`
+/// records, or work under the lock its session keeper holds, once the
+/// keeper has proven to be that switch's (same uid, recorded pid, same
+/// switch id). Returns the lock and the keeper to use, if any. Someone else
+/// holding the lock is a refusal.
+pub fn phase_lock(
+    state: &crate::state::StateDir,
+    command: &str,
+    journal: Option<&crate::state::journal::Journal>,
+) -> Result<(
+    crate::state::lock::AppLock,
+    Option<crate::cluster::KeeperRef>,
+)> {
+    use crate::state::lock::{AppLock, Busy};
+    let keeper = journal.and_then(keeper_of);
+    let busy = match AppLock::acquire(state, command) {
+        Ok(lock) => return Ok((lock, keeper)),
+        Err(e) => e.downcast::<Busy>()?,
+    };
+    if let (Some(owner), Some(k), Some(j)) = (&busy.owner, &keeper, journal) {
+        if owner.command == "keeper" && owner.pid == k.pid {
+            match crate::ssh::keeper::ping(k) {
+                Ok(st) if st.switch.as_deref() == j.id() => {
+                    log::debug!(
+                        "working under the lock of the session keeper (pid {})",
+                        k.pid
+                    );
+                    return Ok((AppLock::under_keeper(state, owner.clone()), keeper));
+                }
+                Ok(st) => log::warn!(
+                    "the session keeper (pid {}) serves switch {:?}, not {:?}",
+                    k.pid,
+                    st.switch,
+                    j.id()
+                ),
+                Err(e) => log::warn!("{e:#}"),
+            }
+        }
+    }
+    Err(anyhow::Error::new(busy).context(crate::exit::Refused))
 }

@@ -1,8 +1,10 @@
 //! Read-only checks before the first write of an online switch. Any
 //! finding here aborts with nothing changed and says why: replication from
-//! the old master to the new one broken or late, long or idle-open
-//! transactions on the old master, metadata-lock waits, and application
-//! accounts the chosen block method could not stop.
+//! the old master to the new one broken or late, another host writable,
+//! long or idle-open transactions on the old master, metadata-lock waits,
+//! application accounts the chosen block method could not stop, and a
+//! writer VIP the SSH user could not move (so the switch never blocks
+//! writes only to fail at the VIP).
 
 use anyhow::{bail, Context, Result};
 
@@ -10,13 +12,14 @@ use crate::cluster::{self, Host};
 use crate::config::helper::BlockMethod;
 use crate::grants::Selection;
 use crate::mysql::Script;
+use crate::ops;
 use crate::quote::sql_string;
-use crate::steps::{accounts, Ctx};
+use crate::steps::Ctx;
 
 /// Replicas further behind than this are refused (MHA's own limit too).
 const MAX_LAG_SECS: u64 = 30;
 
-/// Read both masters (in parallel) and check them.
+/// Read every host (in parallel) and check the two masters.
 pub fn run(ctx: &mut Ctx, orig: &str, new: &str, selection: &Selection) -> Result<()> {
     {
         let mut refs: Vec<&mut Host> = ctx.hosts.iter_mut().collect();
@@ -24,11 +27,26 @@ pub fn run(ctx: &mut Ctx, orig: &str, new: &str, selection: &Selection) -> Resul
             r?;
         }
     }
+    let writable: Vec<String> = ctx
+        .hosts
+        .iter()
+        .filter(|h| h.spec.name != orig && h.info.as_ref().is_some_and(|i| !i.read_only))
+        .map(|h| h.spec.name.clone())
+        .collect();
+    if !writable.is_empty() {
+        bail!(
+            "{} writable (read_only=0) besides the master {orig}; a switch must start from one \
+             writable host: set read_only=1 there (or run `mha-helper recover` if a switch was \
+             interrupted), then retry",
+            writable.join(", ")
+        );
+    }
     let orig_ip = ctx.host(orig)?.spec.server.ip.clone();
     check_new_master(ctx.host(new)?, orig, orig_ip)?;
     let method = ctx.host(orig)?.spec.settings.block_method;
     check_old_master(ctx.host(orig)?)?;
-    let loaded = accounts::load(ctx.host(orig)?, selection)
+    check_vip(ctx, orig, new)?;
+    let loaded = ops::accounts::load(ctx.host(orig)?, selection)
         .with_context(|| format!("{orig}: reading application accounts"))?;
     if method == BlockMethod::Revoke && !loaded.roles_without_admin.is_empty() {
         bail!(
@@ -38,19 +56,15 @@ pub fn run(ctx: &mut Ctx, orig: &str, new: &str, selection: &Selection) -> Resul
             loaded.roles_without_admin.join(", ")
         );
     }
-    let (accounts, snaps) = (loaded.accounts, loaded.snapshots);
     let bypass = ctx.host(orig)?.info()?.read_only_bypass_privilege();
-    let privileged: Vec<String> = snaps
-        .iter()
-        .filter(|s| s.bypasses_read_only(bypass))
-        .map(|s| s.account.label())
-        .collect();
+    let privileged = loaded.bypassing_read_only(bypass);
     if !privileged.is_empty() {
         if method == BlockMethod::ReadOnlyOnly {
             bail!(
-                "{orig}: application account(s) {} hold SUPER/{bypass}, so read_only would not stop \
-                 them and block_method = read_only_only cannot block them; use revoke or account_lock, \
-                 or add them to exclude_accounts if they are not the application's",
+                "{orig}: application account(s) {} hold SUPER/{bypass} (directly or through a role), \
+                 so read_only would not stop them and block_method = read_only_only cannot block them; \
+                 use revoke or account_lock, or add them to exclude_accounts if they are not the \
+                 application's",
                 privileged.join(", ")
             );
         }
@@ -62,16 +76,49 @@ pub fn run(ctx: &mut Ctx, orig: &str, new: &str, selection: &Selection) -> Resul
     }
     log::info!(
         "{orig}: {} application account(s) to block: {}",
-        accounts.len(),
-        accounts
+        loaded.accounts.len(),
+        loaded
+            .accounts
             .iter()
             .take(10)
             .map(|a| a.label())
             .collect::<Vec<_>>()
             .join(", ")
     );
-    ctx.app.accounts = accounts;
-    ctx.app.snapshots = snaps;
+    ctx.app.accounts = loaded.accounts;
+    ctx.app.snapshots = loaded.snapshots;
+    Ok(())
+}
+
+/// With a writer VIP: it is on the old master, and both masters can move
+/// it (interface, rights for `ip` and the announcement), proven without
+/// changing anything, before the block.
+fn check_vip(ctx: &mut Ctx, orig: &str, new: &str) -> Result<()> {
+    let mut refs: Vec<&mut Host> = ctx
+        .hosts
+        .iter_mut()
+        .filter(|h| h.spec.name == orig || h.spec.name == new)
+        .collect();
+    let results = cluster::parallel(&mut refs, |h| {
+        let Some(spec) = ops::vip::spec(h)? else {
+            return Ok(None);
+        };
+        let t = h.spec.settings.step_timeout;
+        ops::vip::check_rights(h.conn.as_mut(), &spec, t)?;
+        Ok(Some(ops::vip::present(h.conn.as_mut(), &spec, t)?))
+    });
+    for (h, r) in refs.iter().zip(results) {
+        let here = r?;
+        if h.spec.name == orig && here == Some(false) {
+            bail!(
+                "{orig}: the writer VIP is not on the master; put it there (or fix writer_vip / \
+                 cluster_interface) before switching"
+            );
+        }
+        if h.spec.name == new && here == Some(true) {
+            bail!("{new}: already holds the writer VIP while {orig} is the master; take it off {new} first");
+        }
+    }
     Ok(())
 }
 

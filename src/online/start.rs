@@ -1,236 +1,103 @@
 //! `--command=start`: MHA has switched; open the new master for writes and
 //! give the old master's application accounts back exactly what they had.
-//! Both hosts are done at once, one round trip each, because the write
-//! outage lasts until the new master is writable.
+//!
+//! Runbook: take the lock (or work under the session keeper's, which holds
+//! it since `stop`); journal the start; through the keeper's sessions,
+//! prove every other host read-only and make the new master writable; the
+//! writer VIP arrives there; the old master's grants are replayed as saved.
+//! Each change goes through the engine with its undo journaled.
 //!
 //! MHA has already moved the master when start runs, so failing here must
 //! not abort it half-way: operational failures exit 10 (MHA proceeds and
 //! turns read_only off itself) and leave the journal open for `recover`.
+//! Two exceptions exit 1, so that MHA stops before it makes the new master
+//! writable: a refusal (another host, the old master above all, is not
+//! proven read-only), and another mha-helper holding the lock.
 
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
 
-use super::{emit, HookOptions, Masters};
-use crate::cluster::{self, Host};
-use crate::exit::Code;
-use crate::grants::{self, Snapshot};
-use crate::journal::Journal;
-use crate::keeper;
+use super::{emit, phase_lock, HookOptions, Masters};
+use crate::cluster;
+use crate::engine::{self, JournalUse, OnFailure, Policy};
+use crate::exit::{is_refusal, Code, Refused};
 use crate::mha_args::HookArgs;
-use crate::mysql::Script;
 use crate::report::Report;
 use crate::setup::Setup;
-use crate::steps::accounts::{self, unix_ms};
-use crate::steps::{self, read_only, Undo};
+use crate::ssh::keeper;
+use crate::state::journal::{new_id, Entry, Journal};
+use crate::steps::accounts::{RestoreGrants, BLOCK};
+use crate::steps::read_only::MakeWritable;
+use crate::steps::vip::MoveVip;
+use crate::steps::{Ctx, Step, Undo};
 
-/// What the journal says start must give back.
-pub struct Pending {
+/// What the journal of a stop says start owes.
+#[derive(Debug, Clone, Default)]
+pub struct Owed {
+    /// The new master's read-only state before stop (its undo puts it back).
+    pub new_before: Option<(bool, Option<bool>)>,
+    /// The grants the block took on the old master, not yet given back.
     pub grants: Option<Undo>,
-    pub block_started_ms: Option<u64>,
 }
 
-impl Pending {
-    pub fn from_journal(j: &Journal) -> Pending {
+impl Owed {
+    pub fn from_journal(journal: Option<&Journal>, m: &Masters) -> Owed {
+        let Some(j) = journal else {
+            return Owed::default();
+        };
+        let new_before = match j.undo_of("new-master-read-only") {
+            Some(Undo::ReadOnly {
+                read_only,
+                super_read_only,
+                ..
+            }) => Some((
+                *read_only || super_read_only == &Some(true),
+                *super_read_only,
+            )),
+            _ => None,
+        };
         let grants = j
             .pending_undos()
             .into_iter()
-            .find_map(|(_, u)| matches!(u, Undo::Grants { .. }).then_some(u));
-        Pending {
-            grants,
-            block_started_ms: j.note_value("block_started_ms").and_then(|v| v.as_u64()),
-        }
-    }
-
-    fn snapshots(&self) -> &[Snapshot] {
-        match &self.grants {
-            Some(Undo::Grants { snapshots, .. }) => snapshots,
-            _ => &[],
-        }
+            .find(|(s, u)| s == BLOCK && u.host() == m.orig)
+            .map(|(_, u)| u);
+        Owed { new_before, grants }
     }
 }
 
-/// Make `new` writable and compare its grants with the snapshot (warnings
-/// only: the revoke was not binlogged, so they should match).
-fn open_new_master(
-    h: &mut Host,
-    pending: &Pending,
-    report_warnings: &mut Vec<String>,
-) -> Result<u64> {
-    let mut s = Script::new(h.spec.settings.step_timeout);
-    s.exec("new master read_only off", read_only::WRITABLE);
-    s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
-    s.query("users", "SELECT User AS user, Host AS host FROM mysql.user");
-    let r = h.run(&s)?;
-    let writable_at = unix_ms();
-    if r.set("ro")
-        .records()
-        .next()
-        .is_none_or(|r| r.flag("read_only"))
+/// The steps that finish a switch `m`, given what is owed: the new master
+/// writable (the old one must be proven read-only), the VIP to it, the old
+/// master's grants back.
+pub fn plan(ctx: &Ctx, m: &Masters, owed: &Owed) -> Vec<Box<dyn Step>> {
+    let (ro, sro) = owed.new_before.unwrap_or((true, None));
+    let mut steps: Vec<Box<dyn Step>> = vec![Box::new(
+        MakeWritable::new("new-master-writable", &m.new, std::slice::from_ref(&m.orig))
+            .undoing_to(ro, sro),
+    )];
+    let vip = ctx
+        .find(&m.new)
+        .is_some_and(|h| h.spec.settings.writer_vip.is_some());
+    if vip {
+        steps.push(Box::new(MoveVip::new(
+            "vip-arrive-new-master",
+            &m.new,
+            true,
+        )));
+    }
+    if let Some(Undo::Grants {
+        host,
+        method,
+        snapshots,
+    }) = &owed.grants
     {
-        bail!("{}: read_only is still on after turning it off", h.name());
+        steps.push(Box::new(RestoreGrants::new(
+            host,
+            *method,
+            snapshots.clone(),
+        )));
     }
-    let existing: Vec<(String, String)> = r
-        .set("users")
-        .records()
-        .map(|u| (u.text("user"), u.text("host")))
-        .collect();
-    let (present, missing): (Vec<&Snapshot>, Vec<&Snapshot>) = pending
-        .snapshots()
-        .iter()
-        .partition(|s| existing.contains(&(s.account.user.clone(), s.account.host.clone())));
-    for m in &missing {
-        report_warnings.push(format!(
-            "{}: application account {} does not exist on the new master",
-            h.name(),
-            m.account.label()
-        ));
-    }
-    if !present.is_empty() {
-        let present: Vec<Snapshot> = present.into_iter().cloned().collect();
-        let mut s = Script::new(h.spec.settings.step_timeout);
-        grants::add_readback(&mut s, &present);
-        let r = h.run(&s).context("reading grants on the new master")?;
-        for d in grants::differences(&r, &present) {
-            report_warnings.push(format!(
-                "{}: grants differ from the old master's: {d}",
-                h.name()
-            ));
-        }
-    }
-    Ok(writable_at)
-}
-
-/// Give back the grants on the old master (sql_log_bin=0) and check them.
-fn restore_old_master(h: &mut Host, pending: &Pending) -> Result<Vec<String>> {
-    match &pending.grants {
-        Some(Undo::Grants {
-            method, snapshots, ..
-        }) => {
-            let t = h.spec.settings.step_timeout;
-            accounts::restore(h, *method, snapshots, t)
-        }
-        _ => Ok(Vec::new()),
-    }
-}
-
-/// Finish a switch on connected hosts: open `new`, restore `orig`, both at
-/// once. Returns the errors (empty when all went well).
-pub fn complete(
-    hosts: &mut [Host],
-    m: &Masters,
-    pending: &Pending,
-    report: &mut Report,
-) -> Vec<anyhow::Error> {
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-    let (mut new_h, mut orig_h) = (None, None);
-    for h in hosts.iter_mut() {
-        if h.spec.name == m.new {
-            new_h = Some(h);
-        } else if h.spec.name == m.orig {
-            orig_h = Some(h);
-        }
-    }
-    let started_ms = unix_ms();
-    let (new_res, (orig_res, orig_ms)) = std::thread::scope(|s| {
-        let w = &mut warnings;
-        let a = s.spawn(move || match new_h {
-            Some(h) => {
-                let writable_at = open_new_master(h, pending, w)?;
-                let t = h.spec.settings.step_timeout;
-                let vip_started = Instant::now();
-                let vip = steps::vip::apply(h, true, t);
-                Ok((writable_at, vip, vip_started.elapsed().as_millis() as u64))
-            }
-            None => Err(anyhow!("{}: not connected", m.new)),
-        });
-        let b = s.spawn(move || {
-            let t = Instant::now();
-            let r = match orig_h {
-                Some(h) => restore_old_master(h, pending),
-                None if pending.snapshots().is_empty() => Ok(Vec::new()),
-                None => Err(anyhow!(
-                    "{}: not connected; its grants are still revoked",
-                    m.orig
-                )),
-            };
-            (r, t.elapsed().as_millis() as u64)
-        });
-        (
-            a.join().unwrap_or_else(|_| Err(anyhow!("thread panicked"))),
-            b.join()
-                .unwrap_or_else(|_| (Err(anyhow!("thread panicked")), 0)),
-        )
-    });
-    let ms = unix_ms().saturating_sub(started_ms);
-    match new_res {
-        Ok((writable_at, vip, vip_ms)) => {
-            report.step(
-                "new-master-writable",
-                &m.new,
-                "done",
-                writable_at.saturating_sub(started_ms),
-                None,
-            );
-            if let Some(b) = pending.block_started_ms {
-                report.write_block_ms = Some(writable_at.saturating_sub(b));
-            }
-            match vip {
-                Ok(None) => {}
-                Ok(Some(_)) => report.step("vip-arrive-new-master", &m.new, "done", vip_ms, None),
-                Err(e) => {
-                    report.step(
-                        "vip-arrive-new-master",
-                        &m.new,
-                        "failed",
-                        vip_ms,
-                        Some(format!("{e:#}")),
-                    );
-                    errors.push(e.context(format!("{}: could not bring the writer VIP", m.new)));
-                }
-            }
-        }
-        Err(e) => {
-            report.step(
-                "new-master-writable",
-                &m.new,
-                "failed",
-                ms,
-                Some(format!("{e:#}")),
-            );
-            errors.push(e.context(format!("{}: could not turn read_only off", m.new)));
-        }
-    }
-    match orig_res {
-        Ok(accounts) => {
-            report.step(
-                "restore-grants",
-                &m.orig,
-                "done",
-                orig_ms,
-                Some(format!("{} account(s)", accounts.len())),
-            );
-            report.accounts_changed = accounts
-                .into_iter()
-                .map(|a| format!("{a} (restored)"))
-                .collect();
-        }
-        Err(e) => {
-            report.step(
-                "restore-grants",
-                &m.orig,
-                "failed",
-                orig_ms,
-                Some(format!("{e:#}")),
-            );
-            errors.push(e.context(format!("{}: could not restore application grants", m.orig)));
-        }
-    }
-    for w in warnings {
-        report.warn(w);
-    }
-    errors
+    steps
 }
 
 pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
@@ -239,88 +106,171 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     let mut report = Report::new("master-ip-online-change", "start");
     report.orig_master = Some(m.orig.clone());
     report.new_master = Some(m.new.clone());
-    let path = setup.journal_path();
-    let mut journal = match Journal::open(&path)? {
-        Some(j) if j.masters() == Some((m.orig.as_str(), m.new.as_str())) => Some(j),
-        Some(j) => {
-            report.warn(format!(
-                "journal {} belongs to switch {:?}, not {} -> {}; grants are not restored here, run `mha-helper recover`",
-                path.display(),
-                j.masters(),
+    let state = setup.state()?;
+    let existing = Journal::open(&state)?;
+    if let Some(j) = &existing {
+        if j.masters() != Some((m.orig.as_str(), m.new.as_str())) {
+            return Err(anyhow!(
+                "journal {} belongs to switch {}, not {} -> {}; refusing to open {} (run `mha-helper \
+                 recover` to settle that switch first)",
+                j.path().display(),
+                j.masters()
+                    .map(|(o, n)| format!("{o} -> {n}"))
+                    .unwrap_or_default(),
                 m.orig,
+                m.new,
                 m.new
-            ));
-            None
+            )
+            .context(Refused));
         }
+    }
+    let (_lock, keeper) = phase_lock(&state, "master-ip-online-change start", existing.as_ref())?;
+    let mut specs = m.cluster_specs(setup, args)?;
+    let undo_timeout = specs
+        .iter()
+        .find(|s| s.name == m.new)
+        .map(|s| s.settings.undo_timeout)
+        .unwrap_or_default();
+    if opts.dry_run {
+        let (hosts, unreachable) = cluster::connect_split(specs);
+        let mut ctx = Ctx::new(hosts, report);
+        ctx.unreachable = unreachable;
+        let owed = Owed::from_journal(existing.as_ref(), &m);
+        let mut steps = plan(&ctx, &m, &owed);
+        ctx.report.plan = engine::plan(&mut steps, &mut ctx)?;
+        ctx.report.outcome = "dry-run: nothing changed".into();
+        emit(&ctx.report, opts.json);
+        return Ok(Code::Ok);
+    }
+    let mut journal = match existing {
+        Some(j) => j,
         None => {
             report.warn(format!(
-                "no open journal at {}: nothing to give back on {} (stop did not block anything, or start already ran)",
-                path.display(),
-                m.orig
+                "no journal of a stop for {} -> {}: nothing to give back on {}; {} is still made \
+                 writable only once {} is proven read-only",
+                m.orig, m.new, m.orig, m.new, m.orig
             ));
-            None
-        }
-    };
-    let pending = match &journal {
-        Some(j) => Pending::from_journal(j),
-        None => Pending {
-            grants: None,
-            block_started_ms: None,
-        },
-    };
-    let specs = m.specs(setup, args)?;
-    if opts.dry_run {
-        report.outcome = format!(
-            "dry-run: would turn read_only off on {} and restore {} account(s) on {}",
-            m.new,
-            pending.snapshots().len(),
-            m.orig
-        );
-        emit(&report, opts.json);
-        return Ok(Code::Ok);
-    }
-    if let Some(j) = journal.as_mut() {
-        j.phase("start-begun")?;
-    }
-    crate::fault::point("after:start-begun")?;
-    let socket = keeper::socket_path(&path);
-    let _guard = keeper::Guard::new(&socket);
-    let mut hosts = Vec::new();
-    let mut errors = Vec::new();
-    if keeper::available(&socket, &[&m.orig, &m.new]) {
-        hosts = cluster::via_keeper(specs, &socket);
-    } else {
-        for r in cluster::connect(specs) {
-            match r {
-                Ok(h) => hosts.push(h),
-                Err(e) => errors.push(e),
+            match Journal::create(
+                &state,
+                Entry::Begin {
+                    id: new_id(),
+                    kind: "online".into(),
+                    orig: m.orig.clone(),
+                    new: m.new.clone(),
+                    at: crate::logger::utc_now(),
+                    pid: std::process::id(),
+                },
+            ) {
+                Ok(j) => j,
+                Err(e) => {
+                    // Without a journal of our own we still must not leave
+                    // the old master unproven: MHA goes on and opens the
+                    // new master itself.
+                    report.warn(format!("{e:#}"));
+                    return proof_only(setup, &m, specs, report, opts, started);
+                }
             }
         }
+    };
+    if let Err(e) = journal.phase("start-begun") {
+        log::error!("{e:#}; going on (MHA has switched)");
     }
-    errors.extend(complete(&mut hosts, &m, &pending, &mut report));
+    crate::fault::point("after:start-begun")?;
+    for s in &mut specs {
+        s.target.keeper = keeper.clone();
+    }
+    let (hosts, unreachable) = cluster::connect_split(specs);
+    let mut ctx = Ctx::new(hosts, report);
+    ctx.unreachable = unreachable;
+    ctx.report.journal = Some(journal.path().display().to_string());
+    let owed = Owed::from_journal(Some(&journal), &m);
+    let mut steps = plan(&ctx, &m, &owed);
+    let policy = Policy {
+        on_failure: OnFailure::Continue,
+        journal: JournalUse::BestEffort,
+        undo_timeout,
+    };
+    let result = engine::run(&mut steps, &mut ctx, &mut journal, policy);
+    ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
+    ctx.collect_stats();
+    let code = match result {
+        Ok(()) => {
+            ctx.report.outcome = "new master writable, grants restored".into();
+            ctx.report.peak_rss_kb = crate::report::peak_rss_kb();
+            let r = serde_json::to_value(&ctx.report).unwrap_or_default();
+            if let Err(e) = journal.note_lazy("start-report", r) {
+                log::warn!("{e:#}");
+            }
+            match journal.close(&state, "completed") {
+                Ok(p) => ctx.report.journal = Some(p.display().to_string()),
+                Err(e) => log::error!("{e:#}"),
+            }
+            Code::Ok
+        }
+        Err(e) if is_refusal(&e) => {
+            ctx.report.outcome = format!(
+                "refused: {}; MHA stops here, run `mha-helper recover`",
+                crate::exit::message(&e)
+            );
+            log::error!("{e:#}");
+            Code::Failed
+        }
+        Err(e) => {
+            ctx.report.outcome =
+                "incomplete; MHA proceeds, run `mha-helper recover` to finish".into();
+            log::error!("{e:#}");
+            let r = serde_json::to_value(&ctx.report).unwrap_or_default();
+            if let Err(e) = journal.note_lazy("start-report", r) {
+                log::warn!("{e:#}");
+            }
+            Code::Proceed
+        }
+    };
+    emit(&ctx.report, opts.json);
+    if let Some(k) = &keeper {
+        keeper::stop(k);
+    }
+    Ok(code)
+}
+
+/// No journal and none can be made: prove the old master (and every other
+/// host) read-only and leave the new master to MHA (exit 10), or refuse.
+fn proof_only(
+    _setup: &Setup,
+    m: &Masters,
+    specs: Vec<crate::cluster::HostSpec>,
+    mut report: Report,
+    opts: &HookOptions,
+    started: Instant,
+) -> Result<Code> {
+    let (mut hosts, unreachable) = cluster::connect_split(specs);
+    let down: Vec<String> = unreachable.iter().map(|(n, _)| n.clone()).collect();
+    let t = hosts
+        .first()
+        .map(|h| h.spec.settings.step_timeout)
+        .unwrap_or_default();
+    let (_, mut others) = crate::ops::read_only::split(&mut hosts, &m.new)?;
+    let proof = crate::ops::read_only::prove_read_only(
+        &mut others,
+        &down,
+        std::slice::from_ref(&m.orig),
+        t,
+    );
     report.elapsed_ms = started.elapsed().as_millis() as u64;
-    for h in &hosts {
-        if let Some(s) = h.conn.stats() {
-            report.ssh.insert(h.spec.name.clone(), s);
+    match proof {
+        Ok(p) => {
+            report.outcome = format!(
+                "journal unavailable: {} left to MHA to open ({})",
+                m.new,
+                p.describe()
+            );
+            emit(&report, opts.json);
+            Ok(Code::Proceed)
+        }
+        Err(e) => {
+            report.outcome = format!("refused: {}", crate::exit::message(&e));
+            emit(&report, opts.json);
+            Err(e)
         }
     }
-    if errors.is_empty() {
-        report.outcome = "new master writable, grants restored".into();
-        if let Some(mut j) = journal {
-            report.peak_rss_kb = crate::report::peak_rss_kb();
-            j.note_lazy("start-report", serde_json::to_value(&report)?)?;
-            report.journal = Some(j.close("completed")?.display().to_string());
-        }
-        emit(&report, opts.json);
-        return Ok(Code::Ok);
-    }
-    report.outcome = "incomplete; MHA proceeds, run `mha-helper recover` to finish".into();
-    for e in &errors {
-        log::error!("{e:#}");
-    }
-    if let Some(j) = journal.as_mut() {
-        j.note_lazy("start-report", serde_json::to_value(&report)?)?;
-    }
-    emit(&report, opts.json);
-    Ok(Code::Proceed)
 }

@@ -1,25 +1,31 @@
 //! `--command=stop`: make the old master stop taking application writes,
 //! with every change journaled first and undone on any failure.
 //!
-//! Runbook: connect to both masters in parallel; preflight (reads only);
-//! new master read_only; block application accounts on the old master
+//! Runbook: take the application's lock; connect to every host of the
+//! cluster in parallel (through a session keeper that holds the sessions,
+//! and the lock, until `start`); preflight (reads only); new master
+//! read_only; block application accounts on the old master
 //! (sql_log_bin=0); wait up to the grace period for their sessions to end;
-//! kill the rest; old master read_only; prove the fence.
+//! kill the rest; old master read_only; prove the fence; the writer VIP
+//! leaves.
 
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 
-use super::{connect_all, emit, preflight, selection, HookOptions, Masters};
+use super::{emit, phase_lock, preflight, HookOptions, Masters, KEEPER_NOTE};
 use crate::cluster;
 use crate::config::helper::BlockMethod;
-use crate::engine;
-use crate::exit::{Code, NeedsRecover};
-use crate::journal::{new_id, Entry, Journal};
-use crate::keeper;
+use crate::engine::{self, JournalUse, OnFailure, Policy};
+use crate::exit::{bad_input, Code, NeedsRecover, Refused};
+use crate::grants::Selection;
 use crate::mha_args::HookArgs;
+use crate::ops;
 use crate::report::Report;
 use crate::setup::Setup;
+use crate::ssh::keeper;
+use crate::state::journal::{new_id, Entry, Journal};
+use crate::state::lock::Held;
 use crate::steps::accounts::BlockAccounts;
 use crate::steps::read_only::SetReadOnly;
 use crate::steps::sessions::{DrainSessions, KillSessions, VerifyFence};
@@ -34,33 +40,23 @@ pub const SWITCH_ID_VAR: &str = "MHA_HELPER_SWITCH_ID";
 const KEEPER_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The steps, in order, for the block method of the old master.
-pub fn plan(
-    ctx: &Ctx,
-    m: &Masters,
-    admin: &str,
-    sel: crate::grants::Selection,
-) -> Result<Vec<Box<dyn Step>>> {
+pub fn plan(ctx: &Ctx, m: &Masters, admin: &str, sel: Selection) -> Result<Vec<Box<dyn Step>>> {
     let orig = ctx
-        .hosts
-        .iter()
-        .find(|h| h.spec.name == m.orig)
-        .ok_or_else(|| anyhow!("no orig"))?;
+        .find(&m.orig)
+        .ok_or_else(|| anyhow!("{}: not connected", m.orig))?;
     let new = ctx
-        .hosts
-        .iter()
-        .find(|h| h.spec.name == m.new)
-        .ok_or_else(|| anyhow!("no new"))?;
+        .find(&m.new)
+        .ok_or_else(|| anyhow!("{}: not connected", m.new))?;
     let so = &orig.spec.settings;
     let new_ro: Box<dyn Step> = Box::new(SetReadOnly::new(
         "new-master-read-only",
         &m.new,
-        true,
         new.spec.settings.super_read_only,
     ));
     let block: Box<dyn Step> = Box::new(BlockAccounts::new(&m.orig, so.block_method, sel));
     let drain: Box<dyn Step> = Box::new(DrainSessions::new(&m.orig, admin, so.grace_period));
     let kill: Box<dyn Step> = Box::new(KillSessions::new(&m.orig, admin));
-    let old_ro = SetReadOnly::new("old-master-read-only", &m.orig, true, so.super_read_only);
+    let old_ro = SetReadOnly::new("old-master-read-only", &m.orig, so.super_read_only);
     let mut steps: Vec<Box<dyn Step>> = match so.block_method {
         // Accounts cannot log in again, so kill first; read_only and the
         // proof of the fence then share one round trip.
@@ -102,9 +98,11 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     let mut report = Report::new("master-ip-online-change", "stop");
     report.orig_master = Some(m.orig.clone());
     report.new_master = Some(m.new.clone());
-    let path = setup.journal_path();
+    let state = setup.state()?;
+    let existing = Journal::open(&state)?;
+    let (mut lock, _) = phase_lock(&state, "master-ip-online-change stop", existing.as_ref())?;
 
-    if let Some(j) = Journal::open(&path)? {
+    if let Some(j) = existing {
         if j.masters() == Some((m.orig.as_str(), m.new.as_str()))
             && j.reached("stop-complete")
             && !j.reached("start-begun")
@@ -113,10 +111,10 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
                 "stop already completed for {} -> {} (journal {}); nothing to do",
                 m.orig,
                 m.new,
-                path.display()
+                j.path().display()
             );
             report.outcome = "already-stopped".into();
-            report.journal = Some(path.display().to_string());
+            report.journal = Some(j.path().display().to_string());
             emit(&report, opts.json);
             return Ok(Code::Ok);
         }
@@ -125,29 +123,56 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             j.masters()
                 .map(|(o, n)| format!("{o} -> {n}"))
                 .unwrap_or_default(),
-            path.display(),
+            j.path().display(),
             setup.app_path().display()
-        ));
+        )
+        .context(Refused));
     }
 
-    let specs = m.specs(setup, args)?;
-    let sel = selection(setup, &specs[0]);
-    let admin = specs[0].access.user.clone();
-    let undo_timeout = specs[0].settings.undo_timeout;
-    let socket = keeper::socket_path(&path);
-    let hosts = if opts.dry_run {
-        connect_all(specs)?
+    let mut specs = m.cluster_specs(setup, args)?;
+    let orig_spec = specs
+        .iter()
+        .find(|s| s.name == m.orig)
+        .ok_or_else(|| bad_input(anyhow!("{}: no server block", m.orig)))?;
+    let sel = ops::accounts::selection(setup, orig_spec);
+    let admin = orig_spec.access.user.clone();
+    let undo_timeout = orig_spec.settings.undo_timeout;
+    let id = std::env::var(SWITCH_ID_VAR).unwrap_or_else(|_| new_id());
+    lock.set_switch(&id);
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let keeper = if opts.dry_run {
+        None
     } else {
-        match keeper::spawn(&opts.paths, &socket, &[&m.orig, &m.new], KEEPER_IDLE) {
-            Ok(()) => cluster::via_keeper(specs, &socket),
+        let hosts: Vec<&str> = names.iter().map(String::as_str).collect();
+        // The keeper takes over our lock only when it is ours to hand on.
+        let lock_fd = match lock.held() {
+            Held::Own => lock.raw_fd(),
+            _ => None,
+        };
+        match keeper::spawn(&keeper::Spawn {
+            conf_args: opts.paths.as_args(),
+            socket: &state.keeper_socket(),
+            log: &state.keeper_log(),
+            hosts: &hosts,
+            idle: KEEPER_IDLE,
+            switch: &id,
+            lock_fd,
+        }) {
+            Ok(k) => Some(k),
             Err(e) => {
                 log::debug!("no session keeper ({e:#}); connecting directly");
-                connect_all(specs)?
+                None
             }
         }
     };
-    let guard = keeper::Guard::new(&socket);
+    for s in &mut specs {
+        s.target.keeper = keeper.clone();
+    }
+    let guard = KeeperGuard(keeper.clone());
+    let (hosts, unreachable) = cluster::connect_split(specs);
     let mut ctx = Ctx::new(hosts, report);
+    ctx.unreachable = unreachable;
+    refuse_unreachable(setup, &ctx)?;
     preflight::run(&mut ctx, &m.orig, &m.new, &sel)?;
     let mut steps = plan(&ctx, &m, &admin, sel)?;
 
@@ -160,9 +185,8 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
         return Ok(Code::Ok);
     }
 
-    let id = std::env::var(SWITCH_ID_VAR).unwrap_or_else(|_| new_id());
     let mut journal = Journal::create(
-        &path,
+        &state,
         Entry::Begin {
             id,
             kind: "online".into(),
@@ -172,18 +196,39 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             pid: std::process::id(),
         },
     )?;
-    journal.phase("stop-begun")?;
-    ctx.report.journal = Some(path.display().to_string());
+    ctx.report.journal = Some(journal.path().display().to_string());
+    let begun = keeper
+        .as_ref()
+        .map(|k| journal.note(KEEPER_NOTE, serde_json::to_value(k).unwrap_or_default()))
+        .unwrap_or(Ok(()))
+        .and_then(|_| journal.phase("stop-begun"));
+    if let Err(e) = begun {
+        // Nothing changed yet: put the journal aside and refuse.
+        let _ = journal.close(&state, "rolled-back");
+        return Err(e.context("nothing was changed"));
+    }
 
-    let result = engine::run(&mut steps, &mut ctx, &mut journal, undo_timeout);
+    let policy = Policy {
+        on_failure: OnFailure::RollBack,
+        journal: JournalUse::Required,
+        undo_timeout,
+    };
+    let result = engine::run(&mut steps, &mut ctx, &mut journal, policy);
     ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
     ctx.collect_stats();
     match result {
         Ok(()) => {
-            journal.phase_lazy("stop-complete")?;
+            // Writes are blocked: from here on a journal that cannot be
+            // written only costs the report, never the switch (exit 0).
             ctx.report.outcome = "writes blocked on the old master".into();
             ctx.report.peak_rss_kb = crate::report::peak_rss_kb();
-            journal.note_lazy("stop-report", serde_json::to_value(&ctx.report)?)?;
+            let report = serde_json::to_value(&ctx.report).unwrap_or_default();
+            if let Err(e) = journal
+                .phase_lazy("stop-complete")
+                .and_then(|_| journal.note("stop-report", report))
+            {
+                log::error!("{e:#}; stop is complete all the same");
+            }
             guard.keep();
             emit(&ctx.report, opts.json);
             Ok(Code::Ok)
@@ -197,9 +242,49 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             };
             emit(&ctx.report, opts.json);
             if !needs_recover {
-                journal.close("rolled-back")?;
+                if let Err(c) = journal.close(&state, "rolled-back") {
+                    log::error!("{c:#}");
+                }
             }
             Err(e)
+        }
+    }
+}
+
+/// MHA's online switch needs every replica; a host that does not answer
+/// (and is not `ignore_fail`) is refused before anything changes.
+fn refuse_unreachable(setup: &Setup, ctx: &Ctx) -> Result<()> {
+    let down: Vec<String> = ctx
+        .unreachable
+        .iter()
+        .filter(|(n, _)| !setup.mha.server(n).is_some_and(|s| s.ignore_fail))
+        .map(|(n, why)| format!("{n} ({why})"))
+        .collect();
+    if down.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "cannot reach {}; an online switch needs every host (MHA checks every replica, and no host \
+         may be made writable without proving the others read-only); fix it, or set ignore_fail \
+         for that block",
+        down.join(", ")
+    ))
+}
+
+/// Ends the session keeper when dropped, unless `keep` was called (the
+/// stop phase keeps it for start only when it succeeded).
+pub struct KeeperGuard(pub Option<crate::cluster::KeeperRef>);
+
+impl KeeperGuard {
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KeeperGuard {
+    fn drop(&mut self) {
+        if let Some(k) = &self.0 {
+            keeper::stop(k);
         }
     }
 }
@@ -209,6 +294,7 @@ mod tests {
     use super::*;
     use crate::exit::{code_for, Code};
     use crate::grants::{Account, Selection, Snapshot};
+    use crate::state::StateDir;
     use crate::testing::{self, FakeExec, Log};
 
     const GRANT: &str = "GRANT SELECT, INSERT ON `appdb`.* TO `app`@`%`";
@@ -228,12 +314,20 @@ mod tests {
     /// statements containing any of `failing`.
     fn fixture(name: &str, failing: &[&str]) -> (Ctx, Log, Vec<Box<dyn Step>>, Journal) {
         let log = Log::default();
-        let dir =
-            std::env::temp_dir().join(format!("mha-helper-stop-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = Journal::path_for(&dir, "app1");
+        let dir = crate::state::tests::temp_dir(&format!("stop-{name}"));
+        let state = StateDir::open(&dir, "app1").unwrap();
+        let path = state.journal();
         let mut db1 = FakeExec::new("db1", &log);
         db1.answers.insert("watermark".into(), "id\n100\n".into());
+        // the grants as the block reads them again, unchanged
+        db1.answers.insert(
+            "grants:0".into(),
+            format!("Grants for app@%\n{}\n{GRANT}\n", snapshot().grants[0]),
+        );
+        db1.answers.insert(
+            "create:0".into(),
+            "CREATE USER for app@%\nCREATE USER `app`@`%`\n".into(),
+        );
         db1.answers.insert(
             "after:0".into(),
             format!("Grants for app@%\n{}\n{GRANT}\n", snapshot().grants[0]),
@@ -268,7 +362,7 @@ mod tests {
         };
         let steps = plan(&ctx, &m, "mha", sel).unwrap();
         let journal = Journal::create(
-            &path,
+            &state,
             Entry::Begin {
                 id: "t".into(),
                 kind: "online".into(),
@@ -280,6 +374,14 @@ mod tests {
         )
         .unwrap();
         (ctx, log, steps, journal)
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            on_failure: OnFailure::RollBack,
+            journal: JournalUse::Required,
+            undo_timeout: std::time::Duration::from_secs(1),
+        }
     }
 
     fn kinds(j: &Journal) -> Vec<String> {
@@ -300,13 +402,7 @@ mod tests {
     #[test]
     fn every_undo_is_journaled_before_its_change_and_the_steps_run_in_order() {
         let (mut ctx, log, mut steps, mut journal) = fixture("ok", &[]);
-        engine::run(
-            &mut steps,
-            &mut ctx,
-            &mut journal,
-            std::time::Duration::from_secs(1),
-        )
-        .unwrap();
+        engine::run(&mut steps, &mut ctx, &mut journal, policy()).unwrap();
         assert_eq!(
             kinds(&journal),
             [
@@ -337,13 +433,7 @@ mod tests {
     #[test]
     fn a_failure_rolls_back_every_change_in_reverse_order() {
         let (mut ctx, log, mut steps, mut journal) = fixture("fail", &["SET GLOBAL read_only = 1"]);
-        let err = engine::run(
-            &mut steps,
-            &mut ctx,
-            &mut journal,
-            std::time::Duration::from_secs(1),
-        )
-        .unwrap_err();
+        let err = engine::run(&mut steps, &mut ctx, &mut journal, policy()).unwrap_err();
         let msg = crate::exit::message(&err);
         assert!(
             msg.contains("step old-master-read-only on db1 failed"),
@@ -353,17 +443,24 @@ mod tests {
         assert_eq!(code_for(&err), Code::Failed);
         let log = log.lock().unwrap();
         let undo: Vec<&String> = log.iter().skip(3).collect();
+        // db1 is made writable again only once db2 reads read-only.
         assert!(
-            undo[0].starts_with("db1: ") && undo[0].contains("SET GLOBAL read_only = 0"),
+            undo[0].starts_with("db2: ")
+                && undo[0].contains("SELECT @@GLOBAL.read_only")
+                && !undo[0].contains("SET GLOBAL"),
             "{undo:#?}"
         );
         assert!(
-            undo[1].starts_with("db1: ") && undo[1].contains(GRANT),
+            undo[1].starts_with("db1: ") && undo[1].contains("SET GLOBAL read_only = 0"),
             "{undo:#?}"
         );
-        assert!(undo[1].contains("SET SESSION sql_log_bin = 0"));
         assert!(
-            undo[2].starts_with("db2: ") && undo[2].contains("SET GLOBAL read_only = 1"),
+            undo[2].starts_with("db1: ") && undo[2].contains(GRANT),
+            "{undo:#?}"
+        );
+        assert!(undo[2].contains("SET SESSION sql_log_bin = 0"));
+        assert!(
+            undo[3].starts_with("db2: ") && undo[3].contains("SET GLOBAL read_only = 1"),
             "{undo:#?}"
         );
         assert!(journal.pending_undos().is_empty());
@@ -375,13 +472,7 @@ mod tests {
             "undo-fails",
             &["SET GLOBAL read_only = 1", "GRANT SELECT, INSERT"],
         );
-        let err = engine::run(
-            &mut steps,
-            &mut ctx,
-            &mut journal,
-            std::time::Duration::from_secs(1),
-        )
-        .unwrap_err();
+        let err = engine::run(&mut steps, &mut ctx, &mut journal, policy()).unwrap_err();
         assert_eq!(code_for(&err), Code::NeedsRecover);
         assert!(crate::exit::message(&err).contains("ROLLBACK INCOMPLETE"));
         let pending: Vec<String> = journal

@@ -139,6 +139,31 @@ impl Lookup {
     }
 }
 
+/// Whether new keys may be appended to `file`: a regular file we can
+/// write, or a missing file in a directory we can write. Not `/dev/null`
+/// or any other device, and not a file opened read-only.
+pub fn recordable(file: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let writable = |p: &Path| {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: a valid C string for the duration of the call.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    };
+    match fs::metadata(file) {
+        Ok(m) => m.is_file() && writable(file),
+        Err(_) => file.parent().is_some_and(|d| d.is_dir() && writable(d)),
+    }
+}
+
+/// OpenSSH's fingerprint of a key blob: `SHA256:` and unpadded base64.
+pub fn fingerprint(blob: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(blob);
+    format!("SHA256:{}", base64_encode(&digest).trim_end_matches('='))
+}
+
 /// Append `label key_type blob` to `file` (accept-new), creating it 0600.
 pub fn append(file: &Path, label: &str, key_type: &str, blob: &[u8]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -149,6 +174,7 @@ pub fn append(file: &Path, label: &str, key_type: &str, blob: &[u8]) -> Result<(
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(file)
         .with_context(|| format!("cannot open {} for writing", file.display()))?;
     writeln!(f, "{label} {key_type} {}", base64_encode(blob))
@@ -427,6 +453,27 @@ mod tests {
         let l = lookup(&files, &["db1"], 22).unwrap();
         assert_eq!(l.verdict("ssh-rsa", blob), Verdict::Mismatch);
         fs::remove_file(f).unwrap();
+    }
+
+    #[test]
+    fn dev_null_and_unwritable_files_cannot_take_keys() {
+        assert!(!recordable(Path::new("/dev/null")));
+        assert!(!recordable(Path::new("/nonexistent-dir/known_hosts")));
+        let p = temp_file("recordable", "");
+        assert!(recordable(&p));
+        assert!(recordable(&p.with_file_name("not-yet-there")));
+    }
+
+    #[test]
+    fn fingerprint_is_openssh_sha256() {
+        // ssh-keygen -lf of this ed25519 public key prints this fingerprint.
+        let blob =
+            base64_decode("AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")
+                .unwrap();
+        assert_eq!(
+            fingerprint(&blob),
+            "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU"
+        );
     }
 
     #[test]

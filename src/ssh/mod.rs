@@ -6,6 +6,7 @@
 //! its own channel with a non-blocking loop that feeds stdin and drains
 //! stdout and stderr together, so neither side can fill a pipe and stall.
 
+pub mod keeper;
 pub mod known_hosts;
 pub mod options;
 
@@ -32,6 +33,12 @@ pub struct Target {
     pub options: SshOptions,
     /// MHA's ssh_connection_timeout, unless ssh_options set ConnectTimeout.
     pub connect_timeout: Duration,
+    /// Where host keys learnt on first use go when the configured
+    /// known_hosts cannot take them (`/dev/null`, unwritable); also read.
+    pub own_known_hosts: Option<PathBuf>,
+    /// Run commands through this session keeper (one SSH session per host
+    /// for a whole switch), falling back to a direct session.
+    pub keeper: Option<keeper::KeeperRef>,
 }
 
 impl Target {
@@ -47,6 +54,9 @@ impl Target {
             files.push("/etc/ssh/ssh_known_hosts2".into());
         } else {
             files.extend(self.options.global_known_hosts_files.iter().cloned());
+        }
+        if let Some(own) = &self.own_known_hosts {
+            files.push(own.clone());
         }
         files
     }
@@ -67,11 +77,26 @@ pub struct Output {
     pub signal: Option<String>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Set when the deadline passed first: the channel was closed after
+    /// this long, stdout and stderr hold what had arrived, and the command
+    /// may still be running on the host.
+    pub timed_out: Option<Duration>,
 }
 
 impl Output {
     pub fn success(&self) -> bool {
-        self.status == 0 && self.signal.is_none()
+        self.status == 0 && self.signal.is_none() && self.timed_out.is_none()
+    }
+
+    /// An error when the command timed out.
+    pub fn check_timeout(self, host: &str) -> Result<Output> {
+        match self.timed_out {
+            Some(d) => bail!(
+                "{host}: the command timed out after {:.1} s (raise step_timeout if the host is just slow)",
+                d.as_secs_f64()
+            ),
+            None => Ok(self),
+        }
     }
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).trim().to_string()
@@ -212,9 +237,9 @@ impl Exec for Connection {
 
     fn exec(&mut self, command: &str, stdin: &[u8], timeout: Duration) -> Result<Output> {
         self.stats.execs += 1;
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
         self.session.set_blocking(false);
-        let result = self.exec_nonblocking(command, stdin, deadline);
+        let result = self.exec_nonblocking(command, stdin, started, timeout);
         self.session.set_blocking(true);
         result.with_context(|| format!("{}: remote command failed", self.name))
     }
@@ -225,7 +250,14 @@ impl Exec for Connection {
 }
 
 impl Connection {
-    fn exec_nonblocking(&self, command: &str, stdin: &[u8], deadline: Instant) -> Result<Output> {
+    fn exec_nonblocking(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        started: Instant,
+        timeout: Duration,
+    ) -> Result<Output> {
+        let deadline = started + timeout;
         let mut channel = self.retry(deadline, "open a channel", || {
             self.session.channel_session()
         })?;
@@ -284,11 +316,11 @@ impl Connection {
                 break;
             }
             if Instant::now() >= deadline {
+                // Closing the channel does not stop the command: the caller
+                // stops it on the host (see `mysql::run`) before going on.
                 let _ = channel.close();
-                bail!(
-                    "timed out after {:?} (raise step_timeout if the host is just slow)",
-                    deadline.saturating_duration_since(Instant::now())
-                );
+                out.timed_out = Some(started.elapsed());
+                return Ok(out);
             }
             if !progress {
                 if self.keepalive && last_keepalive.elapsed() > Duration::from_secs(1) {
@@ -416,23 +448,52 @@ fn verify_host_key(
                 t.ssh_host
             ),
             HostKeyPolicy::AcceptNew => {
-                let file = &files[0];
-                known_hosts::append(
-                    file,
-                    &known_hosts::host_label(&t.ssh_host, t.port),
-                    key_type,
-                    blob,
-                )?;
+                let file = record_new_key(t, files, key_type, blob)?;
                 log::warn!(
-                    "{}: new host key ({key_type}) for {} recorded in {}",
+                    "{}: host key of {} was not known: trusted on first use and recorded in {} \
+                     ({key_type} {}); a different key later will be refused. Compare it with the \
+                     host's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)",
                     t.name,
                     t.ssh_host,
-                    file.display()
+                    file.display(),
+                    known_hosts::fingerprint(blob)
                 );
                 Ok(())
             }
         },
     }
+}
+
+/// Where a key learnt on first use can be written: the first configured
+/// known_hosts file when it is a real file we may write (or may create),
+/// else the helper's own file. Never `/dev/null` or a file that refuses.
+fn record_new_key(t: &Target, files: &[PathBuf], key_type: &str, blob: &[u8]) -> Result<PathBuf> {
+    let label = known_hosts::host_label(&t.ssh_host, t.port);
+    let mut tried = Vec::new();
+    let first = files.first().filter(|f| known_hosts::recordable(f));
+    for file in first.into_iter().chain(t.own_known_hosts.iter()) {
+        match known_hosts::append(file, &label, key_type, blob) {
+            Ok(()) => return Ok(file.clone()),
+            Err(e) => tried.push(format!("{e:#}")),
+        }
+    }
+    if first.is_none() {
+        if let Some(f) = files.first() {
+            tried.insert(0, format!("{} cannot take new keys", f.display()));
+        }
+    }
+    bail!(
+        "{}: host key of {} ({}:{}) is not known and cannot be recorded ({}); add it to a \
+         known_hosts file (ssh-keyscan -p {} {} >> FILE, after checking the fingerprint {})",
+        t.name,
+        t.ssh_host,
+        t.ssh_ip,
+        t.port,
+        tried.join("; "),
+        t.port,
+        t.ssh_host,
+        known_hosts::fingerprint(blob)
+    )
 }
 
 fn authenticate(t: &Target, session: &Session) -> Result<()> {

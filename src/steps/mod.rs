@@ -1,77 +1,32 @@
-//! The steps a switch is made of. Each step reads what it needs first
-//! (`prepare`, which changes nothing and returns the data to undo it), then
-//! changes one host (`apply`). The engine journals the undo between the two.
-//! Undos are plain data ([`Undo`]) so that a later process — the `start`
-//! phase, or `recover` after a crash — can run them from the journal.
+//! The steps a switch is made of: thin, journaled adapters over the host
+//! operations in `ops/`. Each step reads what it needs first (`prepare`,
+//! which changes nothing and returns how to undo the change), then changes
+//! one host (`apply`). The engine runs every `prepare` before the first
+//! `apply`, and journals each undo before its change. Undos are plain data
+//! ([`Undo`]) so that a later process — the `start` phase, or `recover`
+//! after a crash — can run them from the journal ([`apply_undo`]).
 
 pub mod accounts;
 pub mod read_only;
+pub mod replication;
 pub mod sessions;
 pub mod vip;
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{anyhow, Context, Result};
 
 use crate::cluster::Host;
-use crate::config::helper::BlockMethod;
 use crate::grants::{Account, Snapshot};
-use crate::journal::Journal;
+use crate::ops;
 use crate::report::{Report, Session};
+use crate::state::journal::Journal;
+pub use crate::undo::Undo;
 
-/// How to reverse one change; written to the journal before the change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Undo {
-    /// Put read_only (and super_read_only, where the server has it) back.
-    ReadOnly {
-        host: String,
-        read_only: bool,
-        super_read_only: Option<bool>,
-    },
-    /// Give the accounts back exactly what they had.
-    Grants {
-        host: String,
-        method: BlockMethod,
-        snapshots: Vec<Snapshot>,
-    },
-    /// Put the writer VIP on (`add`) or take it off the host.
-    Vip { host: String, add: bool },
-}
-
-impl Undo {
-    pub fn host(&self) -> &str {
-        match self {
-            Undo::ReadOnly { host, .. } | Undo::Grants { host, .. } | Undo::Vip { host, .. } => {
-                host
-            }
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Undo::ReadOnly {
-                read_only,
-                super_read_only,
-                ..
-            } => format!(
-                "restore read_only={}{}",
-                u8::from(*read_only),
-                super_read_only
-                    .map(|s| format!(", super_read_only={}", u8::from(s)))
-                    .unwrap_or_default()
-            ),
-            Undo::Grants {
-                method, snapshots, ..
-            } => format!("restore {} account(s) ({method:?})", snapshots.len()),
-            Undo::Vip { add: true, .. } => "put the writer VIP back".into(),
-            Undo::Vip { add: false, .. } => "take the writer VIP off".into(),
-        }
-    }
-}
-
-/// What the block step learnt, for the session steps after it.
+/// What the online stop's steps share. Written in this order: preflight
+/// fills `accounts` and `snapshots`; the block step sets `watermark` and
+/// `remaining`; the drain step updates `remaining`; the kill step empties
+/// it; the fence proof reads `watermark`.
 #[derive(Debug, Clone, Default)]
 pub struct AppState {
     pub accounts: Vec<Account>,
@@ -85,7 +40,10 @@ pub struct AppState {
 
 /// The hosts of a run, what the steps share, and the report.
 pub struct Ctx {
+    /// Every host of the cluster that answered.
     pub hosts: Vec<Host>,
+    /// Hosts of the cluster with no connection: name and why.
+    pub unreachable: Vec<(String, String)>,
     pub app: AppState,
     pub report: Report,
 }
@@ -94,6 +52,7 @@ impl Ctx {
     pub fn new(hosts: Vec<Host>, report: Report) -> Ctx {
         Ctx {
             hosts,
+            unreachable: Vec::new(),
             app: AppState::default(),
             report,
         }
@@ -104,6 +63,14 @@ impl Ctx {
             .iter_mut()
             .find(|h| h.spec.name == name)
             .ok_or_else(|| anyhow!("{name}: no open connection to this host"))
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.spec.name == name)
+    }
+
+    pub fn unreachable_names(&self) -> Vec<String> {
+        self.unreachable.iter().map(|(n, _)| n.clone()).collect()
     }
 
     /// Copy each host's SSH counters into the report.
@@ -124,7 +91,8 @@ pub trait Step {
     /// One line saying what the step does.
     fn what(&self) -> String;
     /// Read the current state; return how to undo the change (None when
-    /// the step changes nothing that can or needs to be undone).
+    /// the step changes nothing that can or needs to be undone). Changes
+    /// nothing.
     fn prepare(&mut self, ctx: &mut Ctx) -> Result<Option<Undo>>;
     /// The statements `apply` will run, for the dry run (after prepare).
     fn statements(&self, ctx: &Ctx) -> Vec<String>;
@@ -136,19 +104,78 @@ pub trait Step {
     }
 }
 
-/// Run one undo on its host with its own timeout.
+/// Run one undo on its host with its own timeout. An undo that makes its
+/// host writable first proves every other host read-only.
 pub fn apply_undo(undo: &Undo, ctx: &mut Ctx, timeout: Duration) -> Result<()> {
     match undo {
+        Undo::ReadOnly { host, .. } if undo.makes_writable() => {
+            let unreachable = ctx.unreachable_names();
+            let (target, mut others) = ops::read_only::split(&mut ctx.hosts, host)?;
+            let (_, proof) =
+                ops::read_only::make_writable(target, &mut others, &unreachable, &[], timeout)?;
+            log::info!("{host}: writable again ({})", proof.describe());
+            Ok(())
+        }
         Undo::ReadOnly {
             host,
             read_only,
             super_read_only,
-        } => read_only::restore(ctx.host(host)?, *read_only, *super_read_only, timeout),
+        } => ops::read_only::restore(ctx.host(host)?, *read_only, *super_read_only, timeout),
         Undo::Grants {
             host,
             method,
             snapshots,
-        } => accounts::restore(ctx.host(host)?, *method, snapshots, timeout).map(|_| ()),
-        Undo::Vip { host, add } => vip::apply(ctx.host(host)?, *add, timeout).map(|_| ()),
+        } => ops::accounts::restore(ctx.host(host)?, *method, snapshots, timeout).map(|_| ()),
+        Undo::Vip { host, add: true } => {
+            let (target, mut others) = ops::read_only::split(&mut ctx.hosts, host)?;
+            ops::vip::prove_absent(&mut others, timeout)?;
+            ops::vip::apply(target, true, timeout).map(|_| ())
+        }
+        Undo::Vip { host, add: false } => ops::vip::apply(ctx.host(host)?, false, timeout)
+            .with_context(|| format!("{host}: taking the writer VIP off"))
+            .map(|_| ()),
+    }
+}
+
+/// A journaled undo run as a step of `recover`. It has no undo itself; the
+/// journal records the original step undone.
+pub struct RunUndo {
+    step: String,
+    undo: Undo,
+    timeout: Duration,
+}
+
+impl RunUndo {
+    pub fn new(step: &str, undo: Undo, timeout: Duration) -> RunUndo {
+        RunUndo {
+            step: step.to_string(),
+            undo,
+            timeout,
+        }
+    }
+}
+
+impl Step for RunUndo {
+    fn id(&self) -> &'static str {
+        "undo"
+    }
+    fn host(&self) -> &str {
+        self.undo.host()
+    }
+    fn what(&self) -> String {
+        format!("undo {}: {}", self.step, self.undo.describe())
+    }
+    fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
+        Ok(None)
+    }
+    fn statements(&self, _ctx: &Ctx) -> Vec<String> {
+        vec![self.undo.describe()]
+    }
+    fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
+        apply_undo(&self.undo, ctx, self.timeout)?;
+        if let Err(e) = journal.undone(&self.step, self.undo.host()) {
+            log::warn!("{e:#}");
+        }
+        Ok(None)
     }
 }

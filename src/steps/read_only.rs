@@ -1,107 +1,22 @@
-//! read_only and super_read_only: set, clear, put back, and read back to be
-//! sure. super_read_only is used where the server has it (MySQL 5.7+)
-//! unless the helper setting says `off`; MariaDB has only read_only.
+//! Steps that change read_only: [`SetReadOnly`] (a host stops taking
+//! writes, optionally proving the fence in the same round trip) and
+//! [`MakeWritable`] (a host takes writes, only after every other host is
+//! proven read-only).
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use super::{sessions, Ctx, Step, Undo};
-use crate::cluster::Host;
+use super::{Ctx, Step, Undo};
 use crate::config::helper::SuperReadOnly;
-use crate::journal::Journal;
 use crate::mysql::{Script, ServerInfo};
+use crate::ops::{read_only, sessions};
+use crate::state::journal::Journal;
 
-/// Opens a server for writes. On MySQL, turning read_only off also turns
-/// super_read_only off, so this one statement is right for every flavour and
-/// needs no knowledge of the server.
-pub const WRITABLE: &str = "SET GLOBAL read_only = 0";
-
-/// The statements that turn read-only on or off on `info`'s server.
-pub fn statements(
-    host: &str,
-    info: &ServerInfo,
-    on: bool,
-    mode: SuperReadOnly,
-) -> Result<Vec<String>> {
-    let has_super = info.super_read_only.is_some();
-    if !on {
-        return Ok(vec![WRITABLE.into()]);
-    }
-    if mode == SuperReadOnly::On && !has_super {
-        bail!(
-            "{host}: super_read_only = on, but {} has no super_read_only; use auto or off",
-            info.label()
-        );
-    }
-    if has_super && mode != SuperReadOnly::Off {
-        Ok(vec!["SET GLOBAL super_read_only = 1".into()])
-    } else {
-        Ok(vec!["SET GLOBAL read_only = 1".into()])
-    }
-}
-
-/// Statements that put back a saved state.
-pub fn restore_statements(read_only: bool, super_read_only: Option<bool>) -> Vec<String> {
-    match (read_only, super_read_only) {
-        (_, Some(true)) => vec!["SET GLOBAL super_read_only = 1".into()],
-        (false, _) => vec![WRITABLE.into()],
-        (true, Some(false)) => vec![
-            "SET GLOBAL super_read_only = 0".into(),
-            "SET GLOBAL read_only = 1".into(),
-        ],
-        (true, None) => vec!["SET GLOBAL read_only = 1".into()],
-    }
-}
-
-/// Run `stmts`, then read read_only back and insist it is `expect`.
-fn run_and_verify(
-    host: &mut Host,
-    stmts: &[String],
-    expect: bool,
-    timeout: Duration,
-) -> Result<()> {
-    let mut s = Script::new(timeout);
-    for st in stmts {
-        s.exec("set read_only", st);
-    }
-    s.query("check", "SELECT @@GLOBAL.read_only AS read_only");
-    let r = host.run_with(&s, timeout)?;
-    let now = r.set("check").records().next().map(|r| r.flag("read_only"));
-    if now != Some(expect) {
-        bail!(
-            "{}: read_only reads {:?} after setting it to {}",
-            host.name(),
-            now,
-            u8::from(expect)
-        );
-    }
-    if let Some(info) = host.info.as_mut() {
-        info.read_only = expect;
-    }
-    Ok(())
-}
-
-pub fn restore(
-    host: &mut Host,
-    read_only: bool,
-    super_read_only: Option<bool>,
-    timeout: Duration,
-) -> Result<()> {
-    let stmts = restore_statements(read_only, super_read_only);
-    run_and_verify(
-        host,
-        &stmts,
-        read_only || super_read_only == Some(true),
-        timeout,
-    )
-}
-
-/// Turn read-only on or off on one host.
+/// Turn read-only on on one host.
 pub struct SetReadOnly {
     id: &'static str,
     host: String,
-    on: bool,
     mode: SuperReadOnly,
     stmts: Vec<String>,
     /// Also prove the fence in the same round trip (the MHA admin user,
@@ -110,11 +25,10 @@ pub struct SetReadOnly {
 }
 
 impl SetReadOnly {
-    pub fn new(id: &'static str, host: &str, on: bool, mode: SuperReadOnly) -> SetReadOnly {
+    pub fn new(id: &'static str, host: &str, mode: SuperReadOnly) -> SetReadOnly {
         SetReadOnly {
             id,
             host: host.to_string(),
-            on,
             mode,
             stmts: Vec::new(),
             fence: None,
@@ -122,11 +36,22 @@ impl SetReadOnly {
     }
 
     /// After setting read_only, check in the same script that no
-    /// application session from before the block is left (see
-    /// `sessions::check_fence`).
+    /// application session from before the block is left.
     pub fn proving_fence(mut self, admin: &str) -> SetReadOnly {
         self.fence = Some(admin.to_string());
         self
+    }
+
+    fn script(&self, ctx: &Ctx, timeout: Duration) -> Script {
+        let mut s = Script::new(timeout);
+        for st in &self.stmts {
+            s.exec("set read_only", st);
+        }
+        s.query("ro", read_only::READ);
+        if let Some(admin) = &self.fence {
+            sessions::add_query(&mut s, "sessions", &ctx.app.accounts, admin);
+        }
+        s
     }
 }
 
@@ -139,18 +64,15 @@ impl Step for SetReadOnly {
     }
     fn what(&self) -> String {
         match &self.fence {
-            Some(_) => format!(
-                "set read_only={} and prove the fence holds",
-                u8::from(self.on)
-            ),
-            None => format!("set read_only={}", u8::from(self.on)),
+            Some(_) => "set read_only=1 and prove the fence holds".into(),
+            None => "set read_only=1".into(),
         }
     }
 
     fn prepare(&mut self, ctx: &mut Ctx) -> Result<Option<Undo>> {
         let host = ctx.host(&self.host)?;
         let info = host.info()?;
-        self.stmts = statements(&self.host, info, self.on, self.mode)?;
+        self.stmts = read_only::statements(&self.host, info, true, self.mode)?;
         Ok(Some(Undo::ReadOnly {
             host: self.host.clone(),
             read_only: info.read_only,
@@ -159,111 +81,157 @@ impl Step for SetReadOnly {
     }
 
     fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        let mut s = Script::new(Duration::from_secs(1));
-        for st in &self.stmts {
-            s.exec("set read_only", st);
-        }
-        s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
-        if let Some(admin) = &self.fence {
-            sessions::add_query(&mut s, "sessions", &ctx.app.accounts, admin);
-        }
-        s.statements().split_off(2)
+        self.script(ctx, Duration::from_secs(1))
+            .statements()
+            .split_off(2)
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
-        let Some(admin) = self.fence.clone() else {
-            let host = ctx.host(&self.host)?;
-            let t = host.spec.settings.step_timeout;
-            run_and_verify(host, &self.stmts, self.on, t)?;
-            return Ok(None);
-        };
-        let accounts = ctx.app.accounts.clone();
+        let timeout = ctx.host(&self.host)?.spec.settings.step_timeout;
+        let script = self.script(ctx, timeout);
+        let watermark = ctx.app.watermark;
         let host = ctx.host(&self.host)?;
-        let mut s = Script::new(host.spec.settings.step_timeout);
-        for st in &self.stmts {
-            s.exec("set read_only", st);
+        let r = host.run(&script)?;
+        if read_only::read_back(&r, "ro") != Some(true) {
+            anyhow::bail!("{}: read_only does not read 1 after setting it", self.host);
         }
-        s.query("ro", "SELECT @@GLOBAL.read_only AS read_only");
-        sessions::add_query(&mut s, "sessions", &accounts, &admin);
-        let r = host.run(&s)?;
         if let Some(info) = host.info.as_mut() {
             info.read_only = true;
         }
-        sessions::check_fence(ctx, &self.host, &r).map(Some)
+        if self.fence.is_none() {
+            return Ok(None);
+        }
+        let newer = sessions::check_fence(&self.host, &r, watermark)?;
+        if newer > 0 {
+            ctx.report.warn(format!(
+                "{}: {newer} application session(s) logged in after the block; they have no write rights",
+                self.host
+            ));
+        }
+        Ok(Some(format!(
+            "fence holds: read_only=1, 0 pre-block sessions, {newer} newer"
+        )))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mysql::Flavor;
+/// Make a host writable: prove every other host of the cluster read-only
+/// (in parallel, reading this host's server kind at the same time), then
+/// record the host's binary log position and turn read_only off in one
+/// round trip. The position (journal note `binlog-at-writable:<host>`)
+/// lets `recover` tell later whether the host took writes.
+pub struct MakeWritable {
+    id: &'static str,
+    host: String,
+    /// Hosts that must answer for the proof (the old master of a switch).
+    required: Vec<String>,
+    /// What read-only state the undo puts back.
+    before: (bool, Option<bool>),
+    /// When it became writable (unix ms), after apply.
+    pub writable_at: Option<u64>,
+}
 
-    fn info(super_ro: Option<bool>) -> ServerInfo {
-        ServerInfo {
-            flavor: if super_ro.is_some() {
-                Flavor::MySql
-            } else {
-                Flavor::MariaDb
-            },
-            version: "x".into(),
-            version_number: (10, 11, 0),
-            server_id: 1,
-            read_only: false,
-            super_read_only: super_ro,
-            log_bin: true,
-            connection_id: 1,
-            current_user: "mha@%".into(),
-            replica: None,
+impl MakeWritable {
+    pub fn new(id: &'static str, host: &str, required: &[String]) -> MakeWritable {
+        MakeWritable {
+            id,
+            host: host.to_string(),
+            required: required.to_vec(),
+            before: (true, None),
+            writable_at: None,
         }
     }
 
-    #[test]
-    fn mariadb_uses_plain_read_only() {
-        let i = info(None);
-        assert_eq!(
-            statements("db1", &i, true, SuperReadOnly::Auto).unwrap(),
-            vec!["SET GLOBAL read_only = 1"]
-        );
-        assert_eq!(
-            statements("db1", &i, false, SuperReadOnly::Auto).unwrap(),
-            vec!["SET GLOBAL read_only = 0"]
-        );
-        assert!(statements("db1", &i, true, SuperReadOnly::On).is_err());
+    /// The read-only state to put back on undo (default: read_only=1).
+    pub fn undoing_to(mut self, read_only: bool, super_read_only: Option<bool>) -> MakeWritable {
+        self.before = (read_only, super_read_only);
+        self
     }
 
-    #[test]
-    fn mysql_uses_super_read_only_unless_off() {
-        let i = info(Some(false));
-        assert_eq!(
-            statements("db1", &i, true, SuperReadOnly::Auto).unwrap(),
-            vec!["SET GLOBAL super_read_only = 1"]
-        );
-        assert_eq!(
-            statements("db1", &i, true, SuperReadOnly::Off).unwrap(),
-            vec!["SET GLOBAL read_only = 1"]
-        );
-        // read_only=0 clears super_read_only too on MySQL
-        assert_eq!(
-            statements("db1", &i, false, SuperReadOnly::Auto).unwrap(),
-            vec![WRITABLE]
-        );
+    pub fn note_key(host: &str) -> String {
+        format!("binlog-at-writable:{host}")
+    }
+}
+
+impl Step for MakeWritable {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+    fn host(&self) -> &str {
+        &self.host
+    }
+    fn what(&self) -> String {
+        "prove every other host read-only, then set read_only=0".into()
     }
 
-    #[test]
-    fn restore_puts_back_each_saved_combination() {
-        assert_eq!(
-            restore_statements(true, None),
-            vec!["SET GLOBAL read_only = 1"]
-        );
-        assert_eq!(restore_statements(false, None), vec![WRITABLE]);
-        assert_eq!(
-            restore_statements(true, Some(true)),
-            vec!["SET GLOBAL super_read_only = 1"]
-        );
-        assert_eq!(restore_statements(false, Some(false)), vec![WRITABLE]);
-        assert_eq!(
-            restore_statements(true, Some(false)),
-            vec!["SET GLOBAL super_read_only = 0", "SET GLOBAL read_only = 1"]
-        );
+    fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
+        Ok(Some(Undo::ReadOnly {
+            host: self.host.clone(),
+            read_only: self.before.0,
+            super_read_only: self.before.1,
+        }))
+    }
+
+    fn statements(&self, ctx: &Ctx) -> Vec<String> {
+        let mut v: Vec<String> = ctx
+            .hosts
+            .iter()
+            .filter(|h| h.spec.name != self.host)
+            .map(|h| format!("{}: {};  -- must read 1", h.spec.name, read_only::READ))
+            .collect();
+        v.push(format!("{}: SHOW MASTER STATUS;", self.host));
+        v.push(format!("{}: {};", self.host, read_only::WRITABLE));
+        v.push(format!("{}: {};", self.host, read_only::READ));
+        v
+    }
+
+    fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
+        let unreachable = ctx.unreachable_names();
+        let (target, mut others) = read_only::split(&mut ctx.hosts, &self.host)?;
+        let timeout = target.spec.settings.step_timeout;
+        // The proof and this host's server kind, in one parallel round trip.
+        let (proof, info) = std::thread::scope(|s| {
+            let info = s.spawn(|| {
+                if target.info.is_none() {
+                    target.refresh_info().map(|_| ())
+                } else {
+                    Ok(())
+                }
+            });
+            let proof =
+                read_only::prove_read_only(&mut others, &unreachable, &self.required, timeout);
+            (proof, info.join())
+        });
+        let proof = proof?;
+        info.map_err(|_| anyhow::anyhow!("thread panicked"))??;
+        let info: ServerInfo = target.info()?.clone();
+        let mut s = Script::new(timeout);
+        read_only::add_binlog_position(&mut s, &info, "binlog");
+        s.exec("read_only off", read_only::WRITABLE);
+        s.query("ro", read_only::READ);
+        let r = target.run_with(&s, timeout)?;
+        let at = read_only::unix_ms();
+        if read_only::read_back(&r, "ro") != Some(false) {
+            anyhow::bail!("{}: read_only is still on after turning it off", self.host);
+        }
+        if let Some(i) = target.info.as_mut() {
+            i.read_only = false;
+        }
+        self.writable_at = Some(at);
+        // The write outage of an online switch: first blocking statement to here.
+        if let Some(b) = journal
+            .note_value("block_started_ms")
+            .and_then(|v| v.as_u64())
+        {
+            ctx.report.write_block_ms = Some(at.saturating_sub(b));
+        }
+        if let Some(pos) = read_only::binlog_position(&r, "binlog") {
+            if let Err(e) = journal.note(&MakeWritable::note_key(&self.host), pos.clone().into()) {
+                log::error!(
+                    "{}: cannot record the binlog position {pos}: {e:#}",
+                    self.host
+                );
+            }
+        }
+        Ok(Some(format!("writable; {}", proof.describe())))
     }
 }

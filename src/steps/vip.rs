@@ -1,33 +1,14 @@
-//! Moving the writer VIP as a step of a switch (see `crate::vip`).
-
-use std::time::Duration;
+//! Moving the writer VIP as a step of a switch (see `ops::vip`). The undo
+//! puts the VIP back where it was found: on the host, or not.
 
 use anyhow::{anyhow, Result};
 
 use super::{Ctx, Step, Undo};
-use crate::cluster::Host;
-use crate::journal::Journal;
-use crate::vip::{self, Change, VipSpec};
+use crate::ops::{self, vip::Change};
+use crate::state::journal::Journal;
 
-/// The host's VIP settings, when a writer VIP is configured.
-pub fn spec(host: &Host) -> Result<Option<VipSpec>> {
-    VipSpec::for_host(host.name(), &host.spec.settings)
-}
-
-/// Add (`true`) or remove the VIP on `host`; a no-op without a VIP.
-pub fn apply(host: &mut Host, add: bool, timeout: Duration) -> Result<Option<Change>> {
-    let Some(spec) = spec(host)? else {
-        return Ok(None);
-    };
-    let change = if add {
-        vip::add(host.conn.as_mut(), &spec, timeout)?
-    } else {
-        vip::remove(host.conn.as_mut(), &spec, timeout)?
-    };
-    Ok(Some(change))
-}
-
-/// Move the writer VIP onto or off one host.
+/// Move the writer VIP onto or off one host. Adding first proves the VIP
+/// is on no other host that answers.
 pub struct MoveVip {
     id: &'static str,
     host: String,
@@ -55,31 +36,39 @@ impl Step for MoveVip {
     }
     fn what(&self) -> String {
         if self.add {
-            "put the writer VIP here and announce it".into()
+            "put the writer VIP here (once it is on no other host) and announce it".into()
         } else {
             "take the writer VIP off".into()
         }
     }
     fn prepare(&mut self, ctx: &mut Ctx) -> Result<Option<Undo>> {
         let host = ctx.host(&self.host)?;
-        let spec = spec(host)?.ok_or_else(|| anyhow!("{}: no writer_vip configured", self.host))?;
+        let spec = ops::vip::spec(host)?
+            .ok_or_else(|| anyhow!("{}: no writer_vip configured", self.host))?;
         self.script = if self.add {
             spec.add_script()
         } else {
             spec.remove_script()
         };
-        Ok(Some(Undo::Vip {
+        let t = host.spec.settings.step_timeout;
+        let here = ops::vip::present(host.conn.as_mut(), &spec, t)?;
+        // The undo restores what was found; nothing to undo when the step
+        // would change nothing.
+        Ok((here != self.add).then(|| Undo::Vip {
             host: self.host.clone(),
-            add: !self.add,
+            add: here,
         }))
     }
     fn statements(&self, _ctx: &Ctx) -> Vec<String> {
         vec![format!("(shell) {}", self.script.replace('\n', "; "))]
     }
     fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
-        let host = ctx.host(&self.host)?;
-        let t = host.spec.settings.step_timeout;
-        let change = apply(host, self.add, t)?;
+        let t = ctx.host(&self.host)?.spec.settings.step_timeout;
+        if self.add {
+            let (_, mut others) = ops::read_only::split(&mut ctx.hosts, &self.host)?;
+            ops::vip::prove_absent(&mut others, t)?;
+        }
+        let change = ops::vip::apply(ctx.host(&self.host)?, self.add, t)?;
         Ok(Some(match (self.add, change) {
             (true, Some(Change::Done)) => "VIP added and announced".into(),
             (true, _) => "VIP was already here; announced".into(),

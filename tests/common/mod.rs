@@ -377,9 +377,25 @@ impl Lab {
         self.state()
     }
 
-    /// Write the helper settings file used by the lab's hooks.
+    /// Write the helper settings file used by the lab's hooks. The lab's
+    /// `journal_dir` is kept (added under `[default]`).
     pub fn set_helper_conf(&self, text: &str) {
+        let dir = format!("journal_dir = {}\n", self.journal_dir().display());
+        let text = match text.find("[default]\n") {
+            Some(i) => format!("{}[default]\n{dir}{}", &text[..i], &text[i + 10..]),
+            None => format!("[default]\n{dir}{text}"),
+        };
         std::fs::write(self.helper_cnf(), text).unwrap();
+    }
+
+    /// mha-helper's state directory in the lab (journal, lock, ...).
+    pub fn journal_dir(&self) -> PathBuf {
+        PathBuf::from(self.var("MHALAB_JOURNAL_DIR"))
+    }
+
+    /// The open journal's path.
+    pub fn journal(&self) -> PathBuf {
+        self.journal_dir().join("mha-helper.app1.journal")
     }
 
     /// A client option file for an application account (0600, no argv

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
+use crate::cluster::Host;
 use crate::config::helper::{HostSettings, WriterVip};
 use crate::quote::shell_word;
 use crate::ssh::Exec;
@@ -106,6 +107,51 @@ impl VipSpec {
         )
     }
 
+    /// Shell script that proves, changing nothing, that this host can move
+    /// the VIP: the interface exists, the SSH user may run `ip addr add|del`
+    /// (root, CAP_NET_ADMIN, or `sudo -n` allows exactly those), and the
+    /// announcement tool is there and allowed. Prints `ok`, or one line
+    /// saying what is missing and exits 5.
+    pub fn rights_script(&self) -> String {
+        let iface = shell_word(&self.iface);
+        let addr = shell_word(&self.vip.to_string());
+        let family = if self.is_v6() { "-6 " } else { "" };
+        let mut s = format!(
+            "ip -o link show dev {iface} >/dev/null 2>&1 || {{ echo 'interface '{iface}' does not exist (cluster_interface)'; exit 5; }}\n"
+        );
+        if self.sudo {
+            s.push_str(&format!(
+                "sudo -n -l ip {family}addr add {addr} dev {iface} >/dev/null 2>&1 && \
+                 sudo -n -l ip {family}addr del {addr} dev {iface} >/dev/null 2>&1 || \
+                 {{ echo 'sudo -n does not allow ip addr add/del for the VIP (requires_sudo)'; exit 5; }}\n"
+            ));
+        } else {
+            s.push_str(
+                "caps=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)\n\
+                 [ \"$(id -u)\" = 0 ] || [ $(( 0x${caps:-0} & 0x1000 )) -ne 0 ] || \
+                 { echo \"the SSH user $(id -un) may not run ip addr add/del (not root, no CAP_NET_ADMIN); set requires_sudo = yes and allow it in sudoers\"; exit 5; }\n",
+            );
+        }
+        if self.arping {
+            if self.is_v6() {
+                s.push_str(if self.sudo {
+                    "sudo -n -l perl >/dev/null 2>&1 || { echo 'sudo -n does not allow perl (needed for the IPv6 announcement)'; exit 5; }\n"
+                } else {
+                    "command -v perl >/dev/null 2>&1 || { echo 'perl not found (needed for the IPv6 announcement)'; exit 5; }\n"
+                });
+            } else if self.sudo {
+                s.push_str("sudo -n -l arping >/dev/null 2>&1 || { echo 'sudo -n does not allow arping (requires_arping)'; exit 5; }\n");
+            } else {
+                s.push_str(
+                    "a=$(command -v arping) || { echo 'arping not found (install it, or set requires_arping = no)'; exit 5; }\n\
+                     arping -V 2>&1 | grep -q iputils || arping --help 2>&1 | grep -qi habets || { echo 'unknown arping flavour'; exit 5; }\n",
+                );
+            }
+        }
+        s.push_str("echo ok");
+        s
+    }
+
     /// Shell script printing `present` or `absent`.
     pub fn status_script(&self) -> String {
         format!(
@@ -165,14 +211,20 @@ send($s, $na, 0, pack_sockaddr_in6(0, inet_pton(AF_INET6, 'ff02::1'), 0, $idx)) 
 
 fn run(conn: &mut dyn Exec, script: &str, timeout: Duration) -> Result<String> {
     let host = conn.host().to_string();
-    let out = conn.exec(&format!("/bin/sh -c {}", shell_word(script)), b"", timeout)?;
+    let out = conn
+        .exec(&format!("/bin/sh -c {}", shell_word(script)), b"", timeout)?
+        .check_timeout(&host)?;
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.success() {
         let what = match out.status {
             3 => "ip addr failed",
             4 => "announcement failed",
+            5 => "cannot move the writer VIP",
             _ => "VIP command failed",
         };
+        if out.status == 5 {
+            bail!("{host}: {what}: {stdout}");
+        }
         bail!(
             "{host}: {what}: {} (exit {})",
             out.stderr_text(),
@@ -205,6 +257,55 @@ pub fn remove(conn: &mut dyn Exec, spec: &VipSpec, timeout: Duration) -> Result<
 /// Whether the host behind `conn` holds the VIP.
 pub fn present(conn: &mut dyn Exec, spec: &VipSpec, timeout: Duration) -> Result<bool> {
     Ok(run(conn, &spec.status_script(), timeout)? == "present")
+}
+
+/// Prove (changing nothing) that the host behind `conn` can move the VIP.
+pub fn check_rights(conn: &mut dyn Exec, spec: &VipSpec, timeout: Duration) -> Result<()> {
+    run(conn, &spec.rights_script(), timeout).map(|_| ())
+}
+
+/// The VIP settings of a connected host, when a writer VIP is configured.
+pub fn spec(host: &Host) -> Result<Option<VipSpec>> {
+    VipSpec::for_host(host.name(), &host.spec.settings)
+}
+
+/// Add (`true`) or remove the VIP on `host`; `None` without a VIP.
+pub fn apply(host: &mut Host, add_it: bool, timeout: Duration) -> Result<Option<Change>> {
+    let Some(spec) = spec(host)? else {
+        return Ok(None);
+    };
+    let change = if add_it {
+        add(host.conn.as_mut(), &spec, timeout)?
+    } else {
+        remove(host.conn.as_mut(), &spec, timeout)?
+    };
+    Ok(Some(change))
+}
+
+/// Whether `host` holds the VIP (`None` without a VIP).
+pub fn held_by(host: &mut Host, timeout: Duration) -> Result<Option<bool>> {
+    let Some(spec) = spec(host)? else {
+        return Ok(None);
+    };
+    present(host.conn.as_mut(), &spec, timeout).map(Some)
+}
+
+/// Before the VIP is added somewhere: it must be on none of `others` that
+/// answer (read in parallel), or two hosts would answer for it.
+pub fn prove_absent(others: &mut [&mut Host], timeout: Duration) -> Result<()> {
+    let results = crate::cluster::parallel(others, |h| held_by(h, timeout));
+    let holders: Vec<String> = others
+        .iter()
+        .zip(results)
+        .filter_map(|(h, r)| matches!(r, Ok(Some(true))).then(|| h.name().to_string()))
+        .collect();
+    if !holders.is_empty() {
+        bail!(
+            "the writer VIP is still on {}; refusing to put it on a second host (take it off there first)",
+            holders.join(", ")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,261 @@
+//! The application's accounts on one host: which they are (one definition
+//! for `check`, preflight and stop), their exact grants, and giving them
+//! back. Blocking and giving back run in sessions with `sql_log_bin = 0`,
+//! so replicas and the new master keep their grants.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cluster::{Host, HostSpec};
+use crate::config::helper::BlockMethod;
+use crate::grants::{self, Account, Selection, Snapshot};
+use crate::mysql::{Flavor, Script};
+use crate::setup::Setup;
+
+/// Who counts as an application account on the host `spec` describes: all
+/// accounts but the MHA admin (as MHA logs in there), the replication
+/// account, root and the server's own, narrowed by that host's
+/// `exclude_accounts` / `include_accounts`.
+pub fn selection(setup: &Setup, spec: &HostSpec) -> Selection {
+    Selection {
+        admin_user: spec.access.user.clone(),
+        repl_user: spec
+            .server
+            .repl_user
+            .clone()
+            .or_else(|| setup.mha.default.get("repl_user").cloned()),
+        exclude: spec.settings.exclude_accounts.clone(),
+        include: spec.settings.include_accounts.clone(),
+    }
+}
+
+/// The application accounts of a host, as they are now.
+#[derive(Debug, Clone, Default)]
+pub struct AppAccounts {
+    pub accounts: Vec<Account>,
+    pub snapshots: Vec<Snapshot>,
+    /// Roles granted to application accounts that our account cannot
+    /// revoke (it lacks their ADMIN OPTION); the revoke would fail.
+    pub roles_without_admin: Vec<String>,
+    /// The grants of every role the accounts hold, directly or through
+    /// other roles, by role name as the server prints it.
+    pub role_grants: BTreeMap<String, Vec<String>>,
+}
+
+impl AppAccounts {
+    /// Accounts that may write despite read_only (SUPER or the server's
+    /// bypass privilege, held directly or through a role).
+    pub fn bypassing_read_only(&self, bypass: &str) -> Vec<String> {
+        self.snapshots
+            .iter()
+            .filter(|s| {
+                s.bypasses_read_only(bypass)
+                    || held_roles(s, &self.role_grants)
+                        .iter()
+                        .any(|r| grants::lines_bypass_read_only(&self.role_grants[r], bypass))
+            })
+            .map(|s| s.account.label())
+            .collect()
+    }
+}
+
+/// Every role `s` holds, through any chain of roles.
+fn held_roles(s: &Snapshot, role_grants: &BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = s.roles().into_iter().map(|r| r.role).collect();
+    while let Some(r) = todo.pop() {
+        if !seen.insert(r.clone()) {
+            continue;
+        }
+        if let Some(lines) = role_grants.get(&r) {
+            todo.extend(grants::roles_in(lines));
+        }
+    }
+    seen.retain(|r| role_grants.contains_key(r));
+    seen
+}
+
+/// Read the application accounts of `host`, their snapshots, and the grants
+/// of the roles they hold.
+pub fn load(host: &mut Host, selection: &Selection) -> Result<AppAccounts> {
+    let info = host.info()?.clone();
+    let mut s = Script::new(host.spec.settings.step_timeout);
+    grants::add_account_query(&mut s, info.flavor, info.has_roles());
+    let r = host.run(&s).context("listing accounts")?;
+    let accounts = grants::select(&r, selection);
+    let mut s = Script::new(host.spec.settings.step_timeout);
+    grants::add_snapshot_queries(&mut s, &accounts);
+    let mariadb_roles = info.flavor == Flavor::MariaDb && info.has_roles();
+    if mariadb_roles {
+        grants::add_admin_roles_query(&mut s);
+    }
+    let r = host.run(&s).context("reading account grants")?;
+    let snapshots = grants::parse_snapshots(&r, &accounts)?;
+    let roles_without_admin = if mariadb_roles {
+        grants::roles_without_admin(&grants::roles_needed(&snapshots), &r)
+    } else {
+        Vec::new()
+    };
+    let role_grants = load_role_grants(host, &snapshots)?;
+    Ok(AppAccounts {
+        accounts,
+        snapshots,
+        roles_without_admin,
+        role_grants,
+    })
+}
+
+/// `SHOW GRANTS` of every role the snapshots hold, following roles granted
+/// to roles (a few rounds at most; each round is one script).
+fn load_role_grants(host: &mut Host, snaps: &[Snapshot]) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut todo: BTreeSet<String> = grants::roles_needed(snaps);
+    for _round in 0..8 {
+        todo.retain(|r| !out.contains_key(r));
+        if todo.is_empty() {
+            break;
+        }
+        let names: Vec<String> = todo.iter().cloned().collect();
+        let mut s = Script::new(host.spec.settings.step_timeout);
+        for (i, role) in names.iter().enumerate() {
+            s.query(&format!("role:{i}"), &format!("SHOW GRANTS FOR {role}"));
+        }
+        let r = host.run(&s).context("reading the grants of roles")?;
+        todo.clear();
+        for (i, role) in names.into_iter().enumerate() {
+            let lines = grants::grant_lines(&r, &format!("role:{i}"));
+            todo.extend(grants::roles_in(&lines));
+            out.insert(role, lines);
+        }
+    }
+    Ok(out)
+}
+
+/// Give the accounts back what `snaps` says and check `SHOW GRANTS` again:
+/// first all at once (grants shared by many accounts in one statement);
+/// if that fails or reads back differently, account by account with every
+/// saved line replayed verbatim, where an account that fails does not stop
+/// the others. Every failure is reported at the end. Returns the accounts
+/// restored.
+pub fn restore(
+    host: &mut Host,
+    method: BlockMethod,
+    snaps: &[Snapshot],
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    if snaps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut s = Script::new(timeout).without_binlog();
+    grants::add_restore(&mut s, method, snaps);
+    match host.run_with(&s, timeout) {
+        Ok(r) if grants::differences(&r, snaps).is_empty() => {
+            return Ok(snaps.iter().map(|s| s.account.label()).collect());
+        }
+        Ok(r) => log::warn!(
+            "{}: grants differ after the grouped restore ({}); replaying account by account",
+            host.name(),
+            grants::differences(&r, snaps).join(" | ")
+        ),
+        Err(e) if is_timeout(&e) => return Err(e),
+        Err(e) => log::warn!(
+            "{}: grouped restore failed ({}); replaying account by account",
+            host.name(),
+            crate::exit::message(&e)
+        ),
+    }
+    restore_each(host, method, snaps, timeout)
+}
+
+fn is_timeout(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::mysql::Error>()
+        .is_some_and(|m| matches!(m.kind, crate::mysql::ErrorKind::Timeout { .. }))
+}
+
+fn restore_each(
+    host: &mut Host,
+    method: BlockMethod,
+    snaps: &[Snapshot],
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    let mut failures = Vec::new();
+    let mut restored = Vec::new();
+    let mut from = 0;
+    while from < snaps.len() {
+        let part = &snaps[from..];
+        let mut s = Script::new(timeout).without_binlog();
+        grants::add_restore_each(&mut s, method, part);
+        match host.run_with(&s, timeout) {
+            Ok(r) => {
+                let diffs = grants::differences(&r, part);
+                restored.extend(part.iter().map(|s| s.account.label()));
+                failures.extend(diffs);
+                break;
+            }
+            Err(e) => {
+                let failed_at = e
+                    .downcast_ref::<crate::mysql::Error>()
+                    .and_then(|m| m.step.as_deref())
+                    .and_then(|step| grants::restore_step_index(step, part));
+                match failed_at {
+                    Some(k) => {
+                        restored.extend(part[..k].iter().map(|s| s.account.label()));
+                        failures.push(format!(
+                            "{}: {}",
+                            part[k].account.label(),
+                            crate::exit::message(&e)
+                        ));
+                        from += k + 1;
+                    }
+                    None => return Err(e),
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{}: {} account(s) not restored exactly: {}",
+            host.name(),
+            failures.len(),
+            failures.join(" | ")
+        );
+    }
+    Ok(restored)
+}
+
+/// Compare the application grants on `host` with `expected` (read only).
+/// Returns one line per difference; accounts missing there are named.
+pub fn compare(host: &mut Host, expected: &[Snapshot], timeout: Duration) -> Result<Vec<String>> {
+    if expected.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut s = Script::new(timeout);
+    s.query("users", "SELECT User AS user, Host AS host FROM mysql.user");
+    let r = host.run_with(&s, timeout)?;
+    let users: Vec<(String, String)> = r
+        .set("users")
+        .records()
+        .map(|u| (u.text("user"), u.text("host")))
+        .collect();
+    let (present, missing): (Vec<&Snapshot>, Vec<&Snapshot>) = expected
+        .iter()
+        .partition(|s| users.contains(&(s.account.user.clone(), s.account.host.clone())));
+    let mut out: Vec<String> = missing
+        .iter()
+        .map(|m| format!("application account {} does not exist", m.account.label()))
+        .collect();
+    if !present.is_empty() {
+        let present: Vec<Snapshot> = present.into_iter().cloned().collect();
+        let mut s = Script::new(timeout);
+        grants::add_readback(&mut s, &present);
+        let r = host.run_with(&s, timeout)?;
+        out.extend(
+            grants::differences(&r, &present)
+                .into_iter()
+                .map(|d| format!("grants differ: {d}")),
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,336 @@
+//! read_only and super_read_only: set, put back, read back to be sure, and
+//! the proof that makes a host writable safe.
+//!
+//! super_read_only is used where the server has it (MySQL 5.7+) unless the
+//! helper setting says `off`; MariaDB has only read_only. No host is made
+//! writable until every other host of the cluster that answers has been
+//! read read-only just before, in parallel: [`make_writable`].
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::cluster::{self, Host};
+use crate::config::helper::SuperReadOnly;
+use crate::exit::Refused;
+use crate::mysql::{Script, ServerInfo};
+
+/// Opens a server for writes. On MySQL, turning read_only off also turns
+/// super_read_only off, so this one statement is right for every flavour and
+/// needs no knowledge of the server.
+pub const WRITABLE: &str = "SET GLOBAL read_only = 0";
+
+/// The query [`read_back`] reads.
+pub const READ: &str = "SELECT @@GLOBAL.read_only AS read_only";
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The statements that turn read-only on or off on `info`'s server.
+pub fn statements(
+    host: &str,
+    info: &ServerInfo,
+    on: bool,
+    mode: SuperReadOnly,
+) -> Result<Vec<String>> {
+    let has_super = info.super_read_only.is_some();
+    if !on {
+        return Ok(vec![WRITABLE.into()]);
+    }
+    if mode == SuperReadOnly::On && !has_super {
+        bail!(
+            "{host}: super_read_only = on, but {} has no super_read_only; use auto or off",
+            info.label()
+        );
+    }
+    if has_super && mode != SuperReadOnly::Off {
+        Ok(vec!["SET GLOBAL super_read_only = 1".into()])
+    } else {
+        Ok(vec!["SET GLOBAL read_only = 1".into()])
+    }
+}
+
+/// Statements that put back a saved state.
+pub fn restore_statements(read_only: bool, super_read_only: Option<bool>) -> Vec<String> {
+    match (read_only, super_read_only) {
+        (_, Some(true)) => vec!["SET GLOBAL super_read_only = 1".into()],
+        (false, _) => vec![WRITABLE.into()],
+        (true, Some(false)) => vec![
+            "SET GLOBAL super_read_only = 0".into(),
+            "SET GLOBAL read_only = 1".into(),
+        ],
+        (true, None) => vec!["SET GLOBAL read_only = 1".into()],
+    }
+}
+
+/// read_only as the result set `name` (of [`READ`]) says.
+pub fn read_back(r: &crate::mysql::Results, name: &str) -> Option<bool> {
+    r.set(name).records().next().map(|r| r.flag("read_only"))
+}
+
+/// Run `stmts`, then read read_only back and insist it is `expect`.
+pub fn run_and_verify(
+    host: &mut Host,
+    stmts: &[String],
+    expect: bool,
+    timeout: Duration,
+) -> Result<()> {
+    let mut s = Script::new(timeout);
+    for st in stmts {
+        s.exec("set read_only", st);
+    }
+    s.query("check", READ);
+    let r = host.run_with(&s, timeout)?;
+    let now = read_back(&r, "check");
+    if now != Some(expect) {
+        bail!(
+            "{}: read_only reads {:?} after setting it to {}",
+            host.name(),
+            now,
+            u8::from(expect)
+        );
+    }
+    if let Some(info) = host.info.as_mut() {
+        info.read_only = expect;
+    }
+    Ok(())
+}
+
+/// Put back a saved read-only state that is read-only (a writable one goes
+/// through [`make_writable`]).
+pub fn restore(
+    host: &mut Host,
+    read_only: bool,
+    super_read_only: Option<bool>,
+    timeout: Duration,
+) -> Result<()> {
+    let stmts = restore_statements(read_only, super_read_only);
+    run_and_verify(
+        host,
+        &stmts,
+        read_only || super_read_only == Some(true),
+        timeout,
+    )
+}
+
+/// What the proof before a host is made writable found.
+#[derive(Debug, Clone, Default)]
+pub struct Proof {
+    /// Hosts read read-only just now.
+    pub read_only: Vec<String>,
+    /// Hosts that did not answer (and were allowed not to).
+    pub unreachable: Vec<String>,
+}
+
+impl Proof {
+    pub fn describe(&self) -> String {
+        let mut s = if self.read_only.is_empty() {
+            "no other host to check".to_string()
+        } else {
+            format!("{} read-only", self.read_only.join(", "))
+        };
+        if !self.unreachable.is_empty() {
+            s.push_str(&format!("; {} not reachable", self.unreachable.join(", ")));
+        }
+        s
+    }
+}
+
+/// Read every host of `others` (in parallel) and insist each is read-only.
+/// `unreachable` are hosts of the cluster with no connection; a name in
+/// `required` must have been reachable. Errors are marked [`Refused`]:
+/// nothing has been changed, and making a host writable now could give two
+/// writable hosts.
+pub fn prove_read_only(
+    others: &mut [&mut Host],
+    unreachable: &[String],
+    required: &[String],
+    timeout: Duration,
+) -> Result<Proof> {
+    if let Some(r) = required.iter().find(|r| unreachable.contains(r)) {
+        return Err(anyhow!(
+            "{r} does not answer, so it cannot be proven read-only; refusing to make another \
+             host writable (two writable masters are worse than none): bring {r} back, or fence \
+             it by hand, then run `mha-helper recover`"
+        )
+        .context(Refused));
+    }
+    let results = cluster::parallel(others, |h| {
+        let mut s = Script::new(timeout);
+        s.query("ro", READ);
+        let r = h.run_with(&s, timeout)?;
+        read_back(&r, "ro").ok_or_else(|| anyhow!("{}: read_only did not read back", h.name()))
+    });
+    let mut proof = Proof {
+        unreachable: unreachable.to_vec(),
+        ..Proof::default()
+    };
+    let mut writable = Vec::new();
+    let mut failed = Vec::new();
+    for (h, r) in others.iter().zip(results) {
+        match r {
+            Ok(true) => proof.read_only.push(h.name().to_string()),
+            Ok(false) => writable.push(h.name().to_string()),
+            // No server listening there: it cannot take writes.
+            Err(e) if crate::mysql::server_down(&e) && !required.iter().any(|r| r == h.name()) => {
+                proof
+                    .unreachable
+                    .push(format!("{} (mysqld down)", h.name()))
+            }
+            Err(e) => failed.push(format!("{}: {e:#}", h.name())),
+        }
+    }
+    if !writable.is_empty() {
+        return Err(anyhow!(
+            "{} {} writable (read_only=0); refusing to make another host writable: two writable \
+             masters are never made. Find out why (an unfinished switch? a manual change?), set \
+             read_only=1 there if it is not the master, then retry",
+            writable.join(", "),
+            if writable.len() == 1 { "is" } else { "are" }
+        )
+        .context(Refused));
+    }
+    if !failed.is_empty() {
+        return Err(anyhow!(
+            "cannot read read_only on {}; refusing to make another host writable",
+            failed.join("; ")
+        )
+        .context(Refused));
+    }
+    Ok(proof)
+}
+
+/// The binary log position statement for `info`'s server.
+pub fn add_binlog_position(s: &mut Script, info: &ServerInfo, name: &str) {
+    s.query(name, info.binlog_status_sql());
+}
+
+/// `file:pos` of the first row of a binary log status result set.
+pub fn binlog_position(r: &crate::mysql::Results, name: &str) -> Option<String> {
+    let rec = r.set(name).records().next()?;
+    Some(format!("{}:{}", rec.text("File"), rec.text("Position")))
+}
+
+/// Prove every other host read-only, then make `target` writable and read
+/// it back, in one round trip. Returns when it became writable (unix ms)
+/// and the proof.
+pub fn make_writable(
+    target: &mut Host,
+    others: &mut [&mut Host],
+    unreachable: &[String],
+    required: &[String],
+    timeout: Duration,
+) -> Result<(u64, Proof)> {
+    let proof = prove_read_only(others, unreachable, required, timeout)?;
+    let mut s = Script::new(timeout);
+    s.exec("read_only off", WRITABLE);
+    s.query("ro", READ);
+    let r = target
+        .run_with(&s, timeout)
+        .with_context(|| format!("{}: turning read_only off", target.name()))?;
+    let at = unix_ms();
+    if read_back(&r, "ro") != Some(false) {
+        bail!(
+            "{}: read_only is still on after turning it off",
+            target.name()
+        );
+    }
+    if let Some(info) = target.info.as_mut() {
+        info.read_only = false;
+    }
+    Ok((at, proof))
+}
+
+/// Split `hosts` into the one named `name` and all the others.
+pub fn split<'a>(hosts: &'a mut [Host], name: &str) -> Result<(&'a mut Host, Vec<&'a mut Host>)> {
+    let mut target = None;
+    let mut others = Vec::new();
+    for h in hosts.iter_mut() {
+        if h.spec.name == name {
+            target = Some(h);
+        } else {
+            others.push(h);
+        }
+    }
+    let target = target.ok_or_else(|| anyhow!("{name}: no open connection to this host"))?;
+    Ok((target, others))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mysql::Flavor;
+
+    fn info(super_ro: Option<bool>) -> ServerInfo {
+        ServerInfo {
+            flavor: if super_ro.is_some() {
+                Flavor::MySql
+            } else {
+                Flavor::MariaDb
+            },
+            version: "x".into(),
+            version_number: (10, 11, 0),
+            server_id: 1,
+            read_only: false,
+            super_read_only: super_ro,
+            log_bin: true,
+            connection_id: 1,
+            current_user: "mha@%".into(),
+            replica: None,
+        }
+    }
+
+    #[test]
+    fn mariadb_uses_plain_read_only() {
+        let i = info(None);
+        assert_eq!(
+            statements("db1", &i, true, SuperReadOnly::Auto).unwrap(),
+            vec!["SET GLOBAL read_only = 1"]
+        );
+        assert_eq!(
+            statements("db1", &i, false, SuperReadOnly::Auto).unwrap(),
+            vec!["SET GLOBAL read_only = 0"]
+        );
+        assert!(statements("db1", &i, true, SuperReadOnly::On).is_err());
+    }
+
+    #[test]
+    fn mysql_uses_super_read_only_unless_off() {
+        let i = info(Some(false));
+        assert_eq!(
+            statements("db1", &i, true, SuperReadOnly::Auto).unwrap(),
+            vec!["SET GLOBAL super_read_only = 1"]
+        );
+        assert_eq!(
+            statements("db1", &i, true, SuperReadOnly::Off).unwrap(),
+            vec!["SET GLOBAL read_only = 1"]
+        );
+        // read_only=0 clears super_read_only too on MySQL
+        assert_eq!(
+            statements("db1", &i, false, SuperReadOnly::Auto).unwrap(),
+            vec![WRITABLE]
+        );
+    }
+
+    #[test]
+    fn restore_puts_back_each_saved_combination() {
+        assert_eq!(
+            restore_statements(true, None),
+            vec!["SET GLOBAL read_only = 1"]
+        );
+        assert_eq!(restore_statements(false, None), vec![WRITABLE]);
+        assert_eq!(
+            restore_statements(true, Some(true)),
+            vec!["SET GLOBAL super_read_only = 1"]
+        );
+        assert_eq!(restore_statements(false, Some(false)), vec![WRITABLE]);
+        assert_eq!(
+            restore_statements(true, Some(false)),
+            vec!["SET GLOBAL super_read_only = 0", "SET GLOBAL read_only = 1"]
+        );
+    }
+}

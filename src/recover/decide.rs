@@ -1,0 +1,480 @@
+//! Which way `recover` goes, decided from what the cluster says now, not
+//! from how far the journal got. Pure: facts in, decision out (README
+//! "What recover decides" is this table in words).
+//!
+//! The switch `orig -> new` has happened when the other hosts replicate
+//! from `new` (MHA repoints them after `start`, and `new`'s own replication
+//! is reset last); it has not when nobody replicates from `new` and the
+//! others still follow `orig`. Anything else — some replicas moved and some
+//! not, a third host as master, a host that does not answer, a new master
+//! that took writes while it was writable but the switch was not made —
+//! is for a person: recover refuses and says what it saw.
+
+use serde::Serialize;
+
+/// What kind of switch the journal records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Online,
+    Failover,
+    Fence,
+}
+
+/// One host as recover sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostFacts {
+    pub name: String,
+    /// SSH and mysqld answered; otherwise why not.
+    pub down: Option<String>,
+    pub read_only: bool,
+    /// The MHA hostname it replicates from (None: not a replica).
+    pub source: Option<String>,
+    /// Both replication threads run.
+    pub replicating: bool,
+    /// Its binary log position now (`file:pos`).
+    pub binlog: Option<String>,
+}
+
+/// Everything the decision looks at.
+#[derive(Debug, Clone, Serialize)]
+pub struct Facts {
+    pub kind: Kind,
+    pub orig: String,
+    pub new: String,
+    pub hosts: Vec<HostFacts>,
+    /// The new master's binary log position when the switch made it
+    /// writable (journal), if it did.
+    pub new_binlog_at_writable: Option<String>,
+    /// The journal says the switch made the new master writable.
+    pub new_made_writable: bool,
+    /// MHA's `<app>.failover.complete` / `.failover.error`, newer than the
+    /// journal.
+    pub mha_complete: bool,
+    pub mha_error: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "kebab-case")]
+pub enum Decision {
+    /// The switch did not happen: undo every recorded change; restart
+    /// replication on `restart` if its threads are stopped.
+    Undo { restart: Option<String> },
+    /// The switch happened: finish it (old master fenced, new master
+    /// writable after the proof, VIP, grants back).
+    Complete,
+    /// Nothing to do on the hosts; close the journal.
+    Close,
+    /// The facts conflict or are missing: change nothing, tell a person.
+    Refuse,
+}
+
+/// The decision, and the row of the table that gave it (for the report).
+pub fn decide(f: &Facts) -> (Decision, String) {
+    let host = |n: &str| f.hosts.iter().find(|h| h.name == n);
+    if f.kind == Kind::Fence {
+        return (
+            Decision::Close,
+            "a fence is never undone; a pending fence stays for the fencer".into(),
+        );
+    }
+    // Every host must answer, except a dead master in a failover.
+    let down: Vec<String> = f
+        .hosts
+        .iter()
+        .filter(|h| h.down.is_some() && !(f.kind == Kind::Failover && h.name == f.orig))
+        .map(|h| format!("{} ({})", h.name, h.down.as_deref().unwrap_or_default()))
+        .collect();
+    if !down.is_empty() {
+        return (
+            Decision::Refuse,
+            format!(
+                "{} not answering: what the cluster looks like cannot be known; bring it back and run recover again",
+                down.join(", ")
+            ),
+        );
+    }
+    let (Some(n), o) = (host(&f.new), host(&f.orig)) else {
+        return (
+            Decision::Refuse,
+            format!("{} is not a host of this cluster any more", f.new),
+        );
+    };
+    let up = |h: &&HostFacts| h.down.is_none();
+    let others: Vec<&HostFacts> = f
+        .hosts
+        .iter()
+        .filter(|h| h.name != f.orig && h.name != f.new)
+        .filter(up)
+        .collect();
+    // A third host as master: someone replicates from it, or it is the one
+    // writable non-replica while orig and new replicate from elsewhere.
+    let third: Vec<&str> = f
+        .hosts
+        .iter()
+        .filter(up)
+        .filter_map(|h| h.source.as_deref())
+        .filter(|s| *s != f.orig && *s != f.new)
+        .collect();
+    if let Some(t) = third.first() {
+        return (
+            Decision::Refuse,
+            format!(
+                "hosts replicate from {t}, which is neither {} nor {} of this journal: the master \
+                 moved since; settle the cluster by hand, then close this journal (recover --abandon)",
+                f.orig, f.new
+            ),
+        );
+    }
+    let on_new: Vec<&str> = others
+        .iter()
+        .filter(|h| h.source.as_deref() == Some(f.new.as_str()))
+        .map(|h| h.name.as_str())
+        .collect();
+    let on_orig: Vec<&str> = others
+        .iter()
+        .filter(|h| h.source.as_deref() == Some(f.orig.as_str()))
+        .map(|h| h.name.as_str())
+        .collect();
+    let orig_on_new =
+        o.is_some_and(|o| o.down.is_none() && o.source.as_deref() == Some(f.new.as_str()));
+    if !on_new.is_empty() && !on_orig.is_empty() {
+        return (
+            Decision::Refuse,
+            format!(
+                "MHA stopped half-way: {} replicate from {} but {} still from {}; finish the switch \
+                 (repoint them) or undo it by hand, then run recover again",
+                on_new.join(", "),
+                f.new,
+                on_orig.join(", "),
+                f.orig
+            ),
+        );
+    }
+    let writes_since = match (&f.new_binlog_at_writable, &n.binlog) {
+        (Some(then), Some(now)) => then != now,
+        // Made writable, position unknown: assume it may have taken writes.
+        _ => f.new_made_writable && !n.read_only,
+    };
+    let switched =
+        !on_new.is_empty() || orig_on_new || (f.kind == Kind::Failover && f.mha_complete);
+    if switched {
+        return (
+            Decision::Complete,
+            format!(
+                "switched: {} replicate from {}; completing",
+                on_new
+                    .iter()
+                    .copied()
+                    .chain(orig_on_new.then_some(f.orig.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                f.new
+            ),
+        );
+    }
+    // Nobody replicates from new.
+    let new_follows_orig = n.source.as_deref() == Some(f.orig.as_str());
+    if !others.is_empty() && on_orig.len() != others.len() {
+        return (
+            Decision::Refuse,
+            format!(
+                "{} replicate from no host of this switch; settle replication by hand, then run recover again",
+                others
+                    .iter()
+                    .filter(|h| h.source.is_none())
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    if !n.read_only && writes_since {
+        return (
+            Decision::Refuse,
+            format!(
+                "{} is writable and may have taken writes (binary log {} since it was made writable at \
+                 {}), but the switch was not made (nobody replicates from it): undoing would strand \
+                 those writes; a person must reconcile {} with {}",
+                f.new,
+                n.binlog.as_deref().unwrap_or("unknown"),
+                f.new_binlog_at_writable.as_deref().unwrap_or("an unknown position"),
+                f.new,
+                f.orig
+            ),
+        );
+    }
+    if new_follows_orig || (!others.is_empty() && n.read_only) || f.kind == Kind::Failover {
+        let restart =
+            (f.kind == Kind::Online && new_follows_orig && !n.replicating).then(|| f.new.clone());
+        let why = if f.kind == Kind::Failover {
+            format!(
+                "not switched: nobody replicates from {}{}; undoing what this failover changed",
+                f.new,
+                if f.mha_error {
+                    " and MHA recorded a failover error"
+                } else {
+                    ""
+                }
+            )
+        } else if new_follows_orig {
+            format!(
+                "not switched: {} still replicates from {} and nobody from it; undoing",
+                f.new, f.orig
+            )
+        } else {
+            format!(
+                "not switched: {} no longer replicates (reset by hand?), but every other host still \
+                 follows {}; undoing ({} stays detached)",
+                f.new, f.orig, f.new
+            )
+        };
+        return (Decision::Undo { restart }, why);
+    }
+    // Two hosts only, new detached, nobody replicating.
+    if n.source.is_none() && !n.read_only && o.is_some_and(|o| o.read_only) {
+        return (
+            Decision::Complete,
+            format!(
+                "switched (no replicas to tell): {} is detached and writable, {} read-only; completing",
+                f.new, f.orig
+            ),
+        );
+    }
+    (
+        Decision::Refuse,
+        format!(
+            "cannot tell whether {} -> {} happened ({} replicates from {}, read_only={}); settle it by \
+             hand, then close this journal (recover --abandon)",
+            f.orig,
+            f.new,
+            f.new,
+            n.source.as_deref().unwrap_or("nobody"),
+            u8::from(n.read_only)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(name: &str, ro: bool, source: Option<&str>) -> HostFacts {
+        HostFacts {
+            name: name.into(),
+            down: None,
+            read_only: ro,
+            source: source.map(String::from),
+            replicating: source.is_some(),
+            binlog: Some("mysql-bin.000001:100".into()),
+        }
+    }
+
+    fn facts(kind: Kind, hosts: Vec<HostFacts>) -> Facts {
+        Facts {
+            kind,
+            orig: "db1".into(),
+            new: "db2".into(),
+            hosts,
+            new_binlog_at_writable: None,
+            new_made_writable: false,
+            mha_complete: false,
+            mha_error: false,
+        }
+    }
+
+    fn online(hosts: Vec<HostFacts>) -> Facts {
+        facts(Kind::Online, hosts)
+    }
+
+    #[test]
+    fn stop_done_mha_not_yet_switched_is_undone_and_replication_restarted() {
+        // After stop: db1 read-only, db2 replicating from db1 with its SQL
+        // thread stopped by MHA, db3 on db1.
+        let mut db2 = h("db2", true, Some("db1"));
+        db2.replicating = false;
+        let f = online(vec![h("db1", true, None), db2, h("db3", true, Some("db1"))]);
+        let (d, why) = decide(&f);
+        assert_eq!(
+            d,
+            Decision::Undo {
+                restart: Some("db2".into())
+            },
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn mha_finished_the_switch_is_completed() {
+        let f = online(vec![
+            h("db1", true, Some("db2")),
+            h("db2", false, None),
+            h("db3", true, Some("db2")),
+        ]);
+        assert_eq!(decide(&f).0, Decision::Complete);
+    }
+
+    #[test]
+    fn mha_repointed_replicas_but_new_master_not_yet_reset_is_completed() {
+        let f = online(vec![
+            h("db1", true, None),
+            h("db2", true, Some("db1")),
+            h("db3", true, Some("db2")),
+        ]);
+        assert_eq!(decide(&f).0, Decision::Complete);
+    }
+
+    #[test]
+    fn mha_aborted_after_start_began_is_undone_when_the_new_master_took_no_writes() {
+        let mut f = online(vec![
+            h("db1", true, None),
+            h("db2", false, Some("db1")),
+            h("db3", true, Some("db1")),
+        ]);
+        f.new_made_writable = true;
+        f.new_binlog_at_writable = Some("mysql-bin.000001:100".into());
+        let (d, why) = decide(&f);
+        assert_eq!(d, Decision::Undo { restart: None }, "{why}");
+    }
+
+    #[test]
+    fn new_master_that_took_writes_before_mha_aborted_is_refused() {
+        let mut db2 = h("db2", false, Some("db1"));
+        db2.binlog = Some("mysql-bin.000001:900".into());
+        let mut f = online(vec![h("db1", true, None), db2, h("db3", true, Some("db1"))]);
+        f.new_made_writable = true;
+        f.new_binlog_at_writable = Some("mysql-bin.000001:100".into());
+        let (d, why) = decide(&f);
+        assert_eq!(d, Decision::Refuse);
+        assert!(why.contains("may have taken writes"), "{why}");
+    }
+
+    #[test]
+    fn writable_new_master_with_no_recorded_position_is_refused() {
+        let mut f = online(vec![
+            h("db1", true, None),
+            h("db2", false, Some("db1")),
+            h("db3", true, Some("db1")),
+        ]);
+        f.new_made_writable = true;
+        assert_eq!(decide(&f).0, Decision::Refuse);
+    }
+
+    #[test]
+    fn master_moved_to_a_third_host_since_is_refused() {
+        let f = online(vec![
+            h("db1", true, Some("db3")),
+            h("db2", true, Some("db3")),
+            h("db3", false, None),
+        ]);
+        let (d, why) = decide(&f);
+        assert_eq!(d, Decision::Refuse);
+        assert!(why.contains("db3, which is neither"), "{why}");
+    }
+
+    #[test]
+    fn new_master_repointed_but_replicas_not_is_refused() {
+        let f = facts(
+            Kind::Online,
+            vec![
+                h("db1", true, None),
+                h("db2", false, None),
+                h("db3", true, Some("db2")),
+                h("db4", true, Some("db1")),
+            ],
+        );
+        let (d, why) = decide(&f);
+        assert_eq!(d, Decision::Refuse);
+        assert!(why.contains("half-way"), "{why}");
+    }
+
+    #[test]
+    fn old_master_unreachable_is_refused() {
+        let mut db1 = h("db1", true, None);
+        db1.down = Some("no SSH".into());
+        let f = online(vec![
+            db1,
+            h("db2", true, Some("db1")),
+            h("db3", true, Some("db1")),
+        ]);
+        let (d, why) = decide(&f);
+        assert_eq!(d, Decision::Refuse);
+        assert!(why.contains("db1 (no SSH)"), "{why}");
+    }
+
+    #[test]
+    fn a_replica_that_does_not_answer_is_refused() {
+        let mut db3 = h("db3", true, Some("db1"));
+        db3.down = Some("mysqld down".into());
+        let f = online(vec![h("db1", true, None), h("db2", true, Some("db1")), db3]);
+        assert_eq!(decide(&f).0, Decision::Refuse);
+    }
+
+    #[test]
+    fn new_master_reset_by_hand_while_replicas_follow_the_old_master_is_undone() {
+        let f = online(vec![
+            h("db1", true, None),
+            h("db2", true, None),
+            h("db3", true, Some("db1")),
+        ]);
+        let (d, why) = decide(&f);
+        assert_eq!(d, Decision::Undo { restart: None }, "{why}");
+        assert!(why.contains("stays detached"), "{why}");
+    }
+
+    #[test]
+    fn two_host_cluster_switched_without_the_old_master_as_replica_is_completed() {
+        let f = online(vec![h("db1", true, None), h("db2", false, None)]);
+        assert_eq!(decide(&f).0, Decision::Complete);
+    }
+
+    #[test]
+    fn two_host_cluster_with_both_read_only_and_detached_is_refused() {
+        let f = online(vec![h("db1", true, None), h("db2", true, None)]);
+        assert_eq!(decide(&f).0, Decision::Refuse);
+    }
+
+    #[test]
+    fn failover_with_dead_old_master_and_replicas_on_the_new_one_is_completed() {
+        let mut db1 = h("db1", false, None);
+        db1.down = Some("no SSH".into());
+        let f = facts(
+            Kind::Failover,
+            vec![db1, h("db2", true, None), h("db3", true, Some("db2"))],
+        );
+        assert_eq!(decide(&f).0, Decision::Complete);
+    }
+
+    #[test]
+    fn failover_mha_aborted_before_repointing_is_undone() {
+        let mut db1 = h("db1", false, None);
+        db1.down = Some("mysqld down".into());
+        let mut f = facts(
+            Kind::Failover,
+            vec![
+                db1,
+                h("db2", true, Some("db1")),
+                h("db3", true, Some("db1")),
+            ],
+        );
+        f.mha_error = true;
+        let (d, why) = decide(&f);
+        assert_eq!(d, Decision::Undo { restart: None }, "{why}");
+        assert!(why.contains("failover error"), "{why}");
+    }
+
+    #[test]
+    fn failover_mha_complete_file_completes_even_with_no_replicas_left() {
+        let mut db1 = h("db1", false, None);
+        db1.down = Some("no SSH".into());
+        let mut f = facts(Kind::Failover, vec![db1, h("db2", true, None)]);
+        f.mha_complete = true;
+        assert_eq!(decide(&f).0, Decision::Complete);
+    }
+
+    #[test]
+    fn a_fence_journal_is_closed_never_undone() {
+        let f = facts(Kind::Fence, vec![h("db1", true, None)]);
+        assert_eq!(decide(&f).0, Decision::Close);
+    }
+}

@@ -1,0 +1,46 @@
+//! Restarting replication on a host whose threads MHA stopped (its online
+//! switch stops the new master's SQL thread before `start`), when a switch
+//! is undone.
+
+use anyhow::Result;
+
+use super::{Ctx, Step, Undo};
+use crate::mysql::Script;
+use crate::state::journal::Journal;
+
+pub struct RestartReplication {
+    host: String,
+}
+
+impl RestartReplication {
+    pub fn new(host: &str) -> RestartReplication {
+        RestartReplication {
+            host: host.to_string(),
+        }
+    }
+}
+
+impl Step for RestartReplication {
+    fn id(&self) -> &'static str {
+        "restart-replication"
+    }
+    fn host(&self) -> &str {
+        &self.host
+    }
+    fn what(&self) -> String {
+        "start the replication threads MHA stopped".into()
+    }
+    fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
+        Ok(None)
+    }
+    fn statements(&self, _ctx: &Ctx) -> Vec<String> {
+        vec!["START SLAVE;".into()]
+    }
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
+        let h = ctx.host(&self.host)?;
+        let mut s = Script::new(h.spec.settings.step_timeout);
+        s.exec("restart replication", "START SLAVE");
+        h.run(&s)?;
+        Ok(None)
+    }
+}
