@@ -541,9 +541,10 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
                 ));
                 warnings.extend(r.warnings);
             }
-            Ok(crate::fence::Attempt::NotYet(why)) => problems.push(format!(
-                "an old master a failover could not fence is still not fenced ({why}); it may take \
-                 writes if it comes back: mha-helper fences it as soon as it answers"
+            // It does not answer, so it takes no writes now.
+            Ok(crate::fence::Attempt::NotYet(why)) => warnings.push(format!(
+                "an old master a failover could not fence is not fenced yet ({why}); mha-helper \
+                 fences it as soon as it answers"
             )),
             Err(e) => problems.push(format!("fencing a past failover's old master: {e:#}")),
         }

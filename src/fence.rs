@@ -211,10 +211,17 @@ pub fn attempt(setup: &Setup, state: &StateDir) -> Result<Attempt> {
     for s in &mut specs {
         s.target.connect_timeout = s.target.connect_timeout.min(ATTEMPT_CONNECT);
     }
-    let (mut hosts, unreachable) = cluster::connect_split(specs);
-    if unreachable.iter().any(|(n, _)| *n == p.host) {
+    // The old master first: while it does not answer, nobody else is bothered.
+    let (mine, rest): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.name == p.host);
+    let (mut hosts, _) = cluster::connect_split(mine);
+    let Some(first) = hosts.first_mut() else {
         return Ok(Attempt::NotYet(format!("{}: no SSH", p.host)));
+    };
+    if let Err(e) = first.refresh_info() {
+        return Ok(Attempt::NotYet(format!("{}: {}", p.host, crate::exit::message(&e))));
     }
+    let (others, unreachable) = cluster::connect_split(rest);
+    hosts.extend(others);
     // Read every host: the old master must answer, the new one must still
     // be the master (never fence the master of the day).
     let mut refs: Vec<&mut Host> = hosts.iter_mut().collect();
