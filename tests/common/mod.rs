@@ -4,9 +4,12 @@
 //! The lab is one shared resource, so every test takes [`Lab::lock`] (one at
 //! a time, even when the harness runs threads) and starts from
 //! `scripts/lab reset`. If the lab cannot come up, the test fails: a lab test
-//! never skips itself.
+//! never skips itself. While a test holds the lab, a [`watchdog`] fails it
+//! if two hosts are ever writable at once.
 
 #![allow(dead_code)]
+
+pub mod watchdog;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +23,10 @@ static LOCK: Mutex<()> = Mutex::new(());
 static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
 
 pub struct Lab {
-    _guard: MutexGuard<'static, ()>,
     pub env: HashMap<String, String>,
+    watchdog: watchdog::Watchdog,
+    // last: released after the watchdog has stopped
+    _guard: MutexGuard<'static, ()>,
 }
 
 pub fn repo() -> PathBuf {
@@ -75,7 +80,7 @@ pub fn lab(args: &[&str]) -> String {
 
 impl Lab {
     /// Take the lab for this test and bring it to its pristine state, with
-    /// the hooks pointing at this build's binary.
+    /// the hooks pointing at this build's binary; then start the watchdog.
     pub fn lock() -> Lab {
         let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let env = ENV
@@ -85,7 +90,35 @@ impl Lab {
             })
             .clone();
         lab(&["reset"]);
-        Lab { _guard: guard, env }
+        let hosts: Vec<(String, String)> = HOSTS
+            .iter()
+            .map(|h| (h.to_string(), env[&format!("MHALAB_MYCNF_{h}")].clone()))
+            .collect();
+        Lab {
+            env,
+            watchdog: watchdog::Watchdog::start(&hosts),
+            _guard: guard,
+        }
+    }
+
+    /// Answered `read_only` readings the watchdog has taken so far.
+    pub fn watchdog_samples(&self) -> u64 {
+        self.watchdog.samples()
+    }
+
+    /// The watchdog's violations so far (does not fail the test).
+    pub fn watchdog_violations(&self) -> Vec<String> {
+        self.watchdog.violations()
+    }
+
+    /// For a test that makes two hosts writable on purpose: violations are
+    /// still recorded and printed, but no longer fail the test.
+    pub fn allow_two_writable(&self, reason: &str) {
+        self.watchdog.allow_two_writable(reason);
+    }
+
+    pub fn watchdog(&self) -> &watchdog::Watchdog {
+        &self.watchdog
     }
 
     /// Reset the lab with another MHA password (MHA config, accounts and
@@ -174,6 +207,41 @@ impl Lab {
             out.push((acct, lines));
         }
         out
+    }
+}
+
+impl Drop for Lab {
+    /// Stop the watchdog and print its sample counts; fail the test if it saw
+    /// two writable hosts (unless allowed, or the test is failing already)
+    /// or could read no host at all.
+    fn drop(&mut self) {
+        self.watchdog.stop();
+        eprintln!("{}", self.watchdog.summary());
+        if std::thread::panicking() {
+            for v in self.watchdog.violations() {
+                eprintln!("watchdog: {v}");
+            }
+            return;
+        }
+        // a watchdog that cannot read any host watches nothing
+        assert!(
+            self.watchdog.samples() > 0 || self.watchdog.elapsed() < Duration::from_secs(1),
+            "watchdog: no host answered in {:?}",
+            self.watchdog.elapsed()
+        );
+        let v = self.watchdog.violations();
+        if v.is_empty() {
+            return;
+        }
+        let list = v.join("\n  ");
+        if let Some(reason) = self.watchdog.allowed() {
+            eprintln!("watchdog: two writable hosts allowed ({reason}):\n  {list}");
+        } else {
+            panic!(
+                "watchdog: two hosts writable at once ({} samples):\n  {list}",
+                self.watchdog.samples()
+            );
+        }
     }
 }
 
