@@ -218,7 +218,11 @@ pub fn attempt(setup: &Setup, state: &StateDir) -> Result<Attempt> {
         return Ok(Attempt::NotYet(format!("{}: no SSH", p.host)));
     };
     if let Err(e) = first.refresh_info() {
-        return Ok(Attempt::NotYet(format!("{}: {}", p.host, crate::exit::message(&e))));
+        return Ok(Attempt::NotYet(format!(
+            "{}: {}",
+            p.host,
+            crate::exit::message(&e)
+        )));
     }
     let (others, unreachable) = cluster::connect_split(rest);
     hosts.extend(others);

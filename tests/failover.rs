@@ -216,7 +216,7 @@ fn masterha_check_repl_fails_with_our_message_when_the_helper_config_is_broken()
     assert!(!o.status.success(), "{text}");
     assert!(
         text.contains(
-            "helper.cnf:2: block_method = 'bogus': expected revoke, account_lock or read_only_only"
+            "helper.cnf:3: block_method = 'bogus': expected revoke, account_lock or read_only_only"
         ),
         "{text}"
     );
