@@ -51,6 +51,7 @@ pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
     log::info!("master-ip-failover {}", args.redacted());
     let setup = opts.paths.load()?;
     let command = args.require("command").map_err(bad_input)?.to_string();
+    crate::fault::set_phase(&command);
     let started = Instant::now();
     let mut report = Report::new("master-ip-failover", &command);
     let code = match command.as_str() {

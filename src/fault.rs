@@ -10,7 +10,14 @@
 //!   "No space left on device", as on a full disk;
 //! * `hang@<step>` — the step's first SQL script sleeps on the server far
 //!   past step_timeout, with the server's own statement limit lifted, so
-//!   that only mha-helper's timeout (and its KILL) can end it.
+//!   that only mha-helper's timeout (and its KILL) can end it;
+//! * `wait@POINT` — at POINT the process creates the file
+//!   `$MHA_HELPER_FAULT_DIR/mha-helper-wait.POINT` (default directory /tmp,
+//!   `:` in POINT written `_`) and waits until it is removed, so a test can
+//!   act (cut a link, say) at exactly that moment.
+//!
+//! Any item may start with `PHASE/` (`stop/`, `start/`, `stopssh/`, ...):
+//! it then applies only in that phase of a hook.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -19,14 +26,50 @@ use anyhow::{bail, Result};
 
 pub const VAR: &str = "MHA_HELPER_FAULT";
 
+static PHASE: Mutex<String> = Mutex::new(String::new());
+
+/// The hook phase this process runs (for `PHASE/` items).
+pub fn set_phase(phase: &str) {
+    if let Ok(mut p) = PHASE.lock() {
+        *p = phase.to_string();
+    }
+}
+
 fn items() -> Vec<String> {
-    match std::env::var(VAR) {
-        Ok(spec) => spec
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        Err(_) => Vec::new(),
+    let Ok(spec) = std::env::var(VAR) else {
+        return Vec::new();
+    };
+    let phase = PHASE.lock().map(|p| p.clone()).unwrap_or_default();
+    parse(&spec, &phase)
+}
+
+/// The items of `spec` that apply in `phase`, without their phase prefix.
+fn parse(spec: &str, phase: &str) -> Vec<String> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| match s.split_once('/') {
+            Some((p, rest)) if !p.contains('@') => (p == phase).then(|| rest.to_string()),
+            _ => Some(s.to_string()),
+        })
+        .collect()
+}
+
+/// `wait@POINT`: announce the point in a file and wait until it is gone.
+fn wait_at(name: &str) {
+    let dir = std::env::var("MHA_HELPER_FAULT_DIR").unwrap_or_else(|_| "/tmp".into());
+    let file =
+        std::path::Path::new(&dir).join(format!("mha-helper-wait.{}", name.replace(':', "_")));
+    if std::fs::write(&file, std::process::id().to_string()).is_err() {
+        return;
+    }
+    log::warn!(
+        "fault point {name}: waiting until {} is removed (test fault injection)",
+        file.display()
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while file.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -44,6 +87,10 @@ pub fn point(name: &str) -> Result<()> {
             if p == name {
                 bail!("injected failure at {name} ({VAR})");
             }
+        } else if let Some(p) = item.strip_prefix("wait@") {
+            if p == name {
+                wait_at(name);
+            }
         }
     }
     Ok(())
@@ -60,6 +107,22 @@ pub fn io_point(what: &str, n: usize) -> std::io::Result<()> {
 }
 
 static CURRENT_STEP: Mutex<String> = Mutex::new(String::new());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_prefixed_items_apply_only_in_their_phase() {
+        let spec = "start/fail@x, fail@y, stop/enospc@journal:2,kill@after:a/b";
+        assert_eq!(
+            parse(spec, "stop"),
+            ["fail@y", "enospc@journal:2", "kill@after:a/b"]
+        );
+        assert_eq!(parse(spec, "start"), ["fail@x", "fail@y", "kill@after:a/b"]);
+        assert_eq!(parse(spec, ""), ["fail@y", "kill@after:a/b"]);
+    }
+}
 static HANG_FIRED: AtomicBool = AtomicBool::new(false);
 
 /// The engine says which step runs (for `hang@<step>`).

@@ -102,6 +102,8 @@ pub fn plan(ctx: &Ctx, m: &Masters, owed: &Owed) -> Vec<Box<dyn Step>> {
 
 pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     let started = Instant::now();
+    crate::fault::set_phase("start");
+    crate::fault::point("before:start")?;
     let m = Masters::from_args(setup, args)?;
     let mut report = Report::new("master-ip-online-change", "start");
     report.orig_master = Some(m.orig.clone());

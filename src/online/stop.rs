@@ -94,6 +94,7 @@ pub fn plan(ctx: &Ctx, m: &Masters, admin: &str, sel: Selection) -> Result<Vec<B
 
 pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     let started = Instant::now();
+    crate::fault::set_phase("stop");
     let m = Masters::from_args(setup, args)?;
     let mut report = Report::new("master-ip-online-change", "stop");
     report.orig_master = Some(m.orig.clone());

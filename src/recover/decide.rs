@@ -138,13 +138,18 @@ pub fn decide(f: &Facts) -> (Decision, String) {
         .collect();
     let orig_on_new =
         o.is_some_and(|o| o.down.is_none() && o.source.as_deref() == Some(f.new.as_str()));
-    if !on_new.is_empty() && !on_orig.is_empty() {
+    if (!on_new.is_empty() || orig_on_new) && !on_orig.is_empty() {
+        let moved: Vec<&str> = on_new
+            .iter()
+            .copied()
+            .chain(orig_on_new.then_some(f.orig.as_str()))
+            .collect();
         return (
             Decision::Refuse,
             format!(
                 "MHA stopped half-way: {} replicate from {} but {} still from {}; finish the switch \
                  (repoint them) or undo it by hand, then run recover again",
-                on_new.join(", "),
+                moved.join(", "),
                 f.new,
                 on_orig.join(", "),
                 f.orig
@@ -386,6 +391,21 @@ mod tests {
         let (d, why) = decide(&f);
         assert_eq!(d, Decision::Refuse);
         assert!(why.contains("half-way"), "{why}");
+    }
+
+    #[test]
+    fn old_master_repointed_while_a_replica_still_follows_it_is_refused() {
+        let f = online(vec![
+            h("db1", true, Some("db2")),
+            h("db2", true, Some("db1")),
+            h("db3", true, Some("db1")),
+        ]);
+        let (d, why) = decide(&f);
+        assert_eq!(d, Decision::Refuse);
+        assert!(
+            why.contains("db1 replicate from db2 but db3 still from db1"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub struct Options {
 
 pub fn run(paths: &ConfigPaths, opts: Options) -> Result<Code> {
     let started = Instant::now();
+    crate::fault::set_phase("recover");
     let setup = paths.load()?;
     let state = setup.state()?;
     let mut report = Report::new("recover", "recover");

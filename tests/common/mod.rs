@@ -517,6 +517,18 @@ impl Lab {
             .unwrap()
     }
 
+    /// A root session on `host`'s own server (socket) running `sql` in the
+    /// background.
+    pub fn app_session_root(&self, host: &str, sql: &str) -> std::process::Child {
+        Command::new(lab_script())
+            .args(["mysql", host, sql])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Run SQL as an application account against `host`; Ok(stdout) or
     /// Err(stderr).
     pub fn app_sql(&self, user: &str, host: &str, sql: &str) -> Result<String, String> {
@@ -571,9 +583,62 @@ impl Lab {
     }
 
     pub fn recover(&self) -> Output {
+        self.recover_with(&[])
+    }
+
+    /// `mha-helper recover` with extra arguments (`--force`, `--abandon`).
+    pub fn recover_with(&self, extra: &[&str]) -> Output {
         let conf = self.app_cnf();
         let helper = self.helper_cnf();
-        self.helper(&["recover", "--conf", &conf, "--helper-conf", &helper])
+        let mut args = vec!["recover", "--conf", &conf, "--helper-conf", &helper];
+        args.extend_from_slice(extra);
+        self.helper(&args)
+    }
+
+    /// `mha-helper switchover` started in the background (its own process
+    /// group, so a test can end all of it).
+    pub fn switchover_spawn(&self, new: &str, env: &[(&str, &str)]) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(lab_script());
+        cmd.args([
+            "exec",
+            "mgr",
+            bin(),
+            "switchover",
+            "--conf",
+            &self.app_cnf(),
+            "--helper-conf",
+            &self.helper_cnf(),
+            "--new-master",
+            new,
+        ]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    /// A fresh directory for `wait@POINT` fault files.
+    pub fn fault_dir(&self, name: &str) -> PathBuf {
+        let d = self.dir().join("manager").join(format!("faults-{name}"));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// The pid of the session keeper the open journal names.
+    pub fn keeper_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.journal()).ok()?;
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["t"] == "note" && v["key"] == "keeper")
+            .and_then(|v| v["value"]["pid"].as_u64())
+            .map(|p| p as u32)
     }
 
     /// `mha-helper failover --dead-master DEAD [EXTRA]` in the manager namespace.
@@ -622,6 +687,38 @@ impl Lab {
             env,
         )
     }
+}
+
+/// Wait for a `wait@POINT` fault's file in `dir` to appear; returns its path.
+pub fn wait_point(dir: &Path, point: &str, limit: Duration) -> PathBuf {
+    let f = dir.join(format!("mha-helper-wait.{}", point.replace(':', "_")));
+    assert!(
+        wait_for(limit, || f.exists()),
+        "the process never reached {point}"
+    );
+    f
+}
+
+/// Wait for a child to end, killing its process group after `limit`.
+pub fn finish(mut child: std::process::Child, limit: Duration) -> Output {
+    let done = wait_for(limit, || matches!(child.try_wait(), Ok(Some(_))));
+    if !done {
+        // SAFETY: the group of a child this test started.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Whether `pid` runs a command line containing `what` (before a test
+/// ends a process it started, by pid).
+pub fn runs(pid: u32, what: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            String::from_utf8_lossy(&c)
+                .replace('\0', " ")
+                .contains(what)
+        })
+        .unwrap_or(false)
 }
 
 /// MHA's escape_for_shell as the hook receives it (after sh): a backslash
