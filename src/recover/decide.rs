@@ -94,6 +94,9 @@ pub fn decide(f: &Facts) -> (Decision, String) {
             ),
         );
     }
+    if f.new.is_empty() {
+        return decide_without_new(f);
+    }
     let (Some(n), o) = (host(&f.new), host(&f.orig)) else {
         return (
             Decision::Refuse,
@@ -258,6 +261,42 @@ pub fn decide(f: &Facts) -> (Decision, String) {
             u8::from(n.read_only)
         ),
     )
+}
+
+/// A failover journal from before MHA named the new master (stopssh only):
+/// the new master is whichever host the others now follow, if any.
+fn decide_without_new(f: &Facts) -> (Decision, String) {
+    let mut sources: Vec<&str> = f
+        .hosts
+        .iter()
+        .filter(|h| h.down.is_none())
+        .filter_map(|h| h.source.as_deref())
+        .filter(|s| *s != f.orig)
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    match sources.as_slice() {
+        [] => (
+            Decision::Undo { restart: None },
+            format!(
+                "not switched: MHA never got as far as a new master (every host still follows {}); \
+                 undoing what this failover changed",
+                f.orig
+            ),
+        ),
+        [one] => decide(&Facts {
+            new: one.to_string(),
+            ..f.clone()
+        }),
+        many => (
+            Decision::Refuse,
+            format!(
+                "hosts follow {} different masters ({}); settle replication by hand, then run recover again",
+                many.len(),
+                many.join(", ")
+            ),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -489,6 +528,26 @@ mod tests {
         db1.down = Some("no SSH".into());
         let mut f = facts(Kind::Failover, vec![db1, h("db2", true, None)]);
         f.mha_complete = true;
+        assert_eq!(decide(&f).0, Decision::Complete);
+    }
+
+    #[test]
+    fn failover_stopped_before_naming_a_new_master_is_undone_or_completed_by_who_follows_whom() {
+        let mut f = facts(
+            Kind::Failover,
+            vec![
+                h("db1", true, None),
+                h("db2", true, Some("db1")),
+                h("db3", true, Some("db1")),
+            ],
+        );
+        f.new = String::new();
+        assert_eq!(decide(&f).0, Decision::Undo { restart: None });
+        f.hosts = vec![
+            h("db1", true, None),
+            h("db2", false, None),
+            h("db3", true, Some("db2")),
+        ];
         assert_eq!(decide(&f).0, Decision::Complete);
     }
 
