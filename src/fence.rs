@@ -135,7 +135,7 @@ fn replicated_up_to(setup: &Setup, host: &str) -> Option<String> {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut specs = setup.specs(&refs).ok()?;
     for s in &mut specs {
-        s.target.connect_timeout = s.target.connect_timeout.min(ATTEMPT_CONNECT);
+        s.target.cap_connect_timeout(ATTEMPT_CONNECT);
     }
     let (mut hosts, _) = cluster::connect_split(specs);
     let mut refs: Vec<&mut Host> = hosts.iter_mut().collect();
@@ -209,7 +209,7 @@ pub fn attempt(setup: &Setup, state: &StateDir) -> Result<Attempt> {
     };
     let mut specs = setup.specs(&[])?;
     for s in &mut specs {
-        s.target.connect_timeout = s.target.connect_timeout.min(ATTEMPT_CONNECT);
+        s.target.cap_connect_timeout(ATTEMPT_CONNECT);
     }
     // The old master first: while it does not answer, nobody else is bothered.
     let (mine, rest): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.name == p.host);

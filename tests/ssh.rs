@@ -136,3 +136,35 @@ fn open_all_gives_one_verified_session_per_host() {
     });
     assert_eq!(names, HOSTS, "each session reached its own host, in order");
 }
+
+#[test]
+fn a_command_on_a_cut_link_times_out_on_time() {
+    let lab = Lab::lock();
+    let t = target(&lab, "db1");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ns = format!("/run/netns/{}", lab.var("MHALAB_NS_mgr"));
+    let h = std::thread::spawn(move || {
+        let file = std::fs::File::open(&ns).unwrap();
+        // SAFETY: setns on a valid namespace fd; it only changes this thread.
+        let rc = unsafe {
+            libc::setns(
+                std::os::unix::io::AsRawFd::as_raw_fd(&file),
+                libc::CLONE_NEWNET,
+            )
+        };
+        assert_eq!(rc, 0);
+        let mut c = Connection::open(&t).unwrap();
+        c.exec("true", b"", Duration::from_secs(5)).unwrap();
+        tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let started = Instant::now();
+        let o = c.exec("echo hi", b"", Duration::from_secs(1));
+        (started.elapsed(), o.map(|o| o.timed_out))
+    });
+    rx.recv().unwrap();
+    common::lab(&["link-down", "db1"]);
+    let (took, o) = h.join().unwrap();
+    common::lab(&["link-up", "db1"]);
+    eprintln!("took {took:?}: {o:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}: {o:?}");
+}

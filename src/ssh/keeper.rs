@@ -350,6 +350,7 @@ impl Exec for KeeperExec {
     }
 
     fn exec(&mut self, command: &str, stdin: &[u8], timeout: Duration) -> Result<Output> {
+        let started = Instant::now();
         if self.direct.is_none() {
             match self.via_keeper(command, stdin, timeout) {
                 Ok(r) if r.ok => {
@@ -376,10 +377,25 @@ impl Exec for KeeperExec {
                 Err(e) => return Err(e),
             }
             self.stream = None;
-            self.direct = Some(Connection::open(&self.target)?);
+            // The command never ran; a direct session may run it, within
+            // what is left of its time.
+            let left = timeout.saturating_sub(started.elapsed());
+            if left < Duration::from_millis(100) {
+                bail!(
+                    "{}: the command could not be started within {:.1} s (it never ran)",
+                    self.host,
+                    timeout.as_secs_f64()
+                );
+            }
+            let mut target = self.target.clone();
+            target.cap_connect_timeout(left);
+            self.direct = Some(Connection::open(&target)?);
         }
+        let left = timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
         let d = self.direct.as_mut().expect("opened above");
-        let out = d.exec(command, stdin, timeout);
+        let out = d.exec(command, stdin, left);
         self.stats.connections = d.stats.connections;
         self.stats.connect_ms = d.stats.connect_ms;
         self.stats.execs += 1;

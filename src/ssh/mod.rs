@@ -61,6 +61,14 @@ impl Target {
         files
     }
 
+    /// Give up connecting after `limit` at most, whatever is configured.
+    pub fn cap_connect_timeout(&mut self, limit: Duration) {
+        self.connect_timeout = self.connect_timeout.min(limit);
+        if let Some(c) = self.options.connect_timeout.as_mut() {
+            *c = (*c).min(limit);
+        }
+    }
+
     fn policy(&self) -> HostKeyPolicy {
         self.options
             .host_key_policy
@@ -227,6 +235,15 @@ impl Connection {
         unsafe {
             libc::poll(&mut pfd, 1, ms);
         }
+    }
+}
+
+impl Drop for Connection {
+    /// libssh2 says goodbye to the server when the session is freed, in
+    /// blocking mode: over a cut link that would wait for TCP to give up
+    /// (minutes). Bound it.
+    fn drop(&mut self) {
+        self.session.set_timeout(500);
     }
 }
 
