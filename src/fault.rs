@@ -108,21 +108,6 @@ pub fn io_point(what: &str, n: usize) -> std::io::Result<()> {
 
 static CURRENT_STEP: Mutex<String> = Mutex::new(String::new());
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phase_prefixed_items_apply_only_in_their_phase() {
-        let spec = "start/fail@x, fail@y, stop/enospc@journal:2,kill@after:a/b";
-        assert_eq!(
-            parse(spec, "stop"),
-            ["fail@y", "enospc@journal:2", "kill@after:a/b"]
-        );
-        assert_eq!(parse(spec, "start"), ["fail@x", "fail@y", "kill@after:a/b"]);
-        assert_eq!(parse(spec, ""), ["fail@y", "kill@after:a/b"]);
-    }
-}
 static HANG_FIRED: AtomicBool = AtomicBool::new(false);
 
 /// The engine says which step runs (for `hang@<step>`).
@@ -140,4 +125,20 @@ pub fn hang_now() -> bool {
         return false;
     }
     !HANG_FIRED.swap(true, Ordering::SeqCst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_prefixed_items_apply_only_in_their_phase() {
+        let spec = "start/fail@x, fail@y, stop/enospc@journal:2,kill@after:a/b";
+        assert_eq!(
+            parse(spec, "stop"),
+            ["fail@y", "enospc@journal:2", "kill@after:a/b"]
+        );
+        assert_eq!(parse(spec, "start"), ["fail@x", "fail@y", "kill@after:a/b"]);
+        assert_eq!(parse(spec, ""), ["fail@y", "kill@after:a/b"]);
+    }
 }
