@@ -137,6 +137,23 @@ impl Host {
         )
     }
 
+    /// `@@GLOBAL.read_only` now: asked of the client kept running on the
+    /// host when the transport keeps one (fast), else by a script.
+    pub fn read_only_now(&mut self, timeout: Duration) -> Result<bool> {
+        match mysql::ask_read_only(self.conn.as_mut(), &self.spec.access, timeout) {
+            Ok(ro) => return Ok(ro),
+            Err(e) => log::debug!(
+                "{}: no kept client ({e:#}); asking with a script",
+                self.name()
+            ),
+        }
+        let mut s = Script::new(timeout);
+        s.query("ro", crate::ops::read_only::READ);
+        let r = self.run_with(&s, timeout)?;
+        crate::ops::read_only::read_back(&r, "ro")
+            .ok_or_else(|| anyhow!("{}: read_only did not read back", self.name()))
+    }
+
     /// Read (or re-read) what kind of server this is and its state.
     pub fn refresh_info(&mut self) -> Result<&ServerInfo> {
         let mut s = Script::new(self.spec.settings.step_timeout);

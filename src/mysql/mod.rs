@@ -534,6 +534,29 @@ fn classify_failure(host: &str, stderr: &str, status: i32, labels: &[String]) ->
     }
 }
 
+/// The tag of the kept read-only question's answer.
+const ASK_TAG: &str = "mha-helper-ask\t";
+
+/// `@@GLOBAL.read_only` asked of a client kept running on the host for
+/// such questions (see `Exec::ask`): about a millisecond once it runs,
+/// where a script costs a client start and a login.
+pub fn ask_read_only(conn: &mut dyn Exec, access: &Access, timeout: Duration) -> Result<bool> {
+    let options = access.option_file();
+    let command = access.command(options.len());
+    let answer = conn.ask(
+        &command,
+        options.as_bytes(),
+        "SELECT 'mha-helper-ask' AS tag, @@GLOBAL.read_only AS ro;\n",
+        ASK_TAG,
+        timeout,
+    )?;
+    match answer.strip_prefix(ASK_TAG).map(str::trim) {
+        Some("1") => Ok(true),
+        Some("0") => Ok(false),
+        _ => anyhow::bail!("{}: unexpected answer {answer:?}", conn.host()),
+    }
+}
+
 /// Shortcut: run and turn the error into anyhow.
 pub fn run_script(
     conn: &mut dyn Exec,

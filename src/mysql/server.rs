@@ -3,11 +3,11 @@
 //! replication state, and our own session's id.
 
 use anyhow::{anyhow, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Results, Script};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Flavor {
     MariaDb,
@@ -15,7 +15,7 @@ pub enum Flavor {
 }
 
 /// Replication as `SHOW SLAVE STATUS` reports it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Replica {
     pub master_host: String,
     pub master_port: u16,
@@ -34,7 +34,7 @@ impl Replica {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerInfo {
     pub flavor: Flavor,
     pub version: String,

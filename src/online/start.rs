@@ -181,7 +181,18 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     for s in &mut specs {
         s.target.keeper = keeper.clone();
     }
-    let (hosts, unreachable) = cluster::connect_split(specs);
+    let (mut hosts, unreachable) = cluster::connect_split(specs);
+    // The new master's server kind as stop read it (its flavour and
+    // version do not change between the phases).
+    if let Some(info) = journal
+        .note_value(super::stop::SERVERS_NOTE)
+        .and_then(|v| v.get(&m.new))
+        .and_then(|v| serde_json::from_value::<crate::mysql::ServerInfo>(v.clone()).ok())
+    {
+        if let Some(h) = hosts.iter_mut().find(|h| h.spec.name == m.new) {
+            h.info = Some(info);
+        }
+    }
     let mut ctx = Ctx::new(hosts, report);
     ctx.unreachable = unreachable;
     ctx.report.journal = Some(journal.path().display().to_string());

@@ -36,6 +36,9 @@ use crate::steps::{Ctx, Step};
 /// switch id to the hooks MHA runs (so it can find their report).
 pub const SWITCH_ID_VAR: &str = "MHA_HELPER_SWITCH_ID";
 
+/// The journal note with each host's server kind, as stop read it.
+pub const SERVERS_NOTE: &str = "servers";
+
 /// How long the session keeper waits for `start` before it gives up.
 const KEEPER_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -175,6 +178,18 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     ctx.unreachable = unreachable;
     refuse_unreachable(setup, &ctx)?;
     preflight::run(&mut ctx, &m.orig, &m.new, &sel)?;
+    if keeper.is_some() {
+        // Start the clients start's read-only proof asks (before the block,
+        // so that inside the outage the proof costs a round trip, not a
+        // client start and a login).
+        let mut others: Vec<&mut crate::cluster::Host> = ctx
+            .hosts
+            .iter_mut()
+            .filter(|h| h.spec.name != m.new)
+            .collect();
+        let t = std::time::Duration::from_secs(5);
+        cluster::parallel(&mut others, |h| h.read_only_now(t));
+    }
     let mut steps = plan(&ctx, &m, &admin, sel)?;
 
     if opts.dry_run {
@@ -198,10 +213,23 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
         },
     )?;
     ctx.report.journal = Some(journal.path().display().to_string());
+    // What kind of server each host runs, so start need not ask again
+    // inside the write outage.
+    let servers: serde_json::Map<String, serde_json::Value> = ctx
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            Some((
+                h.spec.name.clone(),
+                serde_json::to_value(h.info.as_ref()?).ok()?,
+            ))
+        })
+        .collect();
     let begun = keeper
         .as_ref()
         .map(|k| journal.note(KEEPER_NOTE, serde_json::to_value(k).unwrap_or_default()))
         .unwrap_or(Ok(()))
+        .and_then(|_| journal.note_lazy(SERVERS_NOTE, servers.into()))
         .and_then(|_| journal.phase("stop-begun"));
     if let Err(e) = begun {
         // Nothing changed yet: put the journal aside and refuse.

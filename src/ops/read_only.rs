@@ -159,12 +159,7 @@ pub fn prove_read_only(
         )
         .context(Refused));
     }
-    let results = cluster::parallel(others, |h| {
-        let mut s = Script::new(timeout);
-        s.query("ro", READ);
-        let r = h.run_with(&s, timeout)?;
-        read_back(&r, "ro").ok_or_else(|| anyhow!("{}: read_only did not read back", h.name()))
-    });
+    let results = cluster::parallel(others, |h| h.read_only_now(timeout));
     let mut proof = Proof {
         unreachable: unreachable.to_vec(),
         ..Proof::default()

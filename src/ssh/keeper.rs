@@ -53,6 +53,16 @@ enum Request {
         stdin: String,
         timeout_ms: u64,
     },
+    /// One question to the host's kept process (see `Exec::ask`); the
+    /// answer comes back in `stdout`.
+    Ask {
+        host: String,
+        command: String,
+        prefix: String,
+        line: String,
+        tag: String,
+        timeout_ms: u64,
+    },
     Bye,
 }
 
@@ -405,6 +415,47 @@ impl Exec for KeeperExec {
     fn stats(&self) -> Option<Stats> {
         Some(self.stats)
     }
+
+    fn ask(
+        &mut self,
+        command: &str,
+        prefix: &[u8],
+        line: &str,
+        tag: &str,
+        timeout: Duration,
+    ) -> Result<String> {
+        if let Some(d) = self.direct.as_mut() {
+            return d.ask(command, prefix, line, tag, timeout);
+        }
+        if self.stream.is_none() {
+            match connect(&self.keeper) {
+                Ok(s) => self.stream = Some(s),
+                Err(Unavailable::Absent(m)) => bail!("{}: no session keeper ({m})", self.host),
+                Err(Unavailable::Impostor(m)) => bail!("{}: {m}", self.host),
+            }
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        let req = Request::Ask {
+            host: self.host.clone(),
+            command: command.to_string(),
+            prefix: base64_encode(prefix),
+            line: line.to_string(),
+            tag: tag.to_string(),
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        match call(stream, &req, timeout + Duration::from_secs(5)) {
+            Ok(r) if r.ok => {
+                self.stats.execs += 1;
+                self.stats.via_keeper = true;
+                Ok(r.stdout)
+            }
+            Ok(r) => bail!("{}: {}", self.host, r.error),
+            Err(e) => {
+                self.stream = None;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Bind the keeper's socket. Whatever is at the path must be a stale socket
@@ -546,6 +597,14 @@ fn client(
                 stdin,
                 timeout_ms,
             } => run(sessions, &host, &command, &stdin, timeout_ms),
+            Request::Ask {
+                host,
+                command,
+                prefix,
+                line,
+                tag,
+                timeout_ms,
+            } => ask(sessions, &host, &command, &prefix, &line, &tag, timeout_ms),
         };
         last.store(now_ms(), Ordering::Relaxed);
         if send(&mut out, &resp).is_err() {
@@ -590,6 +649,43 @@ fn run(
             let not_started = text.contains("open a channel") || text.contains("start the command");
             fail(text, not_started)
         }
+    }
+}
+
+fn ask(
+    sessions: &BTreeMap<String, Mutex<Connection>>,
+    host: &str,
+    command: &str,
+    prefix: &str,
+    line: &str,
+    tag: &str,
+    timeout_ms: u64,
+) -> Response {
+    let fail = |error: String| Response {
+        ok: false,
+        error,
+        ..Response::default()
+    };
+    let Some(m) = sessions.get(host) else {
+        return fail(format!("keeper has no session to {host}"));
+    };
+    let Some(prefix) = base64_decode(prefix) else {
+        return fail("bad prefix encoding".into());
+    };
+    let mut conn = m.lock().unwrap_or_else(|e| e.into_inner());
+    match conn.ask(
+        command,
+        &prefix,
+        line,
+        tag,
+        Duration::from_millis(timeout_ms),
+    ) {
+        Ok(answer) => Response {
+            ok: true,
+            stdout: answer,
+            ..Response::default()
+        },
+        Err(e) => fail(format!("{e:#}")),
     }
 }
 

@@ -120,6 +120,23 @@ pub trait Exec: Send {
     fn stats(&self) -> Option<Stats> {
         None
     }
+
+    /// Ask a long-lived process one question: `command` is started once
+    /// (with `prefix` as the first bytes of its stdin) and kept running
+    /// between calls; `line` is written to it and the first output line
+    /// starting with `tag` is the answer. For the read-only proof, where
+    /// starting a client per question would be most of the cost. A
+    /// transport may not keep processes: the caller then asks another way.
+    fn ask(
+        &mut self,
+        _command: &str,
+        _prefix: &[u8],
+        _line: &str,
+        _tag: &str,
+        _timeout: Duration,
+    ) -> Result<String> {
+        bail!("{}: this transport keeps no processes", self.host())
+    }
 }
 
 /// Counters a benchmark or a report can show.
@@ -139,6 +156,9 @@ pub struct Connection {
     stream_fd: i32,
     _stream: TcpStream,
     keepalive: bool,
+    /// The process kept running for `ask`, with the key of how it was
+    /// started.
+    kept: Option<(u64, ssh2::Channel)>,
     pub stats: Stats,
 }
 
@@ -209,6 +229,7 @@ impl Connection {
             _stream: stream,
             session,
             keepalive,
+            kept: None,
             stats: Stats {
                 connections: 1,
                 ..Stats::default()
@@ -264,9 +285,121 @@ impl Exec for Connection {
     fn stats(&self) -> Option<Stats> {
         Some(self.stats)
     }
+
+    fn ask(
+        &mut self,
+        command: &str,
+        prefix: &[u8],
+        line: &str,
+        tag: &str,
+        timeout: Duration,
+    ) -> Result<String> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (command, prefix).hash(&mut h);
+        let key = h.finish();
+        let deadline = Instant::now() + timeout;
+        self.session.set_blocking(false);
+        let result = self.ask_nonblocking(key, command, prefix, line, tag, deadline);
+        if result.is_err() {
+            if let Some((_, mut c)) = self.kept.take() {
+                let _ = c.close();
+            }
+        }
+        self.session.set_blocking(true);
+        result.with_context(|| format!("{}: kept client", self.name))
+    }
 }
 
 impl Connection {
+    fn ask_nonblocking(
+        &mut self,
+        key: u64,
+        command: &str,
+        prefix: &[u8],
+        line: &str,
+        tag: &str,
+        deadline: Instant,
+    ) -> Result<String> {
+        if self.kept.as_ref().map(|k| k.0) != Some(key) {
+            if let Some((_, mut c)) = self.kept.take() {
+                let _ = c.close();
+            }
+            let mut channel = self.retry(deadline, "open a channel", || {
+                self.session.channel_session()
+            })?;
+            self.retry(deadline, "start the command", || channel.exec(command))?;
+            self.stats.execs += 1;
+            self.write_all(&mut channel, prefix, deadline)?;
+            self.kept = Some((key, channel));
+        }
+        let (_, mut channel) = self.kept.take().expect("kept above");
+        let answer = (|| {
+            self.write_all(&mut channel, line.as_bytes(), deadline)?;
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let mut progress = false;
+                match channel.read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        out.extend_from_slice(&buf[..n]);
+                        progress = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e).context("reading the kept client's output"),
+                }
+                match channel.stderr().read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        err.extend_from_slice(&buf[..n]);
+                        progress = true;
+                    }
+                    _ => {}
+                }
+                let text = String::from_utf8_lossy(&out);
+                if let Some(l) = text.lines().find(|l| l.starts_with(tag)) {
+                    return Ok(l.to_string());
+                }
+                if channel.eof() && !progress {
+                    bail!(
+                        "the kept client ended: {}",
+                        String::from_utf8_lossy(&err).trim()
+                    );
+                }
+                if Instant::now() >= deadline {
+                    bail!("no answer in time");
+                }
+                if !progress {
+                    self.wait_socket(deadline.saturating_duration_since(Instant::now()));
+                }
+            }
+        })();
+        if answer.is_ok() {
+            self.kept = Some((key, channel));
+        } else {
+            let _ = channel.close();
+        }
+        answer
+    }
+
+    fn write_all(&self, channel: &mut ssh2::Channel, data: &[u8], deadline: Instant) -> Result<()> {
+        let mut written = 0;
+        while written < data.len() {
+            match channel.write(&data[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        bail!("timed out writing to the command");
+                    }
+                    self.wait_socket(deadline.saturating_duration_since(Instant::now()));
+                }
+                Err(e) => return Err(e).context("writing to the command"),
+            }
+        }
+        let _ = channel.flush();
+        Ok(())
+    }
     fn exec_nonblocking(
         &self,
         command: &str,

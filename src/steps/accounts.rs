@@ -41,9 +41,13 @@ impl BlockAccounts {
 
     fn script(&self, ctx: &Ctx, timeout: Duration) -> Script {
         let mut s = Script::new(timeout).without_binlog();
+        // The server's clock before the reads and before the first block
+        // statement: the write outage starts at the second.
+        s.query("t0", "SELECT UNIX_TIMESTAMP(NOW(6)) AS t");
         if self.method != BlockMethod::ReadOnlyOnly {
             grants::add_snapshot_queries(&mut s, &ctx.app.accounts);
         }
+        s.query("t1", "SELECT UNIX_TIMESTAMP(NOW(6)) AS t");
         for st in &self.stmts {
             s.exec("block accounts", st);
         }
@@ -106,10 +110,21 @@ impl Step for BlockAccounts {
     fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
         let timeout = ctx.host(&self.host)?.spec.settings.step_timeout;
         let script = self.script(ctx, timeout);
-        if let Err(e) = journal.note_lazy("block_started_ms", unix_ms().into()) {
+        let sent = unix_ms();
+        let r = ctx.host(&self.host)?.run(&script)?;
+        let server_t = |name: &str| {
+            r.set(name)
+                .records()
+                .next()
+                .and_then(|x| x.get("t").and_then(|t| t.parse::<f64>().ok()))
+        };
+        let reads_ms = match (server_t("t0"), server_t("t1")) {
+            (Some(a), Some(b)) if b >= a => ((b - a) * 1000.0) as u64,
+            _ => 0,
+        };
+        if let Err(e) = journal.note_lazy("block_started_ms", (sent + reads_ms).into()) {
             log::warn!("{e:#}");
         }
-        let r = ctx.host(&self.host)?.run(&script)?;
         ctx.app.watermark = sessions::watermark(&r, "watermark");
         ctx.app.remaining = sessions::parse(&r, "sessions");
         if self.method != BlockMethod::ReadOnlyOnly {
