@@ -358,11 +358,7 @@ fn judge_vip(setup: &Setup, master: Option<&str>, probes: &mut [Probe]) {
 
 /// A host MHA failed over from is expected to be down: report it as such
 /// instead of failing. Once it is back as a replica, forget the mark.
-fn excuse_failed_over_host(
-    state: &StateDir,
-    mark: &crate::failover::DeadMark,
-    probes: &mut [Probe],
-) {
+fn excuse_failed_over_host(state: &StateDir, mark: &crate::state::DeadMark, probes: &mut [Probe]) {
     let Some(p) = probes.iter_mut().find(|p| p.check.host == mark.host) else {
         return;
     };
@@ -585,7 +581,7 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
     judge_vip(&setup, master.as_deref(), &mut probes);
     judge_writable(&mut probes);
     if let Some(st) = &state {
-        if let Some(mark) = crate::failover::read_dead_mark(st) {
+        if let Some(mark) = st.read_dead_mark() {
             excuse_failed_over_host(st, &mark, &mut probes);
         }
     }

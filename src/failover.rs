@@ -25,7 +25,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::cluster;
 use crate::engine::{self, JournalUse, OnFailure, Policy};
@@ -345,27 +344,6 @@ fn expected_grants(state: &StateDir) -> Option<(Vec<Snapshot>, String)> {
     ))
 }
 
-/// What the last failover left behind, for `check`: which host MHA gave
-/// up on and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadMark {
-    pub host: String,
-    pub new_master: String,
-    pub at: String,
-}
-
-pub fn read_dead_mark(state: &StateDir) -> Option<DeadMark> {
-    let text = state.read(&state.dead_mark()).ok()??;
-    serde_json::from_str(&text).ok()
-}
-
-fn write_dead_mark(state: &StateDir, mark: &DeadMark) {
-    let text = serde_json::to_string(mark).unwrap_or_default();
-    if let Err(e) = state.write(&state.dead_mark(), text.as_bytes()) {
-        log::warn!("cannot record the failover: {e:#}");
-    }
-}
-
 fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> Result<Code> {
     let new = setup.hostname(args.require("new_master_host").map_err(bad_input)?)?;
     let orig = args
@@ -457,14 +435,11 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
         }
     };
     if let Some(o) = &orig {
-        write_dead_mark(
-            &state,
-            &DeadMark {
-                host: o.clone(),
-                new_master: new.clone(),
-                at: crate::logger::utc_now(),
-            },
-        );
+        state.write_dead_mark(&crate::state::DeadMark {
+            host: o.clone(),
+            new_master: new.clone(),
+            at: crate::logger::utc_now(),
+        });
         if pending.as_ref().is_some_and(|p| &p.host == o) {
             fence::set_new_master(&state, &new);
         }

@@ -172,3 +172,50 @@ fn check_puts_no_password_in_any_argv_or_environment() {
         "password seen in process argv/environment:\n{leaks:?}"
     );
 }
+
+#[test]
+fn with_host_keys_sent_to_dev_null_keys_are_trusted_on_first_use_in_our_own_file_and_changes_refused(
+) {
+    let lab = Lab::lock();
+    let own = lab.journal_dir().join("known_hosts");
+    let _ = std::fs::remove_file(&own);
+    let conf = edited_copy(&lab.app_cnf(), "devnull", |t| {
+        t.replace(
+            &format!(
+                "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+                lab.var("MHALAB_KNOWN_HOSTS")
+            ),
+            "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no",
+        )
+    });
+    let helper = lab.helper_cnf();
+    let check = || lab.helper(&["check", "--conf", &conf, "--helper-conf", &helper]);
+    let c = check();
+    assert_eq!(c.status.code(), Some(0), "{}", both(&c));
+    let err = stderr(&c);
+    assert!(!err.contains("/dev/null: Invalid argument"), "{err}");
+    assert!(err.contains("trusted on first use"), "{err}");
+    assert!(err.contains("SHA256:"), "{err}");
+    let recorded = std::fs::read_to_string(&own).unwrap();
+    assert_eq!(recorded.lines().count(), 3, "{recorded}");
+    // Second run: known now, no new warning.
+    let c = check();
+    assert_eq!(c.status.code(), Some(0), "{}", both(&c));
+    assert!(!stderr(&c).contains("trusted on first use"), "{}", both(&c));
+    // A changed key for db1 is refused, never re-learnt.
+    let other = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let changed: String = recorded
+        .lines()
+        .map(|l| {
+            if l.starts_with("db1 ") {
+                format!("db1 ssh-ed25519 {other}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&own, changed).unwrap();
+    let c = check();
+    assert_eq!(c.status.code(), Some(1), "{}", both(&c));
+    assert!(stdout(&c).contains("HOST KEY MISMATCH"), "{}", both(&c));
+}

@@ -199,3 +199,75 @@ fn start_run_twice_after_a_switch_changes_nothing_more() {
     );
     assert_eq!(lab.settled_state(), after);
 }
+
+#[test]
+fn read_only_admin_held_through_a_role_is_refused_with_read_only_only() {
+    let lab = Lab::lock();
+    // roleuser's default role app_writer now also bypasses read_only.
+    lab.mysql("db1", "GRANT READ_ONLY ADMIN ON *.* TO app_writer");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.set_helper_conf("[default]\nblock_method = read_only_only\n");
+    let before = lab.state();
+    assert_refused(
+        &lab,
+        &before,
+        "'roleuser'@'%' hold SUPER/READ_ONLY ADMIN (directly or through a role)",
+    );
+}
+
+#[test]
+fn a_grant_made_between_preflight_and_block_is_journaled_and_given_back() {
+    let lab = Lab::lock();
+    let dir = lab.fault_dir("grant");
+    let d = dir.display().to_string();
+    let child = {
+        let lab_bin = repo().join("scripts/lab");
+        let pw = lab.var("MHALAB_MHA_PASSWORD");
+        std::process::Command::new(lab_bin)
+            .args([
+                "exec",
+                "mgr",
+                bin(),
+                "master-ip-online-change",
+                &format!("--conf={}", lab.app_cnf()),
+                &format!("--helper-conf={}", lab.helper_cnf()),
+                "--command=stop",
+                "--orig_master_host=db1",
+                "--new_master_host=db2",
+                "--orig_master_user=mha",
+                "--new_master_user=mha",
+                &format!("--orig_master_password={}", mha_escape(&pw)),
+                &format!("--new_master_password={}", mha_escape(&pw)),
+            ])
+            .env("MHA_HELPER_FAULT", "wait@before:block-accounts")
+            .env("MHA_HELPER_FAULT_DIR", &d)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let gate = wait_point(&dir, "before:block-accounts", Duration::from_secs(30));
+    // A DBA grants the application more while the switch is under way (not
+    // binlogged, as on a master only).
+    lab.mysql(
+        "db1",
+        "SET SESSION sql_log_bin = 0; GRANT SELECT ON appdb.writes TO 'app'@'%'",
+    );
+    let with_grant = lab.state();
+    std::fs::remove_file(gate).unwrap();
+    let o = finish(child, Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("changed between the preflight and the block"),
+        "{}",
+        both(&o)
+    );
+    let r = lab.recover();
+    assert_eq!(r.status.code(), Some(0), "{}", both(&r));
+    assert_eq!(
+        lab.settled_state(),
+        with_grant,
+        "the grant made in between was not given back"
+    );
+}

@@ -343,3 +343,31 @@ fn ipv6_vip_moves_and_its_unsolicited_na_updates_the_neighbour_cache() {
     );
     lab.exec("mgr", "ip -6 addr del fd00:198:51:100::10/64 dev eth0");
 }
+
+#[test]
+fn an_ssh_user_who_may_not_move_the_vip_is_refused_before_any_write_is_blocked() {
+    let lab = Lab::lock();
+    setup_vip(&lab);
+    // Without sudo, the SSH user mha (not root, no CAP_NET_ADMIN) cannot
+    // run `ip addr add|del`.
+    lab.set_helper_conf(&VIP_CONF.replace("requires_sudo = yes", "requires_sudo = no"));
+    let before = lab.state();
+    let o = lab.online_hook("stop", "db1", "db2", &[], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("may not run ip addr add/del"),
+        "{}",
+        both(&o)
+    );
+    assert!(!stderr(&o).contains("block-accounts:"), "{}", both(&o));
+    assert_eq!(lab.state(), before, "a refused stop changed the cluster");
+    assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db1"]);
+    // check says the same, for every host that would have to move it
+    let c = lab.check(&[]);
+    assert_eq!(c.status.code(), Some(1), "{}", both(&c));
+    assert!(
+        stdout(&c).contains("may not run ip addr add/del"),
+        "{}",
+        both(&c)
+    );
+}

@@ -186,6 +186,29 @@ impl StateDir {
     }
 }
 
+/// What the last failover left behind, for `check`: which host MHA gave
+/// up on, for which new master, and when.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeadMark {
+    pub host: String,
+    pub new_master: String,
+    pub at: String,
+}
+
+impl StateDir {
+    pub fn read_dead_mark(&self) -> Option<DeadMark> {
+        let text = self.read(&self.dead_mark()).ok()??;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn write_dead_mark(&self, mark: &DeadMark) {
+        let text = serde_json::to_string(mark).unwrap_or_default();
+        if let Err(e) = self.write(&self.dead_mark(), text.as_bytes()) {
+            log::warn!("cannot record the failover: {e:#}");
+        }
+    }
+}
+
 /// The directory must be a real directory of ours that nobody else may
 /// write, under ancestors nobody else may replace.
 pub fn check_dir(dir: &Path) -> Result<()> {
