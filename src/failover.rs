@@ -172,7 +172,6 @@ fn run_steps(
     steps: &mut [Box<dyn Step>],
     ctx: &mut Ctx,
     journal: Option<&mut Journal>,
-    state: &StateDir,
     undo_timeout: Duration,
 ) -> Result<()> {
     let policy = Policy {
@@ -191,7 +190,6 @@ fn run_steps(
                 at: crate::logger::utc_now(),
                 pid: std::process::id(),
             });
-            let _ = state;
             engine::run(steps, ctx, &mut j, policy)
         }
     }
@@ -286,7 +284,6 @@ fn stop(
         &mut steps,
         &mut ctx,
         journal.as_mut(),
-        &state,
         settings.undo_timeout,
     );
     *report = ctx.report;
@@ -416,7 +413,6 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
         &mut steps,
         &mut ctx,
         journal.as_mut(),
-        &state,
         settings.undo_timeout,
     );
     let code = match &result {

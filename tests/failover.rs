@@ -4,15 +4,9 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-
-fn manager_log(lab: &Lab) -> String {
-    std::fs::read_to_string(lab.var("MHALAB_MANAGER_LOG")).unwrap_or_default()
-}
 
 fn count(lab: &Lab, host: &str) -> u64 {
     lab.value(host, "SELECT COUNT(*) FROM appdb.t1")
@@ -84,7 +78,7 @@ fn failover_after_mariadb_on_db1_is_killed_keeps_every_replicated_transaction() 
     );
     assert_new_master(&lab, "db2", "db3");
 
-    let log = manager_log(&lab);
+    let log = lab.manager_log();
     assert!(
         log.contains("master-ip-failover stopssh: db1: mysqld does not answer"),
         "{log}"
@@ -120,7 +114,7 @@ fn failover_when_db1_is_unreachable_goes_through_the_stop_phase() {
     lab.allow_two_writable("db1 is cut off but alive; no fencer can reach it");
     let o = lab.failover("db1", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    let log = manager_log(&lab);
+    let log = lab.manager_log();
     assert!(
         log.contains("master-ip-failover stop: db1 is unreachable"),
         "{log}"
@@ -139,47 +133,20 @@ fn failover_when_db1_is_unreachable_goes_through_the_stop_phase() {
 #[test]
 fn masterha_manager_fails_over_by_itself_calling_our_hooks() {
     let lab = Lab::lock();
-    let conf = format!("--conf={}", lab.app_cnf());
-    let mut manager = Command::new(repo().join("scripts/lab"))
-        .args([
-            "exec",
-            "mgr",
-            "masterha_manager",
-            &conf,
-            "--ignore_last_failover",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let pgid = manager.id() as i32;
-    let watching = wait_for(Duration::from_secs(30), || {
-        manager_log(&lab).contains("Ping(SELECT) succeeded, waiting until MySQL doesn't respond")
-    });
-    let log = manager_log(&lab);
-    if !watching {
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        panic!("masterha_manager never started monitoring:\n{log}");
-    }
+    let mut manager = lab.start_manager();
+    let log = lab.manager_log();
     assert!(
         log.contains("master-ip-failover status: ready"),
         "status hook not run at start:\n{log}"
     );
     common::lab(&["kill-mysql", "db1"]);
     let done = wait_for(Duration::from_secs(60), || {
-        let l = manager_log(&lab);
+        let l = lab.manager_log();
         l.contains("Master failover to") && l.contains("completed successfully")
     });
-    let finished = wait_for(Duration::from_secs(20), || {
-        matches!(manager.try_wait(), Ok(Some(_)))
-    });
-    if !finished {
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = manager.wait();
-    }
-    let log = manager_log(&lab);
+    manager.exits_within(Duration::from_secs(20));
+    drop(manager);
+    let log = lab.manager_log();
     assert!(done, "masterha_manager did not fail over:\n{log}");
     assert!(
         log.contains("master-ip-failover stopssh: db1: mysqld does not answer"),
@@ -230,13 +197,7 @@ fn masterha_check_repl_fails_with_our_message_when_the_helper_config_is_broken()
 fn stopssh_sets_read_only_on_a_master_whose_mysqld_still_answers() {
     let lab = Lab::lock();
     assert_eq!(lab.value("db1", "SELECT @@GLOBAL.read_only"), "0");
-    let o = lab.failover_hook(&[
-        "--orig_master_host=db1",
-        "--orig_master_ip=198.51.100.11",
-        "--orig_master_port=3306",
-        "--command=stopssh",
-        "--ssh_user=mha",
-    ]);
+    let o = lab.stopssh("db1");
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert!(
         stderr(&o).contains("mysqld still answered; set read-only"),

@@ -5,15 +5,9 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn manager_log(lab: &Lab) -> String {
-    std::fs::read_to_string(lab.var("MHALAB_MANAGER_LOG")).unwrap_or_default()
-}
 
 #[test]
 fn an_old_master_cut_off_during_failover_is_fenced_when_its_link_returns_and_its_late_writes_are_named(
@@ -22,45 +16,15 @@ fn an_old_master_cut_off_during_failover_is_fenced_when_its_link_returns_and_its
     lab.allow_two_writable(
         "MHA itself leaves the cut-off db1 writable beside the new master until our fencer reaches it",
     );
-    let conf = format!("--conf={}", lab.app_cnf());
-    let mut manager = Command::new(repo().join("scripts/lab"))
-        .args([
-            "exec",
-            "mgr",
-            "masterha_manager",
-            &conf,
-            "--ignore_last_failover",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let pgid = manager.id() as i32;
-    let end_manager = |m: &mut std::process::Child| {
-        if !matches!(m.try_wait(), Ok(Some(_))) {
-            // SAFETY: the process group of the manager this test started.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            let _ = m.wait();
-        }
-    };
-    if !wait_for(Duration::from_secs(30), || {
-        manager_log(&lab).contains("Ping(SELECT) succeeded, waiting until MySQL doesn't respond")
-    }) {
-        end_manager(&mut manager);
-        panic!(
-            "masterha_manager never started monitoring:\n{}",
-            manager_log(&lab)
-        );
-    }
+    let mut manager = lab.start_manager();
     common::lab(&["link-down", "db1"]);
     let failed_over = wait_for(Duration::from_secs(90), || {
-        let l = manager_log(&lab);
+        let l = lab.manager_log();
         l.contains("Master failover to") && l.contains("completed successfully")
     });
-    end_manager(&mut manager);
-    let log = manager_log(&lab);
+    manager.exits_within(Duration::from_secs(20));
+    drop(manager);
+    let log = lab.manager_log();
     assert!(failed_over, "masterha_manager did not fail over:\n{log}");
     assert!(
         log.contains("master-ip-failover stop: db1 is unreachable"),

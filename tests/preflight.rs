@@ -220,33 +220,15 @@ fn a_grant_made_between_preflight_and_block_is_journaled_and_given_back() {
     let lab = Lab::lock();
     let dir = lab.fault_dir("grant");
     let d = dir.display().to_string();
-    let child = {
-        let lab_bin = repo().join("scripts/lab");
-        let pw = lab.var("MHALAB_MHA_PASSWORD");
-        std::process::Command::new(lab_bin)
-            .args([
-                "exec",
-                "mgr",
-                bin(),
-                "master-ip-online-change",
-                &format!("--conf={}", lab.app_cnf()),
-                &format!("--helper-conf={}", lab.helper_cnf()),
-                "--command=stop",
-                "--orig_master_host=db1",
-                "--new_master_host=db2",
-                "--orig_master_user=mha",
-                "--new_master_user=mha",
-                &format!("--orig_master_password={}", mha_escape(&pw)),
-                &format!("--new_master_password={}", mha_escape(&pw)),
-            ])
-            .env("MHA_HELPER_FAULT", "wait@before:block-accounts")
-            .env("MHA_HELPER_FAULT_DIR", &d)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let child = lab.online_hook_spawn(
+        "stop",
+        "db1",
+        "db2",
+        &[
+            ("MHA_HELPER_FAULT", "wait@before:block-accounts"),
+            ("MHA_HELPER_FAULT_DIR", &d),
+        ],
+    );
     let gate = wait_point(&dir, "before:block-accounts", Duration::from_secs(30));
     // A DBA grants the application more while the switch is under way (not
     // binlogged, as on a master only).

@@ -161,13 +161,7 @@ fn a_failover_that_mha_never_finished_is_undone_and_the_old_master_opened_again(
     let lab = Lab::lock();
     let before = lab.state();
     // stopssh fences a db1 whose mysqld still answers; then MHA stops.
-    let o = lab.failover_hook(&[
-        "--orig_master_host=db1",
-        "--orig_master_ip=198.51.100.11",
-        "--orig_master_port=3306",
-        "--command=stopssh",
-        "--ssh_user=mha",
-    ]);
+    let o = lab.stopssh("db1");
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert_eq!(lab.value("db1", "SELECT @@GLOBAL.read_only"), "1");
     let r = lab.recover();

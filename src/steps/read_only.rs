@@ -101,16 +101,7 @@ impl Step for SetReadOnly {
         if self.fence.is_none() {
             return Ok(None);
         }
-        let newer = sessions::check_fence(&self.host, &r, watermark)?;
-        if newer > 0 {
-            ctx.report.warn(format!(
-                "{}: {newer} application session(s) logged in after the block; they have no write rights",
-                self.host
-            ));
-        }
-        Ok(Some(format!(
-            "fence holds: read_only=1, 0 pre-block sessions, {newer} newer"
-        )))
+        super::sessions::prove_fence(ctx, &self.host, &r, watermark).map(Some)
     }
 }
 

@@ -158,6 +158,25 @@ impl Step for KillSessions {
     }
 }
 
+/// The fence holds (see `ops::sessions::check_fence`); newer sessions are
+/// a warning in the report. Returns the step's detail line.
+pub fn prove_fence(
+    ctx: &mut Ctx,
+    host: &str,
+    r: &crate::mysql::Results,
+    watermark: u64,
+) -> Result<String> {
+    let newer = sessions::check_fence(host, r, watermark)?;
+    if newer > 0 {
+        ctx.report.warn(format!(
+            "{host}: {newer} application session(s) logged in after the block; they have no write rights"
+        ));
+    }
+    Ok(format!(
+        "fence holds: read_only=1, 0 pre-block sessions, {newer} newer"
+    ))
+}
+
 /// Prove the fence: read_only is on and no application session that was
 /// connected before the block is still there.
 pub struct VerifyFence {
@@ -199,15 +218,6 @@ impl Step for VerifyFence {
         let h = ctx.host(&self.host)?;
         let t = h.spec.settings.step_timeout;
         let r = h.run(&sessions::fence_script(&accounts, &self.admin, t))?;
-        let newer = sessions::check_fence(&self.host, &r, watermark)?;
-        if newer > 0 {
-            ctx.report.warn(format!(
-                "{}: {newer} application session(s) logged in after the block; they have no write rights",
-                self.host
-            ));
-        }
-        Ok(Some(format!(
-            "fence holds: read_only=1, 0 pre-block sessions, {newer} newer"
-        )))
+        super::sessions::prove_fence(ctx, &self.host, &r, watermark).map(Some)
     }
 }

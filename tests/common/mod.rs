@@ -543,22 +543,13 @@ impl Lab {
         }
     }
 
-    /// The online stop/start hook called directly, with MHA's arguments.
-    pub fn online_hook(
-        &self,
-        command: &str,
-        orig: &str,
-        new: &str,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> Output {
+    /// MHA's arguments to the online hook for `command`, orig -> new.
+    fn online_args(&self, command: &str, orig: &str, new: &str) -> Vec<String> {
         let pw = self.var("MHALAB_MHA_PASSWORD");
-        let conf = format!("--conf={}", self.app_cnf());
-        let helper = format!("--helper-conf={}", self.helper_cnf());
-        let args: Vec<String> = vec![
+        vec![
             "master-ip-online-change".into(),
-            conf,
-            helper,
+            format!("--conf={}", self.app_cnf()),
+            format!("--helper-conf={}", self.helper_cnf()),
             format!("--command={command}"),
             format!("--orig_master_host={orig}"),
             format!(
@@ -576,10 +567,98 @@ impl Lab {
             "--orig_master_is_new_slave".into(),
             format!("--orig_master_password={}", mha_escape(&pw)),
             format!("--new_master_password={}", mha_escape(&pw)),
-        ];
+        ]
+    }
+
+    /// The online stop/start hook called directly, with MHA's arguments.
+    pub fn online_hook(
+        &self,
+        command: &str,
+        orig: &str,
+        new: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
+        let args = self.online_args(command, orig, new);
         let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
         all.extend_from_slice(extra);
         self.helper_env(&all, env)
+    }
+
+    /// The online hook started in the background.
+    pub fn online_hook_spawn(
+        &self,
+        command: &str,
+        orig: &str,
+        new: &str,
+        env: &[(&str, &str)],
+    ) -> std::process::Child {
+        let mut cmd = Command::new(lab_script());
+        cmd.arg("exec")
+            .arg("mgr")
+            .arg(bin())
+            .args(self.online_args(command, orig, new));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The dead-master hook's `stopssh` for `host`, as MHA sends it.
+    pub fn stopssh(&self, host: &str) -> Output {
+        let ip = format!(
+            "--orig_master_ip={}",
+            self.var(&format!("MHALAB_IP_{host}"))
+        );
+        let orig = format!("--orig_master_host={host}");
+        self.failover_hook(&[
+            &orig,
+            &ip,
+            "--orig_master_port=3306",
+            "--command=stopssh",
+            "--ssh_user=mha",
+        ])
+    }
+
+    /// The lab's MHA manager log.
+    pub fn manager_log(&self) -> String {
+        std::fs::read_to_string(self.var("MHALAB_MANAGER_LOG")).unwrap_or_default()
+    }
+
+    /// `masterha_manager` started in the manager's namespace, monitoring;
+    /// ended (its whole process group) when the value is dropped.
+    pub fn start_manager(&self) -> Manager {
+        use std::os::unix::process::CommandExt;
+        let conf = format!("--conf={}", self.app_cnf());
+        let child = Command::new(lab_script())
+            .args([
+                "exec",
+                "mgr",
+                "masterha_manager",
+                &conf,
+                "--ignore_last_failover",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let m = Manager { child };
+        let watching = wait_for(Duration::from_secs(30), || {
+            self.manager_log()
+                .contains("Ping(SELECT) succeeded, waiting until MySQL doesn't respond")
+        });
+        assert!(
+            watching,
+            "masterha_manager never started monitoring:\n{}",
+            self.manager_log()
+        );
+        m
     }
 
     pub fn recover(&self) -> Output {
@@ -686,6 +765,29 @@ impl Lab {
             ],
             env,
         )
+    }
+}
+
+/// A running masterha_manager (see `Lab::start_manager`).
+pub struct Manager {
+    child: std::process::Child,
+}
+
+impl Manager {
+    /// Wait up to `limit` for it to exit by itself (it does after a
+    /// failover); true if it did.
+    pub fn exits_within(&mut self, limit: Duration) -> bool {
+        wait_for(limit, || matches!(self.child.try_wait(), Ok(Some(_))))
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            // SAFETY: the process group of the manager this test started.
+            unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
     }
 }
 
