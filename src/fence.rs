@@ -93,14 +93,22 @@ pub fn leave_pending(
         replicated_up_to: replicated_up_to(setup, host),
         fencer_pid: None,
     };
+    let mut running = None;
     if let Ok(Some(old)) = read(state) {
         if old.host == host {
             p.since = old.since;
             p.replicated_up_to = old.replicated_up_to.or(p.replicated_up_to);
             p.new_master = old.new_master;
+            running = old.fencer_pid.filter(|pid| {
+                crate::state::lock::cmdline(*pid).is_some_and(|c| c.contains("mha-helper fence"))
+            });
         }
     }
-    match spawn(&setup.paths, state) {
+    // One background fencer is enough.
+    match running
+        .map(Ok)
+        .unwrap_or_else(|| spawn(&setup.paths, state))
+    {
         Ok(pid) => p.fencer_pid = Some(pid),
         Err(e) => log::error!("cannot start the background fencer: {e:#}"),
     }

@@ -105,12 +105,27 @@ impl Setup {
     /// Host specs for `names` (every server block when empty), with the
     /// helper's own known_hosts for keys learnt on first use.
     pub fn specs(&self, names: &[&str]) -> Result<Vec<HostSpec>> {
-        let own = self.state_path().join("known_hosts");
+        let own = self.own_known_hosts();
         let mut specs = cluster::specs(&self.mha, &self.helper, names)?;
         for s in &mut specs {
-            s.target.own_known_hosts = Some(own.clone());
+            s.target.own_known_hosts = own.clone();
         }
         Ok(specs)
+    }
+
+    /// The state directory's known_hosts, only when the directory passes
+    /// its checks and the file (if there) is a private file of ours: host
+    /// keys another user could plant are never read.
+    fn own_known_hosts(&self) -> Option<PathBuf> {
+        let state = self.state().ok()?;
+        let path = state.known_hosts();
+        match crate::state::open_private(&path, false) {
+            Ok(_) => Some(path),
+            Err(e) => {
+                log::warn!("{e:#}; not using it");
+                None
+            }
+        }
     }
 
     /// The MHA hostname for a name MHA passed (hostname, ip or block).
