@@ -800,6 +800,39 @@ mod tests {
         assert!(!f.seen[3].contains("KILL CONNECTION"), "killed once");
     }
 
+    /// A transport that keeps a process: answers the read-only question.
+    struct Keeps(&'static str);
+
+    impl Exec for Keeps {
+        fn host(&self) -> &str {
+            "db1"
+        }
+        fn exec(&mut self, _c: &str, _s: &[u8], _t: Duration) -> Result<Output> {
+            unreachable!("asked, not run")
+        }
+        fn ask(
+            &mut self,
+            command: &str,
+            prefix: &[u8],
+            line: &str,
+            tag: &str,
+            _t: Duration,
+        ) -> Result<String> {
+            assert!(command.contains("--unbuffered") && !command.contains("pa$$"));
+            assert!(String::from_utf8_lossy(prefix).starts_with("[client]\n"));
+            assert!(line.contains("@@GLOBAL.read_only") && line.ends_with(";\n"));
+            Ok(format!("{tag}{}", self.0))
+        }
+    }
+
+    #[test]
+    fn read_only_is_asked_of_a_kept_client_with_the_credentials_on_its_stdin() {
+        let t = Duration::from_secs(1);
+        assert!(ask_read_only(&mut Keeps("1"), &access(), t).unwrap());
+        assert!(!ask_read_only(&mut Keeps("0"), &access(), t).unwrap());
+        assert!(ask_read_only(&mut Keeps("x"), &access(), t).is_err());
+    }
+
     #[test]
     fn killed_client_is_not_a_success() {
         let s = Script::new(Duration::from_secs(30));

@@ -210,18 +210,39 @@ pub fn binlog_position(r: &crate::mysql::Results, name: &str) -> Option<String> 
     Some(format!("{}:{}", rec.text("File"), rec.text("Position")))
 }
 
-/// Prove every other host read-only, then make `target` writable and read
-/// it back, in one round trip. Returns when it became writable (unix ms)
-/// and the proof.
+/// What [`make_writable`] did.
+pub struct Writable {
+    /// When it became writable (unix ms).
+    pub at: u64,
+    pub proof: Proof,
+    /// Its binary log position just before (`file:pos`), when known.
+    pub binlog: Option<String>,
+}
+
+/// Prove every other host read-only (reading the target's server kind at
+/// the same time when it is not known yet), then record the target's
+/// binary log position, turn read_only off and read it back, in one round
+/// trip.
 pub fn make_writable(
     target: &mut Host,
     others: &mut [&mut Host],
     unreachable: &[String],
     required: &[String],
     timeout: Duration,
-) -> Result<(u64, Proof)> {
-    let proof = prove_read_only(others, unreachable, required, timeout)?;
+) -> Result<Writable> {
+    let (proof, info) = std::thread::scope(|s| {
+        let info = s.spawn(|| match target.info {
+            None => target.refresh_info().map(|_| ()),
+            Some(_) => Ok(()),
+        });
+        let proof = prove_read_only(others, unreachable, required, timeout);
+        (proof, info.join())
+    });
+    let proof = proof?;
+    info.map_err(|_| anyhow!("{}: thread panicked", target.name()))??;
+    let info = target.info()?.clone();
     let mut s = Script::new(timeout);
+    add_binlog_position(&mut s, &info, "binlog");
     s.exec("read_only off", WRITABLE);
     s.query("ro", READ);
     let r = target
@@ -237,7 +258,11 @@ pub fn make_writable(
     if let Some(info) = target.info.as_mut() {
         info.read_only = false;
     }
-    Ok((at, proof))
+    Ok(Writable {
+        at,
+        proof,
+        binlog: binlog_position(&r, "binlog"),
+    })
 }
 
 /// Split `hosts` into the one named `name` and all the others.

@@ -111,9 +111,8 @@ pub fn apply_undo(undo: &Undo, ctx: &mut Ctx, timeout: Duration) -> Result<()> {
         Undo::ReadOnly { host, .. } if undo.makes_writable() => {
             let unreachable = ctx.unreachable_names();
             let (target, mut others) = ops::read_only::split(&mut ctx.hosts, host)?;
-            let (_, proof) =
-                ops::read_only::make_writable(target, &mut others, &unreachable, &[], timeout)?;
-            log::info!("{host}: writable again ({})", proof.describe());
+            let w = ops::read_only::make_writable(target, &mut others, &unreachable, &[], timeout)?;
+            log::info!("{host}: writable again ({})", w.proof.describe());
             Ok(())
         }
         Undo::ReadOnly {

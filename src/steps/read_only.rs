@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use super::{Ctx, Step, Undo};
 use crate::config::helper::SuperReadOnly;
-use crate::mysql::{Script, ServerInfo};
+use crate::mysql::Script;
 use crate::ops::{read_only, sessions};
 use crate::state::journal::Journal;
 
@@ -117,8 +117,6 @@ pub struct MakeWritable {
     required: Vec<String>,
     /// What read-only state the undo puts back.
     before: (bool, Option<bool>),
-    /// When it became writable (unix ms), after apply.
-    pub writable_at: Option<u64>,
 }
 
 impl MakeWritable {
@@ -128,7 +126,6 @@ impl MakeWritable {
             host: host.to_string(),
             required: required.to_vec(),
             before: (true, None),
-            writable_at: None,
         }
     }
 
@@ -179,43 +176,16 @@ impl Step for MakeWritable {
         let unreachable = ctx.unreachable_names();
         let (target, mut others) = read_only::split(&mut ctx.hosts, &self.host)?;
         let timeout = target.spec.settings.step_timeout;
-        // The proof and this host's server kind, in one parallel round trip.
-        let (proof, info) = std::thread::scope(|s| {
-            let info = s.spawn(|| {
-                if target.info.is_none() {
-                    target.refresh_info().map(|_| ())
-                } else {
-                    Ok(())
-                }
-            });
-            let proof =
-                read_only::prove_read_only(&mut others, &unreachable, &self.required, timeout);
-            (proof, info.join())
-        });
-        let proof = proof?;
-        info.map_err(|_| anyhow::anyhow!("thread panicked"))??;
-        let info: ServerInfo = target.info()?.clone();
-        let mut s = Script::new(timeout);
-        read_only::add_binlog_position(&mut s, &info, "binlog");
-        s.exec("read_only off", read_only::WRITABLE);
-        s.query("ro", read_only::READ);
-        let r = target.run_with(&s, timeout)?;
-        let at = read_only::unix_ms();
-        if read_only::read_back(&r, "ro") != Some(false) {
-            anyhow::bail!("{}: read_only is still on after turning it off", self.host);
-        }
-        if let Some(i) = target.info.as_mut() {
-            i.read_only = false;
-        }
-        self.writable_at = Some(at);
+        let w =
+            read_only::make_writable(target, &mut others, &unreachable, &self.required, timeout)?;
         // The write outage of an online switch: first blocking statement to here.
         if let Some(b) = journal
             .note_value("block_started_ms")
             .and_then(|v| v.as_u64())
         {
-            ctx.report.write_block_ms = Some(at.saturating_sub(b));
+            ctx.report.write_block_ms = Some(w.at.saturating_sub(b));
         }
-        if let Some(pos) = read_only::binlog_position(&r, "binlog") {
+        if let Some(pos) = w.binlog {
             if let Err(e) = journal.note(&MakeWritable::note_key(&self.host), pos.clone().into()) {
                 log::error!(
                     "{}: cannot record the binlog position {pos}: {e:#}",
@@ -223,6 +193,6 @@ impl Step for MakeWritable {
                 );
             }
         }
-        Ok(Some(format!("writable; {}", proof.describe())))
+        Ok(Some(format!("writable; {}", w.proof.describe())))
     }
 }
