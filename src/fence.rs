@@ -58,7 +58,8 @@ pub struct Pending {
     /// The furthest position of its binary log that any replica had read
     /// (`file:pos`): writes beyond it never reached the new master.
     pub replicated_up_to: Option<String>,
-    /// The background fencer, once started.
+    /// A background fencer that was already running when this was
+    /// recorded (a new one is started otherwise).
     pub fencer_pid: Option<u32>,
 }
 
@@ -93,35 +94,41 @@ pub fn leave_pending(
         replicated_up_to: replicated_up_to(setup, host),
         fencer_pid: None,
     };
-    let mut running = None;
     if let Ok(Some(old)) = read(state) {
         if old.host == host {
             p.since = old.since;
             p.replicated_up_to = old.replicated_up_to.or(p.replicated_up_to);
             p.new_master = old.new_master;
-            running = old.fencer_pid.filter(|pid| {
-                crate::state::lock::cmdline(*pid).is_some_and(|c| c.contains("mha-helper fence"))
-            });
         }
     }
-    // One background fencer is enough.
-    match running
-        .map(Ok)
-        .unwrap_or_else(|| spawn(&setup.paths, state))
-    {
-        Ok(pid) => p.fencer_pid = Some(pid),
-        Err(e) => log::error!("cannot start the background fencer: {e:#}"),
+    // The record first: the fencer starts from it. One fencer is enough.
+    let running = running_fencer(setup);
+    p.fencer_pid = running;
+    let recorded = record(state, &p);
+    if running.is_none() && recorded.is_ok() {
+        if let Err(e) = spawn(&setup.paths, state) {
+            log::error!("cannot start the background fencer: {e:#}");
+        }
     }
-    match record(state, &p) {
+    match recorded {
         Ok(()) => log::error!(
             "{host} is NOT fenced ({reason}); it may still take writes. mha-helper keeps trying to \
-             fence it (pid {}); check with `mha-helper check`",
-            p.fencer_pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+             fence it in the background; check with `mha-helper check`"
         ),
         Err(e) => log::error!(
             "{host} is NOT fenced ({reason}) and the pending fence could not be recorded: {e:#}"
         ),
     }
+}
+
+/// A background fencer already running for this application, if any.
+fn running_fencer(setup: &Setup) -> Option<u32> {
+    let conf = setup.app_path().display().to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let c = crate::state::lock::cmdline(pid)?;
+        (c.contains(" fence ") && c.contains("--wait") && c.contains(&conf)).then_some(pid)
+    })
 }
 
 /// Say which master MHA failed over to (the start phase knows it).

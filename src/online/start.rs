@@ -169,7 +169,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
                     // the old master unproven: MHA goes on and opens the
                     // new master itself.
                     report.warn(format!("{e:#}"));
-                    return proof_only(setup, &m, specs, report, opts, started);
+                    return proof_only(&m, specs, report, opts, started);
                 }
             }
         }
@@ -204,6 +204,9 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
         undo_timeout,
     };
     let result = engine::run(&mut steps, &mut ctx, &mut journal, policy);
+    if result.is_ok() {
+        compare_new_master(&mut ctx, &m, &owed);
+    }
     ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
     ctx.collect_stats();
     let code = match result {
@@ -246,10 +249,31 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     Ok(code)
 }
 
+/// The new master's application grants should equal the old master's
+/// snapshot (the block was not binlogged): differences are warnings. Read
+/// after it is writable, outside the outage.
+fn compare_new_master(ctx: &mut Ctx, m: &Masters, owed: &Owed) {
+    let Some(Undo::Grants { snapshots, .. }) = &owed.grants else {
+        return;
+    };
+    let Ok(h) = ctx.host(&m.new) else { return };
+    let t = h.spec.settings.step_timeout;
+    match crate::ops::accounts::compare(h, snapshots, t) {
+        Ok(diffs) => {
+            for d in diffs {
+                ctx.report
+                    .warn(format!("{}: {d} (compared with the old master's)", m.new));
+            }
+        }
+        Err(e) => ctx
+            .report
+            .warn(format!("{}: cannot read grants: {e:#}", m.new)),
+    }
+}
+
 /// No journal and none can be made: prove the old master (and every other
 /// host) read-only and leave the new master to MHA (exit 10), or refuse.
 fn proof_only(
-    _setup: &Setup,
     m: &Masters,
     specs: Vec<crate::cluster::HostSpec>,
     mut report: Report,

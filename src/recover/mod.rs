@@ -134,6 +134,7 @@ pub fn run(paths: &ConfigPaths, opts: Options) -> Result<Code> {
         }
         Decision::Complete => completion(&ctx, &journal, facts.kind, &orig, &new),
     };
+    let undone = journal.pending_undos().len();
     let policy = Policy {
         on_failure: OnFailure::Continue,
         journal: JournalUse::Required,
@@ -151,7 +152,7 @@ pub fn run(paths: &ConfigPaths, opts: Options) -> Result<Code> {
         Decision::Undo { .. } => (
             format!(
                 "rolled back: {} change(s) undone; {orig} is the master as before",
-                steps.len()
+                undone
             ),
             "rolled-back",
         ),

@@ -294,10 +294,18 @@ pub fn spawn(p: &Spawn) -> Result<KeeperRef> {
                 p.log.display()
             );
         }
+        // It listens once its sessions are open; a host it could not
+        // reach is reached directly by the phases (or refused by them).
         if let Ok(st) = ping(&k) {
-            if p.hosts.iter().all(|h| st.hosts.iter().any(|k| k == h)) {
-                return Ok(k);
+            let missing: Vec<&&str> = p
+                .hosts
+                .iter()
+                .filter(|h| !st.hosts.iter().any(|k| k == *h))
+                .collect();
+            if !missing.is_empty() {
+                log::debug!("the session keeper has no session to {missing:?}");
             }
+            return Ok(k);
         }
         std::thread::sleep(Duration::from_millis(5));
     }
