@@ -32,6 +32,8 @@ use crate::steps::read_only::MakeWritable;
 use crate::steps::vip::MoveVip;
 use crate::steps::{Ctx, Step, Undo};
 
+type Steps = Vec<Box<dyn Step>>;
+
 /// What the journal of a stop says start owes.
 #[derive(Debug, Clone, Default)]
 pub struct Owed {
@@ -70,8 +72,16 @@ impl Owed {
 /// writable (the old one must be proven read-only), the VIP to it, the old
 /// master's grants back.
 pub fn plan(ctx: &Ctx, m: &Masters, owed: &Owed) -> Vec<Box<dyn Step>> {
+    let (mut open, restore) = plan_parts(ctx, m, owed);
+    open.extend(restore);
+    open
+}
+
+/// The same, in two parts: what opens the new master (inside the outage),
+/// and what happens on the old master after.
+fn plan_parts(ctx: &Ctx, m: &Masters, owed: &Owed) -> (Steps, Steps) {
     let (ro, sro) = owed.new_before.unwrap_or((true, None));
-    let mut steps: Vec<Box<dyn Step>> = vec![Box::new(
+    let mut open: Vec<Box<dyn Step>> = vec![Box::new(
         MakeWritable::new("new-master-writable", &m.new, std::slice::from_ref(&m.orig))
             .undoing_to(ro, sro),
     )];
@@ -79,25 +89,26 @@ pub fn plan(ctx: &Ctx, m: &Masters, owed: &Owed) -> Vec<Box<dyn Step>> {
         .find(&m.new)
         .is_some_and(|h| h.spec.settings.writer_vip.is_some());
     if vip {
-        steps.push(Box::new(MoveVip::new(
+        open.push(Box::new(MoveVip::new(
             "vip-arrive-new-master",
             &m.new,
             true,
         )));
     }
+    let mut restore: Vec<Box<dyn Step>> = Vec::new();
     if let Some(Undo::Grants {
         host,
         method,
         snapshots,
     }) = &owed.grants
     {
-        steps.push(Box::new(RestoreGrants::new(
+        restore.push(Box::new(RestoreGrants::new(
             host,
             *method,
             snapshots.clone(),
         )));
     }
-    steps
+    (open, restore)
 }
 
 pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
@@ -197,15 +208,22 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     ctx.unreachable = unreachable;
     ctx.report.journal = Some(journal.path().display().to_string());
     let owed = Owed::from_journal(Some(&journal), &m);
-    let mut steps = plan(&ctx, &m, &owed);
+    let (mut open, mut restore) = plan_parts(&ctx, &m, &owed);
     let policy = Policy {
         on_failure: OnFailure::Continue,
         journal: JournalUse::BestEffort,
         undo_timeout,
     };
-    let result = engine::run(&mut steps, &mut ctx, &mut journal, policy);
-    if result.is_ok() {
-        compare_new_master(&mut ctx, &m, &owed);
+    let mut result = engine::run(&mut open, &mut ctx, &mut journal, policy);
+    if !matches!(&result, Err(e) if is_refusal(e)) {
+        // The old master's grants, and (at the same time, on the other
+        // host) the new master's compared with them.
+        let rest = after_open(&mut ctx, &m, &owed, &mut restore, &mut journal, policy);
+        result = match (result, rest) {
+            (Ok(()), r) => r,
+            (Err(e), Ok(())) => Err(e),
+            (Err(a), Err(b)) => Err(a.context(crate::exit::message(&b))),
+        };
     }
     ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
     ctx.collect_stats();
@@ -249,26 +267,51 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     Ok(code)
 }
 
-/// The new master's application grants should equal the old master's
-/// snapshot (the block was not binlogged): differences are warnings. Read
-/// after it is writable, outside the outage.
-fn compare_new_master(ctx: &mut Ctx, m: &Masters, owed: &Owed) {
-    let Some(Undo::Grants { snapshots, .. }) = &owed.grants else {
-        return;
+/// Run `restore` (the old master) while the new master's application
+/// grants are compared with the old master's snapshot on another thread:
+/// they should be equal (the block was not binlogged); differences are
+/// warnings. Both after the new master is open, outside the outage.
+fn after_open(
+    ctx: &mut Ctx,
+    m: &Masters,
+    owed: &Owed,
+    restore: &mut [Box<dyn Step>],
+    journal: &mut Journal,
+    policy: Policy,
+) -> Result<()> {
+    let snapshots = match &owed.grants {
+        Some(Undo::Grants { snapshots, .. }) => snapshots.as_slice(),
+        _ => &[],
     };
-    let Ok(h) = ctx.host(&m.new) else { return };
-    let t = h.spec.settings.step_timeout;
-    match crate::ops::accounts::compare(h, snapshots, t) {
-        Ok(diffs) => {
+    let Some(i) = ctx.hosts.iter().position(|h| h.spec.name == m.new) else {
+        return engine::run(restore, ctx, journal, policy);
+    };
+    let mut new_host = ctx.hosts.remove(i);
+    let (compared, result) = std::thread::scope(|s| {
+        let h = &mut new_host;
+        let compare = s.spawn(move || {
+            let t = h.spec.settings.step_timeout;
+            crate::ops::accounts::compare(h, snapshots, t)
+        });
+        let result = engine::run(restore, ctx, journal, policy);
+        (compare.join(), result)
+    });
+    ctx.hosts.insert(i, new_host);
+    match compared {
+        Ok(Ok(diffs)) => {
             for d in diffs {
                 ctx.report
                     .warn(format!("{}: {d} (compared with the old master's)", m.new));
             }
         }
-        Err(e) => ctx
+        Ok(Err(e)) => ctx
             .report
             .warn(format!("{}: cannot read grants: {e:#}", m.new)),
+        Err(_) => ctx
+            .report
+            .warn(format!("{}: grant comparison panicked", m.new)),
     }
+    result
 }
 
 /// No journal and none can be made: prove the old master (and every other
