@@ -21,7 +21,7 @@ use crate::cluster::{self, Host, HostSpec};
 use crate::config::helper::BlockMethod;
 use crate::exit::Code;
 use crate::grants::{self, Account, Selection, Snapshot};
-use crate::mysql::{Script, ServerInfo};
+use crate::mysql::ServerInfo;
 use crate::ops::{self, accounts};
 use crate::setup::{ConfigPaths, Setup};
 use crate::state::StateDir;
@@ -103,10 +103,9 @@ fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
         Ok(None) => {}
         Err(e) => c.problems.push(format!("{e:#}")),
     }
-    let mut s = Script::new(h.spec.settings.step_timeout);
-    ServerInfo::add_queries(&mut s);
-    s.query("mygrants", "SHOW GRANTS");
-    let r = match h.run(&s) {
+    let r = match h.inspect(&|s| {
+        s.query("mygrants", "SHOW GRANTS");
+    }) {
         Ok(r) => r,
         Err(e) => {
             c.problems.push(crate::exit::message(&e));
@@ -116,7 +115,7 @@ fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
             });
         }
     };
-    let info = ServerInfo::parse(&r)?;
+    let info = h.info()?.clone();
     let mine = grants::grant_lines(&r, "mygrants");
     for (privs, why) in NEEDED {
         if !has_privilege(&mine, privs) {
@@ -128,7 +127,6 @@ fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
             ));
         }
     }
-    h.info = Some(info.clone());
     match accounts::load(h, sel) {
         Ok(loaded) => {
             if !loaded.roles_without_admin.is_empty()
@@ -270,21 +268,23 @@ fn judge(setup: &Setup, probes: &mut [Probe]) -> Option<String> {
         if let Some(m) = &master_name {
             if &rep.master_host != m && rep.master_host != master_ip {
                 p.check.problems.push(format!(
-                    "{host}: replicates from {}, not from the master {m}; repoint it (CHANGE MASTER TO)",
-                    rep.master_host
+                    "{host}: replicates from {}, not from the master {m}; repoint it ({})",
+                    rep.master_host,
+                    info.dialect().change_source()
                 ));
             }
         }
         if !rep.healthy() {
             p.check.problems.push(format!(
-                "{host}: replication stopped (IO {}, SQL {}){}; START SLAVE after fixing the cause",
+                "{host}: replication stopped (IO {}, SQL {}){}; {} after fixing the cause",
                 rep.io_running,
                 rep.sql_running,
                 if rep.last_error.is_empty() {
                     String::new()
                 } else {
                     format!(": {}", rep.last_error)
-                }
+                },
+                info.dialect().start_replica()
             ));
         } else if let Some(lag) = rep.seconds_behind.filter(|l| *l > 30) {
             p.check
@@ -649,6 +649,7 @@ mod tests {
             account: Account::new(u, "%"),
             grants: lines(g),
             locked: false,
+            default_roles: Vec::new(),
         };
         let master = vec![
             s("app", &["GRANT SELECT ON `appdb`.* TO `app`@`%`"]),

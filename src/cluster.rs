@@ -156,12 +156,35 @@ impl Host {
 
     /// Read (or re-read) what kind of server this is and its state.
     pub fn refresh_info(&mut self) -> Result<&ServerInfo> {
-        let mut s = Script::new(self.spec.settings.step_timeout);
-        ServerInfo::add_queries(&mut s);
-        let r = self.run(&s)?;
+        self.inspect(&|_| {})?;
+        self.info()
+    }
+
+    /// Read what kind of server this is and its state, with `extra`
+    /// queries in the same script. The first time, the replica status is
+    /// asked in the current form, and again in the old one only if the
+    /// server predates it; after that, in the form the server has.
+    pub fn inspect(&mut self, extra: &dyn Fn(&mut Script)) -> Result<Results> {
+        let known_old = self.info.as_ref().map(|i| {
+            i.dialect().replica_status() == crate::mysql::dialect::REPLICA_STATUS_OLD
+        });
+        let ask = |h: &mut Host, old: bool| {
+            let mut s = Script::new(h.spec.settings.step_timeout);
+            ServerInfo::add_queries(&mut s, old);
+            extra(&mut s);
+            h.run(&s)
+        };
+        let r = match ask(self, known_old.unwrap_or(false)) {
+            Err(e) if known_old.is_none() && ServerInfo::needs_old_replica_status(&e) => {
+                log::debug!("{}: no SHOW REPLICA STATUS; asking SHOW SLAVE STATUS", self.name());
+                ask(self, true)?
+            }
+            r => r?,
+        };
         let info =
             ServerInfo::parse(&r).with_context(|| format!("{}: server info", self.name()))?;
-        Ok(self.info.insert(info))
+        self.info = Some(info);
+        Ok(r)
     }
 
     pub fn info(&self) -> Result<&ServerInfo> {

@@ -123,6 +123,11 @@ pub struct Snapshot {
     pub grants: Vec<String>,
     /// Whether `SHOW CREATE USER` said ACCOUNT LOCK.
     pub locked: bool,
+    /// MySQL: the account's default roles (`mysql.default_roles`; MySQL's
+    /// `SHOW GRANTS` does not list them, and revoking a role drops it from
+    /// them). MariaDB's default role is a `SHOW GRANTS` line instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_roles: Vec<Account>,
 }
 
 /// A role granted to an account, read from its `SHOW GRANTS`.
@@ -150,14 +155,21 @@ pub fn roles_in(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Whether grant lines let their holder write despite read_only: SUPER,
-/// the server's bypass privilege, or ALL PRIVILEGES, on *.*.
-pub fn lines_bypass_read_only(lines: &[String], bypass: &str) -> bool {
+/// Whether grant lines let their holder write despite read_only: one of
+/// the server's `bypass` privileges (SUPER, CONNECTION_ADMIN, READ_ONLY
+/// ADMIN: see `Dialect::read_only_bypass`), or ALL PRIVILEGES, on *.*.
+pub fn lines_bypass_read_only(lines: &[String], bypass: &[&str]) -> bool {
     lines.iter().any(|g| {
-        g.contains(" ON *.* ")
-            && (g.starts_with("GRANT ALL PRIVILEGES ON *.*")
-                || g.contains("SUPER")
-                || g.contains(bypass))
+        let Some((privs, _)) = g
+            .strip_prefix("GRANT ")
+            .and_then(|rest| rest.split_once(" ON *.* "))
+        else {
+            return false;
+        };
+        privs
+            .split(',')
+            .map(str::trim)
+            .any(|p| p == "ALL PRIVILEGES" || p == "ALL" || bypass.contains(&p))
     })
 }
 
@@ -178,7 +190,7 @@ impl Snapshot {
 
     /// Whether the account's own grants give write access despite
     /// read_only (see also roles: `ops::accounts`).
-    pub fn bypasses_read_only(&self, bypass: &str) -> bool {
+    pub fn bypasses_read_only(&self, bypass: &[&str]) -> bool {
         lines_bypass_read_only(&self.grants, bypass)
     }
 }
@@ -219,8 +231,12 @@ pub fn roles_without_admin(needed: &BTreeSet<String>, results: &Results) -> Vec<
         .collect()
 }
 
-/// Queries for each account's grants and lock state, named by index.
-pub fn add_snapshot_queries(script: &mut Script, accounts: &[Account]) {
+/// Queries for each account's grants and lock state, named by index, and
+/// (`default_roles_table`: MySQL 8.0+) the default roles of all of them.
+pub fn add_snapshot_queries(script: &mut Script, accounts: &[Account], default_roles_table: bool) {
+    if default_roles_table {
+        add_default_roles_query(script, DEFAULT_ROLES, accounts);
+    }
     for (i, a) in accounts.iter().enumerate() {
         script.query(
             &format!("grants:{i}"),
@@ -231,6 +247,32 @@ pub fn add_snapshot_queries(script: &mut Script, accounts: &[Account]) {
             &format!("SHOW CREATE USER {}", a.sql()),
         );
     }
+}
+
+/// Result set names of the default-roles queries.
+const DEFAULT_ROLES: &str = "default_roles";
+const DEFAULT_ROLES_AFTER: &str = "after_default_roles";
+
+fn add_default_roles_query(script: &mut Script, name: &str, accounts: &[Account]) {
+    script.query(
+        name,
+        &format!(
+            "SELECT USER AS user, HOST AS host, DEFAULT_ROLE_USER AS role_user, \
+             DEFAULT_ROLE_HOST AS role_host FROM mysql.default_roles WHERE USER IN {} \
+             ORDER BY USER, HOST, DEFAULT_ROLE_USER, DEFAULT_ROLE_HOST",
+            user_list(accounts)
+        ),
+    );
+}
+
+/// The default roles of `a` in a default-roles result set.
+fn default_roles_of(results: &Results, name: &str, a: &Account) -> Vec<Account> {
+    results
+        .set(name)
+        .records()
+        .filter(|r| r.text("user") == a.user && r.text("host") == a.host)
+        .map(|r| Account::new(&r.text("role_user"), &r.text("role_host")))
+        .collect()
 }
 
 pub fn parse_snapshots(results: &Results, accounts: &[Account]) -> Result<Vec<Snapshot>> {
@@ -253,6 +295,7 @@ pub fn parse_snapshots(results: &Results, accounts: &[Account]) -> Result<Vec<Sn
                 account: a.clone(),
                 grants,
                 locked,
+                default_roles: default_roles_of(results, DEFAULT_ROLES, a),
             })
         })
         .collect()
@@ -380,6 +423,11 @@ pub fn add_restore(script: &mut Script, method: BlockMethod, snaps: &[Snapshot])
             for (s, line) in verbatim {
                 script.exec(&format!("restore {}", s.account.label()), line);
             }
+            for s in snaps {
+                if let Some(sql) = default_roles_sql(s) {
+                    script.exec(&format!("restore {}", s.account.label()), &sql);
+                }
+            }
         }
         BlockMethod::AccountLock => {
             let locked: Vec<&Snapshot> = snaps.iter().filter(|s| !s.locked).collect();
@@ -406,6 +454,9 @@ pub fn add_restore_each(script: &mut Script, method: BlockMethod, snaps: &[Snaps
                 for g in &s.grants {
                     script.exec(&label, g);
                 }
+                if let Some(sql) = default_roles_sql(s) {
+                    script.exec(&label, &sql);
+                }
             }
             BlockMethod::AccountLock => {
                 if !s.locked {
@@ -416,17 +467,55 @@ pub fn add_restore_each(script: &mut Script, method: BlockMethod, snaps: &[Snaps
         }
         script.query(&format!("after:{i}"), &format!("SHOW GRANTS FOR {acct}"));
     }
+    add_default_roles_readback(script, snaps);
+}
+
+/// MySQL: the statement that gives an account its default roles back.
+fn default_roles_sql(s: &Snapshot) -> Option<String> {
+    if s.default_roles.is_empty() {
+        return None;
+    }
+    let roles: Vec<String> = s.default_roles.iter().map(Account::sql).collect();
+    Some(format!(
+        "ALTER USER {} DEFAULT ROLE {}",
+        s.account.sql(),
+        roles.join(", ")
+    ))
+}
+
+/// Where any snapshot holds MySQL default roles, read them back too.
+fn add_default_roles_readback(script: &mut Script, snaps: &[Snapshot]) {
+    if snaps.iter().any(|s| !s.default_roles.is_empty()) {
+        let accounts: Vec<Account> = snaps.iter().map(|s| s.account.clone()).collect();
+        add_default_roles_query(script, DEFAULT_ROLES_AFTER, &accounts);
+    }
 }
 
 /// Accounts whose grants read back differ from the snapshot (as sets: the
-/// server may list equal grants in another order).
+/// server may list equal grants in another order), default roles included
+/// where they were read back.
 pub fn differences(results: &Results, snaps: &[Snapshot]) -> Vec<String> {
+    let roles_read = snaps.iter().any(|s| !s.default_roles.is_empty());
     snaps
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
             let after = grant_lines(results, &format!("after:{i}"));
-            let diff = diff_lines(&s.grants, &after);
+            let mut diff = diff_lines(&s.grants, &after);
+            if roles_read {
+                let now = default_roles_of(results, DEFAULT_ROLES_AFTER, &s.account);
+                if now != s.default_roles {
+                    let names = |v: &[Account]| v.iter().map(Account::label).collect::<Vec<_>>();
+                    if !diff.is_empty() {
+                        diff.push_str("; ");
+                    }
+                    diff.push_str(&format!(
+                        "default roles {:?}, expected {:?}",
+                        names(&now),
+                        names(&s.default_roles)
+                    ));
+                }
+            }
             (!diff.is_empty()).then(|| format!("{}: {}", s.account.label(), diff))
         })
         .collect()
@@ -450,6 +539,7 @@ pub fn add_readback(script: &mut Script, snaps: &[Snapshot]) {
             &format!("SHOW GRANTS FOR {}", s.account.sql()),
         );
     }
+    add_default_roles_readback(script, snaps);
 }
 
 /// A grant line in a form where equal grants read equal: MariaDB lists the
@@ -576,6 +666,7 @@ mod tests {
             account: Account::new("roleuser", "%"),
             grants: lines.iter().map(|s| s.to_string()).collect(),
             locked: false,
+            default_roles: Vec::new(),
         }
     }
 
@@ -630,6 +721,7 @@ mod tests {
                 "GRANT SELECT, INSERT ON `appdb`.* TO `a`@`%`".into(),
             ],
             locked: false,
+            default_roles: Vec::new(),
         };
         let b = Snapshot {
             account: Account::new("b", "%"),
@@ -640,6 +732,7 @@ mod tests {
                 "SET DEFAULT ROLE `app_writer` FOR `b`@`%`".into(),
             ],
             locked: false,
+            default_roles: Vec::new(),
         };
         let mut script = Script::new(std::time::Duration::from_secs(1));
         add_restore(&mut script, BlockMethod::Revoke, &[a.clone(), b.clone()]);
@@ -680,6 +773,7 @@ mod tests {
                 account: Account::new(&format!("u{i}"), "%"),
                 grants: vec![format!("GRANT USAGE ON *.* TO `u{i}`@`%`")],
                 locked: false,
+                default_roles: Vec::new(),
             })
             .collect();
         let mut script = Script::new(std::time::Duration::from_secs(1));
@@ -750,14 +844,33 @@ mod tests {
 
     #[test]
     fn bypass_detection_reads_global_grants_only() {
+        let maria: &[&str] = &["SUPER", "READ_ONLY ADMIN"];
         let s = snap(&["GRANT SUPER ON *.* TO `a`@`%`"]);
-        assert!(s.bypasses_read_only("READ_ONLY ADMIN"));
+        assert!(s.bypasses_read_only(maria));
         let s = snap(&["GRANT READ_ONLY ADMIN ON *.* TO `a`@`%`"]);
-        assert!(s.bypasses_read_only("READ_ONLY ADMIN"));
+        assert!(s.bypasses_read_only(maria));
         let s = snap(&["GRANT ALL PRIVILEGES ON *.* TO `a`@`%`"]);
-        assert!(s.bypasses_read_only("READ_ONLY ADMIN"));
+        assert!(s.bypasses_read_only(maria));
         let s = snap(&["GRANT ALL PRIVILEGES ON `appdb`.* TO `a`@`%`"]);
-        assert!(!s.bypasses_read_only("READ_ONLY ADMIN"));
+        assert!(!s.bypasses_read_only(maria));
+    }
+
+    #[test]
+    fn mysql_dynamic_privileges_that_write_through_read_only_are_found_as_whole_words() {
+        let mysql: &[&str] = &["SUPER", "CONNECTION_ADMIN"];
+        // MySQL prints dynamic privileges on a line of their own
+        let s = snap(&[
+            "GRANT USAGE ON *.* TO `c`@`%`",
+            "GRANT BINLOG_ADMIN,CONNECTION_ADMIN ON *.* TO `c`@`%`",
+        ]);
+        assert!(s.bypasses_read_only(mysql));
+        let s = snap(&["GRANT GROUP_REPLICATION_ADMIN,CONNECTION_ADMINISTRATOR ON *.* TO `c`@`%`"]);
+        assert!(!s.bypasses_read_only(mysql));
+        // and expands ALL PRIVILEGES into a list that holds SUPER
+        let s = snap(&["GRANT SELECT, INSERT, SUPER, CREATE USER ON *.* TO `r`@`%`"]);
+        assert!(s.bypasses_read_only(mysql));
+        let s = snap(&["GRANT SELECT, INSERT ON *.* TO `r`@`%`"]);
+        assert!(!s.bypasses_read_only(mysql));
     }
 
     #[test]

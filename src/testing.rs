@@ -104,7 +104,13 @@ impl Exec for FakeExec {
 /// `exec` as its connection.
 pub fn host(name: &str, mut exec: FakeExec, read_only: bool) -> Host {
     exec.read_only = read_only;
-    let dir = std::env::temp_dir().join(format!("mha-helper-fake-{}-{name}", std::process::id()));
+    // One directory per call: tests run in parallel and may share names.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "mha-helper-fake-{}-{n}-{name}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("app.cnf");
     std::fs::write(
@@ -131,6 +137,8 @@ pub fn host(name: &str, mut exec: FakeExec, read_only: bool) -> Host {
             connection_id: 7,
             current_user: "mha@%".into(),
             replica: None,
+            gtid_mode: false,
+            gtid_executed: String::new(),
         }),
     }
 }

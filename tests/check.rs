@@ -43,7 +43,10 @@ fn check_json_has_one_record_per_host() {
     assert_eq!(v["ok"], true);
     assert_eq!(v["master"], "db1");
     assert_eq!(hosts[1]["role"], "replica of db1");
-    assert_eq!(hosts[0]["server"]["flavor"], "mariadb");
+    assert_eq!(
+        hosts[0]["server"]["flavor"],
+        lab.sql_for("mariadb", "mysql")
+    );
     assert!(hosts[0]["application_accounts"].as_u64().unwrap() >= 6);
 }
 
@@ -128,7 +131,7 @@ fn check_fails_when_mariadb_on_db2_is_stopped() {
 #[test]
 fn check_fails_when_replication_on_db3_is_stopped() {
     let lab = Lab::lock();
-    lab.mysql("db3", "STOP SLAVE");
+    lab.stop_replica("db3");
     let o = lab.check(&[]);
     assert_fails_naming(&o, "db3", "replication stopped");
 }

@@ -52,7 +52,10 @@ fn failover_after_mariadb_on_db1_is_killed_keeps_every_replicated_transaction() 
         == 50
         && count(&lab, "db3") == 50));
     // db2 stops applying: what it still needs is only in its relay log
-    lab.mysql("db2", "STOP SLAVE SQL_THREAD");
+    lab.mysql(
+        "db2",
+        lab.sql_for("STOP SLAVE SQL_THREAD", "STOP REPLICA SQL_THREAD"),
+    );
     insert_rows(&lab, 50, "b");
     assert!(wait_for(Duration::from_secs(10), || count(&lab, "db3") == 100));
     std::thread::sleep(Duration::from_millis(300));

@@ -8,10 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn ip(lab: &Lab, h: &str) -> String {
-    lab.var(&format!("MHALAB_IP_{h}"))
-}
-
 fn stop(lab: &Lab) {
     let o = lab.online_hook("stop", "db1", "db2", &[], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
@@ -19,15 +15,7 @@ fn stop(lab: &Lab) {
 
 /// `host` replicates (configured, not started) from `source`.
 fn point_at(lab: &Lab, host: &str, source: &str) {
-    lab.mysql(
-        host,
-        &format!(
-            "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT=3306, MASTER_USER='repl', \
-             MASTER_PASSWORD='{}', MASTER_USE_GTID=no",
-            ip(lab, source),
-            lab.var("MHALAB_REPL_PASSWORD")
-        ),
-    );
+    lab.point_at(host, source);
 }
 
 /// Recover refuses with exit 3, says `why`, and changes nothing.
@@ -100,7 +88,7 @@ fn a_master_moved_to_a_third_host_is_refused_and_abandon_closes_the_journal_unto
     stop(&lab);
     point_at(&lab, "db1", "db3");
     point_at(&lab, "db2", "db3");
-    lab.mysql("db3", "STOP SLAVE; RESET SLAVE ALL");
+    lab.detach_replica("db3");
     assert_refused(&lab, "replicate from db3, which is neither db1 nor db2");
     let held = lab.state();
     let a = lab.recover_with(&["--abandon"]);
@@ -144,7 +132,7 @@ fn a_new_master_reset_by_hand_while_the_replicas_follow_the_old_one_is_undone() 
     let lab = Lab::lock();
     let mut before = lab.state();
     stop(&lab);
-    lab.mysql("db2", "STOP SLAVE; RESET SLAVE ALL");
+    lab.detach_replica("db2");
     let r = lab.recover();
     assert_eq!(r.status.code(), Some(0), "{}", both(&r));
     assert!(stderr(&r).contains("stays detached"), "{}", both(&r));

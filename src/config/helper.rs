@@ -170,7 +170,9 @@ pub struct HostSettings {
     /// The state directory (journal, lock, ...); `None`: `/var/lib/mha-helper`.
     pub journal_dir: Option<PathBuf>,
     /// The client run on the database host.
-    pub mysql_client: String,
+    /// The client program on the database hosts; None: `mariadb`, else
+    /// `mysql`, whichever the host has (MariaDB 11 may have only the first).
+    pub mysql_client: Option<String>,
     /// Socket path on the database host (exclusive with `mysql_host`).
     pub mysql_socket: Option<String>,
     /// Host the client connects to on the database host, with MHA's port.
@@ -200,7 +202,7 @@ impl Default for HostSettings {
             include_accounts: Vec::new(),
             super_read_only: SuperReadOnly::Auto,
             journal_dir: None,
-            mysql_client: "mysql".to_string(),
+            mysql_client: None,
             mysql_socket: None,
             mysql_host: None,
             mysql_defaults_file: None,
@@ -415,8 +417,9 @@ fn set(s: &mut HostSettings, key: &str, raw: &str) -> Result<(), String> {
         "include_accounts" => s.include_accounts = parse_accounts(raw)?,
         "journal_dir" => s.journal_dir = optional(value, absolute)?.map(PathBuf::from),
         "mysql_client" => {
-            s.mysql_client =
-                optional(value, any)?.ok_or("expected a path or a command name, e.g. mysql")?
+            s.mysql_client = Some(
+                optional(value, any)?.ok_or("expected a path or a command name, e.g. mysql")?,
+            )
         }
         "mysql_socket" => s.mysql_socket = optional(value, absolute)?,
         "mysql_host" => s.mysql_host = optional(value, no_blanks)?,
@@ -613,7 +616,7 @@ mod tests {
         assert_eq!(d.block_method, BlockMethod::Revoke);
         assert_eq!(d.grace_period, Duration::from_secs(5));
         assert_eq!(d.super_read_only, SuperReadOnly::Auto);
-        assert_eq!(d.mysql_client, "mysql");
+        assert_eq!(d.mysql_client, None);
         assert_eq!(
             (d.step_timeout, d.undo_timeout),
             (Duration::from_secs(30), Duration::from_secs(30))
@@ -818,7 +821,7 @@ mod tests {
             c.defaults().mysql_defaults_file.as_deref(),
             Some("/etc/mysql/helper.cnf")
         );
-        assert_eq!(c.defaults().mysql_client, "/usr/bin/mariadb");
+        assert_eq!(c.defaults().mysql_client.as_deref(), Some("/usr/bin/mariadb"));
         assert!(fails("[default]\nmysql_client =\n")
             .contains("mysql_client = '': expected a path or a command name"));
     }
@@ -837,7 +840,7 @@ mod tests {
         let c =
             load_text("  # comment\n[default]\nmysql_client = my#sql ; comment\n\r\n; another\n")
                 .unwrap();
-        assert_eq!(c.defaults().mysql_client, "my#sql");
+        assert_eq!(c.defaults().mysql_client.as_deref(), Some("my#sql"));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! The server is also told to give up first: `lock_wait_timeout` and the
 //! statement time limit are set below the timeout.
 
+pub mod dialect;
 pub mod output;
 pub mod server;
 
@@ -33,7 +34,9 @@ pub use server::{Flavor, ServerInfo};
 /// How the client on a host reaches that host's server, and as whom.
 #[derive(Debug, Clone)]
 pub struct Access {
-    pub client: String,
+    /// The client program; None: `mariadb`, else `mysql`, found on the host
+    /// by the same shell that runs it.
+    pub client: Option<String>,
     pub socket: Option<String>,
     pub host: Option<String>,
     pub port: u16,
@@ -44,6 +47,11 @@ pub struct Access {
 }
 
 impl Access {
+    /// The client for messages.
+    pub fn client_name(&self) -> &str {
+        self.client.as_deref().unwrap_or("mariadb or mysql")
+    }
+
     /// The option file sent on stdin (holds the password; never logged).
     fn option_file(&self) -> String {
         let mut f = String::from("[client]\n");
@@ -63,7 +71,10 @@ impl Access {
 
     /// The remote command line for an option file of `len` bytes.
     fn command(&self, len: usize) -> String {
-        let mut client = vec![shell_word(&self.client)];
+        let mut client = vec![match &self.client {
+            Some(c) => shell_word(c),
+            None => "\"$c\"".to_string(),
+        }];
         if let Some(df) = &self.defaults_file {
             client.push(shell_word(&format!("--defaults-file={df}")));
         }
@@ -78,8 +89,13 @@ impl Access {
             .map(String::from),
         );
         client.push(format!("--connect-timeout={}", self.connect_timeout.max(1)));
+        let find = if self.client.is_some() {
+            ""
+        } else {
+            "c=$(command -v mariadb || command -v mysql) || { echo 'neither mariadb nor mysql found' >&2; exit 127; }; "
+        };
         let inner = format!(
-            "echo {PID_TAG}$$ >&2; umask 077 && f=$(mktemp \"${{TMPDIR:-/tmp}}/mha-helper.XXXXXX\") && \
+            "{find}echo {PID_TAG}$$ >&2; umask 077 && f=$(mktemp \"${{TMPDIR:-/tmp}}/mha-helper.XXXXXX\") && \
              dd bs=1 count={len} of=\"$f\" 2>/dev/null && exec 3<\"$f\" && rm -f \"$f\" && exec {}",
             client.join(" ")
         );
@@ -349,7 +365,7 @@ pub fn run(
             step: None,
             message: format!(
                 "mysql client '{}' not found on the host ({stderr}); install it or set mysql_client",
-                access.client
+                access.client_name()
             ),
         });
     }
@@ -592,7 +608,7 @@ mod tests {
 
     fn access() -> Access {
         Access {
-            client: "mysql".into(),
+            client: Some("mysql".into()),
             socket: None,
             host: None,
             port: 3306,

@@ -56,12 +56,13 @@ pub fn run(ctx: &mut Ctx, orig: &str, new: &str, selection: &Selection) -> Resul
             loaded.roles_without_admin.join(", ")
         );
     }
-    let bypass = ctx.host(orig)?.info()?.read_only_bypass_privilege();
+    let bypass = ctx.host(orig)?.info()?.dialect().read_only_bypass();
     let privileged = loaded.bypassing_read_only(bypass);
+    let bypass = bypass.join("/");
     if !privileged.is_empty() {
         if method == BlockMethod::ReadOnlyOnly {
             bail!(
-                "{orig}: application account(s) {} hold SUPER/{bypass} (directly or through a role), \
+                "{orig}: application account(s) {} hold {bypass} (directly or through a role), \
                  so read_only would not stop them and block_method = read_only_only cannot block them; \
                  use revoke or account_lock, or add them to exclude_accounts if they are not the \
                  application's",
@@ -69,7 +70,7 @@ pub fn run(ctx: &mut Ctx, orig: &str, new: &str, selection: &Selection) -> Resul
             );
         }
         ctx.report.warn(format!(
-            "{orig}: application account(s) {} hold SUPER/{bypass} (read_only alone would not stop them); \
+            "{orig}: application account(s) {} hold {bypass} (read_only alone would not stop them); \
              block_method {method:?} blocks them",
             privileged.join(", ")
         ));
@@ -126,7 +127,7 @@ fn check_new_master(h: &mut Host, orig: &str, orig_ip: String) -> Result<()> {
     let name = h.name().to_string();
     let info = h.info()?;
     let Some(rep) = &info.replica else {
-        bail!("{name}: is not a replica, so it cannot take over from {orig}; check the MHA config and SHOW SLAVE STATUS");
+        bail!("{name}: is not a replica, so it cannot take over from {orig}; check the MHA config and the replica status there");
     };
     if rep.master_host != orig && rep.master_host != orig_ip {
         bail!(
@@ -151,7 +152,7 @@ fn check_new_master(h: &mut Host, orig: &str, orig_ip: String) -> Result<()> {
         Some(lag) => {
             bail!("{name}: {lag} s behind {orig} (limit {MAX_LAG_SECS} s); wait for it to catch up")
         }
-        None => bail!("{name}: replication lag unknown (Seconds_Behind_Master is NULL)"),
+        None => bail!("{name}: replication lag unknown (Seconds_Behind_Master/Source is NULL)"),
     }
 }
 

@@ -336,6 +336,7 @@ mod tests {
                 GRANT.into(),
             ],
             locked: false,
+            default_roles: Vec::new(),
         }
     }
 

@@ -47,7 +47,7 @@ pub struct AppAccounts {
 impl AppAccounts {
     /// Accounts that may write despite read_only (SUPER or the server's
     /// bypass privilege, held directly or through a role).
-    pub fn bypassing_read_only(&self, bypass: &str) -> Vec<String> {
+    pub fn bypassing_read_only(&self, bypass: &[&str]) -> Vec<String> {
         self.snapshots
             .iter()
             .filter(|s| {
@@ -77,6 +77,12 @@ fn held_roles(s: &Snapshot, role_grants: &BTreeMap<String, Vec<String>>) -> BTre
     seen
 }
 
+/// Whether the server keeps default roles in `mysql.default_roles` (MySQL
+/// 8.0+), outside `SHOW GRANTS`.
+pub fn mysql_roles(info: &crate::mysql::ServerInfo) -> bool {
+    info.flavor == Flavor::MySql && info.has_roles()
+}
+
 /// Read the application accounts of `host`, their snapshots, and the grants
 /// of the roles they hold.
 pub fn load(host: &mut Host, selection: &Selection) -> Result<AppAccounts> {
@@ -86,7 +92,7 @@ pub fn load(host: &mut Host, selection: &Selection) -> Result<AppAccounts> {
     let r = host.run(&s).context("listing accounts")?;
     let accounts = grants::select(&r, selection);
     let mut s = Script::new(host.spec.settings.step_timeout);
-    grants::add_snapshot_queries(&mut s, &accounts);
+    grants::add_snapshot_queries(&mut s, &accounts, mysql_roles(&info));
     let mariadb_roles = info.flavor == Flavor::MariaDb && info.has_roles();
     if mariadb_roles {
         grants::add_admin_roles_query(&mut s);
@@ -139,6 +145,11 @@ fn load_role_grants(host: &mut Host, snaps: &[Snapshot]) -> Result<BTreeMap<Stri
 /// saved line replayed verbatim, where an account that fails does not stop
 /// the others. Every failure is reported at the end. Returns the accounts
 /// restored.
+///
+/// MySQL refuses GRANT under `super_read_only` even to root: where it is
+/// on, it is lifted for the restore (`read_only` stays on, so only accounts
+/// that write through it could write meanwhile) and set again after, also
+/// when the restore fails.
 pub fn restore(
     host: &mut Host,
     method: BlockMethod,
@@ -148,6 +159,63 @@ pub fn restore(
     if snaps.is_empty() {
         return Ok(Vec::new());
     }
+    let lifted = if host.info()?.dialect().super_read_only_blocks_grants() {
+        lift_super_read_only(host, timeout)?
+    } else {
+        false
+    };
+    let restored = restore_grants(host, method, snaps, timeout);
+    if lifted {
+        let mut s = Script::new(timeout);
+        s.exec("set super_read_only again", "SET GLOBAL super_read_only = 1");
+        if let Err(e) = host.run_with(&s, timeout) {
+            let put_back = format!(
+                "{}: super_read_only was lifted to give grants back and could not be set again \
+                 ({}); read_only is still on; run SET GLOBAL super_read_only = 1 there",
+                host.name(),
+                crate::exit::message(&e)
+            );
+            return Err(match restored {
+                Ok(_) => anyhow::anyhow!(put_back),
+                Err(r) => r.context(put_back),
+            });
+        }
+    }
+    restored
+}
+
+/// Turn super_read_only off where it is on, in one script; whether it was.
+fn lift_super_read_only(host: &mut Host, timeout: Duration) -> Result<bool> {
+    let mut s = Script::new(timeout);
+    s.query("sro", "SELECT @@GLOBAL.super_read_only AS sro");
+    let r = host.run_with(&s, timeout)?;
+    let on = r.set("sro").records().next().is_some_and(|x| x.flag("sro"));
+    if on {
+        let mut s = Script::new(timeout);
+        s.exec(
+            "lift super_read_only (read_only stays on)",
+            "SET GLOBAL super_read_only = 0",
+        );
+        host.run_with(&s, timeout).with_context(|| {
+            format!(
+                "{}: cannot lift super_read_only to give grants back",
+                host.name()
+            )
+        })?;
+        log::info!(
+            "{}: super_read_only lifted while grants are given back (read_only stays on)",
+            host.name()
+        );
+    }
+    Ok(on)
+}
+
+fn restore_grants(
+    host: &mut Host,
+    method: BlockMethod,
+    snaps: &[Snapshot],
+    timeout: Duration,
+) -> Result<Vec<String>> {
     let mut s = Script::new(timeout).without_binlog();
     grants::add_restore(&mut s, method, snaps);
     match host.run_with(&s, timeout) {

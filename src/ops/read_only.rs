@@ -201,7 +201,7 @@ pub fn prove_read_only(
 
 /// The binary log position statement for `info`'s server.
 pub fn add_binlog_position(s: &mut Script, info: &ServerInfo, name: &str) {
-    s.query(name, info.binlog_status_sql());
+    s.query(name, info.dialect().binlog_status());
 }
 
 /// `file:pos` of the first row of a binary log status result set.
@@ -301,6 +301,8 @@ mod tests {
             connection_id: 1,
             current_user: "mha@%".into(),
             replica: None,
+            gtid_mode: false,
+            gtid_executed: String::new(),
         }
     }
 

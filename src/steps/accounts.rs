@@ -27,6 +27,8 @@ pub struct BlockAccounts {
     method: BlockMethod,
     selection: Selection,
     stmts: Vec<String>,
+    /// MySQL keeps default roles outside SHOW GRANTS: snapshot them too.
+    mysql_roles: bool,
 }
 
 impl BlockAccounts {
@@ -36,6 +38,7 @@ impl BlockAccounts {
             method,
             selection,
             stmts: Vec::new(),
+            mysql_roles: false,
         }
     }
 
@@ -45,7 +48,7 @@ impl BlockAccounts {
         // statement: the write outage starts at the second.
         s.query("t0", "SELECT UNIX_TIMESTAMP(NOW(6)) AS t");
         if self.method != BlockMethod::ReadOnlyOnly {
-            grants::add_snapshot_queries(&mut s, &ctx.app.accounts);
+            grants::add_snapshot_queries(&mut s, &ctx.app.accounts, self.mysql_roles);
         }
         s.query("t1", "SELECT UNIX_TIMESTAMP(NOW(6)) AS t");
         for st in &self.stmts {
@@ -87,7 +90,9 @@ impl Step for BlockAccounts {
             ctx.app.accounts = loaded.accounts;
             ctx.app.snapshots = loaded.snapshots;
         }
-        let flavor = ctx.host(&self.host)?.info()?.flavor;
+        let info = ctx.host(&self.host)?.info()?;
+        let flavor = info.flavor;
+        self.mysql_roles = ops::accounts::mysql_roles(info);
         let mut s = Script::new(Duration::from_secs(1));
         grants::add_block(&mut s, self.method, flavor, &ctx.app.snapshots);
         self.stmts = s.statements().split_off(2);

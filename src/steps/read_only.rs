@@ -166,7 +166,13 @@ impl Step for MakeWritable {
             .filter(|h| h.spec.name != self.host)
             .map(|h| format!("{}: {};  -- must read 1", h.spec.name, read_only::READ))
             .collect();
-        v.push(format!("{}: SHOW MASTER STATUS;", self.host));
+        let status = ctx
+            .hosts
+            .iter()
+            .find(|h| h.spec.name == self.host)
+            .and_then(|h| h.info.as_ref())
+            .map_or("SHOW MASTER STATUS", |i| i.dialect().binlog_status());
+        v.push(format!("{}: {status};", self.host));
         v.push(format!("{}: {};", self.host, read_only::WRITABLE));
         v.push(format!("{}: {};", self.host, read_only::READ));
         v

@@ -33,13 +33,20 @@ impl Step for RestartReplication {
     fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
         Ok(None)
     }
-    fn statements(&self, _ctx: &Ctx) -> Vec<String> {
-        vec!["START SLAVE;".into()]
+    fn statements(&self, ctx: &Ctx) -> Vec<String> {
+        let start = ctx
+            .hosts
+            .iter()
+            .find(|h| h.spec.name == self.host)
+            .and_then(|h| h.info.as_ref())
+            .map_or("START REPLICA", |i| i.dialect().start_replica());
+        vec![format!("{start};")]
     }
     fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
         let h = ctx.host(&self.host)?;
+        let start = h.info()?.dialect().start_replica();
         let mut s = Script::new(h.spec.settings.step_timeout);
-        s.exec("restart replication", "START SLAVE");
+        s.exec("restart replication", start);
         h.run(&s)?;
         Ok(None)
     }

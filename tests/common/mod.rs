@@ -1,5 +1,6 @@
 //! Shared plumbing for the end-to-end tests against the namespaced lab
-//! (`scripts/lab`): real MariaDB, real OpenSSH, real MHA.
+//! (`scripts/lab`): real MariaDB or MySQL (the lab's flavour, from
+//! `MHALAB_FLAVOUR`), real OpenSSH, real MHA.
 //!
 //! The lab is one shared resource, so every test takes [`Lab::lock`] (one at
 //! a time, even when the harness runs threads) and starts from
@@ -37,7 +38,7 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_mha-helper")
 }
 
-fn lab_script() -> PathBuf {
+pub fn lab_script() -> PathBuf {
     repo().join("scripts/lab")
 }
 
@@ -90,15 +91,83 @@ impl Lab {
             })
             .clone();
         lab(&["reset"]);
-        let hosts: Vec<(String, String)> = HOSTS
-            .iter()
-            .map(|h| (h.to_string(), env[&format!("MHALAB_MYCNF_{h}")].clone()))
-            .collect();
+        let hosts: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
         Lab {
             env,
-            watchdog: watchdog::Watchdog::start(&hosts),
+            watchdog: watchdog::Watchdog::start(&lab_script(), &hosts),
             _guard: guard,
         }
+    }
+
+    /// The lab's server is MySQL (else MariaDB).
+    pub fn is_mysql(&self) -> bool {
+        self.var("MHALAB_SERVER_KIND") == "mysql"
+    }
+
+    /// `mariadb` or `mysql`, as the lab's server needs it.
+    pub fn sql_for<'a>(&self, mariadb: &'a str, mysql: &'a str) -> &'a str {
+        if self.is_mysql() {
+            mysql
+        } else {
+            mariadb
+        }
+    }
+
+    /// Stop `host`'s replication threads.
+    pub fn stop_replica(&self, host: &str) {
+        self.mysql(host, self.sql_for("STOP SLAVE", "STOP REPLICA"));
+    }
+
+    /// Stop and forget `host`'s replication (it becomes a lone server).
+    pub fn detach_replica(&self, host: &str) {
+        self.mysql(
+            host,
+            self.sql_for("STOP SLAVE; RESET SLAVE ALL", "STOP REPLICA; RESET REPLICA ALL"),
+        );
+    }
+
+    /// `host` replicates (configured, not started) from `source`: by file
+    /// and position on MariaDB, by GTID on MySQL.
+    pub fn point_at(&self, host: &str, source: &str) {
+        let ip = self.var(&format!("MHALAB_IP_{source}"));
+        let pw = self.var("MHALAB_REPL_PASSWORD");
+        let sql = if self.is_mysql() {
+            format!(
+                "STOP REPLICA; CHANGE REPLICATION SOURCE TO SOURCE_HOST='{ip}', SOURCE_PORT=3306, \
+                 SOURCE_USER='repl', SOURCE_PASSWORD='{pw}', SOURCE_AUTO_POSITION=1, \
+                 GET_SOURCE_PUBLIC_KEY=1"
+            )
+        } else {
+            format!(
+                "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{ip}', MASTER_PORT=3306, MASTER_USER='repl', \
+                 MASTER_PASSWORD='{pw}', MASTER_USE_GTID=no"
+            )
+        };
+        self.mysql(host, &sql);
+    }
+
+    /// The privilege that lets an account write through read_only.
+    pub fn bypass_privilege(&self) -> &'static str {
+        if self.is_mysql() {
+            "CONNECTION_ADMIN"
+        } else {
+            "READ_ONLY ADMIN"
+        }
+    }
+
+    /// SQL that lists every account (roles left out on MariaDB, where they
+    /// have no host) as `'user'@'host'` strings, one per row, wrapped in
+    /// `before` and `after`.
+    fn accounts_sql(&self, before: &str, after: &str) -> String {
+        let filter = if self.is_mysql() {
+            ""
+        } else {
+            " WHERE is_role='N'"
+        };
+        format!(
+            "SELECT CONCAT({before}QUOTE(User), '@', QUOTE(Host){after}) FROM mysql.user{filter} \
+             ORDER BY User, Host"
+        )
     }
 
     /// Answered `read_only` readings the watchdog has taken so far.
@@ -194,10 +263,7 @@ impl Lab {
 
     /// Grants of every account on `host`, keyed by account, sorted lines.
     pub fn all_grants(&self, host: &str) -> Vec<(String, Vec<String>)> {
-        let users = self.mysql(
-            host,
-            "SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.user WHERE is_role='N' ORDER BY User, Host",
-        );
+        let users = self.mysql(host, &self.accounts_sql("", ""));
         let mut out = Vec::new();
         for acct in users.lines().skip(1) {
             let acct = acct.replace("\\\\", "\\");
@@ -381,22 +447,35 @@ pub struct HostState {
 }
 
 impl Lab {
-    /// Grants of every (non-role) account on `host`, in two client calls.
+    /// Grants of every account on `host` (MariaDB: roles left out), in two
+    /// client calls. On MySQL each account's default roles are added as
+    /// `DEFAULT ROLE 'r'@'h'` lines: MySQL's SHOW GRANTS does not show them.
     pub fn grants(&self, host: &str) -> Vec<(String, Vec<String>)> {
-        let users = self.mysql(
-            host,
-            "SELECT CONCAT('SHOW GRANTS FOR ', QUOTE(User), '@', QUOTE(Host), ';') FROM mysql.user \
-             WHERE is_role='N' ORDER BY User, Host",
-        );
-        let script: String = users
+        let users = self.mysql(host, &self.accounts_sql("'SHOW GRANTS FOR ', ", ", ';'"));
+        let mut script: String = users
             .lines()
             .skip(1)
             .map(|l| l.replace("\\\\", "\\") + "\n")
             .collect();
+        if self.is_mysql() {
+            script.push_str(
+                "SELECT CONCAT(USER, '@', HOST) AS `Grants for default roles`, \
+                 CONCAT('DEFAULT ROLE ', QUOTE(DEFAULT_ROLE_USER), '@', QUOTE(DEFAULT_ROLE_HOST)) \
+                 FROM mysql.default_roles ORDER BY 1, 2;\n",
+            );
+        }
         let out = lab_stdin(&["mysql", host], &script);
         let mut res: Vec<(String, Vec<String>)> = Vec::new();
+        let mut default_roles = false;
         for line in out.lines() {
-            if let Some(acct) = line.strip_prefix("Grants for ") {
+            if line.starts_with("Grants for default roles") {
+                default_roles = true;
+            } else if default_roles {
+                let (acct, role) = line.split_once('\t').unwrap_or((line, ""));
+                if let Some(e) = res.iter_mut().find(|(a, _)| a == acct) {
+                    e.1.push(role.to_string());
+                }
+            } else if let Some(acct) = line.strip_prefix("Grants for ") {
                 res.push((acct.to_string(), Vec::new()));
             } else if let Some(last) = res.last_mut() {
                 last.1.push(mha_helper::grants::normalize(line));
@@ -410,19 +489,21 @@ impl Lab {
 
     pub fn host_state(&self, host: &str) -> HostState {
         let ro = self.value(host, "SELECT @@GLOBAL.read_only") == "1";
-        let rep = self.mysql(host, "SHOW SLAVE STATUS");
+        let rep = self.mysql(host, self.sql_for("SHOW SLAVE STATUS", "SHOW REPLICA STATUS"));
         let replica_of = rep.lines().nth(1).map(|row| {
             let cols: Vec<&str> = rep.lines().next().unwrap().split('\t').collect();
             let vals: Vec<&str> = row.split('\t').collect();
-            let get = |n: &str| {
+            // MySQL's names first, then MariaDB's
+            let get = |mysql: &str, mariadb: &str| {
                 cols.iter()
-                    .position(|c| *c == n)
+                    .position(|c| *c == mysql || *c == mariadb)
                     .map(|i| vals[i].to_string())
                     .unwrap_or_default()
             };
             (
-                get("Master_Host"),
-                get("Slave_IO_Running") == "Yes" && get("Slave_SQL_Running") == "Yes",
+                get("Source_Host", "Master_Host"),
+                get("Replica_IO_Running", "Slave_IO_Running") == "Yes"
+                    && get("Replica_SQL_Running", "Slave_SQL_Running") == "Yes",
             )
         });
         HostState {

@@ -3,8 +3,8 @@
 //!
 //! "At most one writable host" is the one property a master switch must
 //! never break, and a test's own before/after checks cannot see a moment
-//! in the middle. So one `mariadb` client per db host (root over the host's
-//! socket, autocommit `SELECT @@GLOBAL.read_only` only: no transaction, no
+//! in the middle. So one client per db host (`scripts/lab client`: the host's
+//! own client, root over the host's socket, autocommit `SELECT @@GLOBAL.read_only` only: no transaction, no
 //! lock, no application account) reads `read_only` every [`PERIOD`], the
 //! hosts staggered so their readings interleave round-robin.
 //!
@@ -158,9 +158,9 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Start sampling `(host, my.cnf)` pairs; the option file's `[client]`
-    /// section must reach the host's server as root.
-    pub fn start(hosts: &[(String, String)]) -> Watchdog {
+    /// Start sampling `hosts`, each through `lab client HOST` (`lab` is
+    /// the lab script).
+    pub fn start(lab: &std::path::Path, hosts: &[String]) -> Watchdog {
         let start = Instant::now();
         let shared = Arc::new(Shared {
             readings: Mutex::new(vec![Vec::new(); hosts.len()]),
@@ -171,15 +171,15 @@ impl Watchdog {
         let threads = hosts
             .iter()
             .enumerate()
-            .map(|(i, (host, cnf))| {
-                let (host, cnf) = (host.clone(), cnf.clone());
+            .map(|(i, host)| {
+                let (host, lab) = (host.clone(), lab.to_path_buf());
                 let (shared, stop) = (shared.clone(), stop.clone());
                 let first = start + PERIOD * i as u32 / n;
-                std::thread::spawn(move || sample(i, &host, &cnf, first, start, &shared, &stop))
+                std::thread::spawn(move || sample(i, &host, &lab, first, start, &shared, &stop))
             })
             .collect();
         Watchdog {
-            hosts: hosts.iter().map(|(h, _)| h.clone()).collect(),
+            hosts: hosts.to_vec(),
             start,
             stopped_at: None,
             shared,
@@ -296,7 +296,7 @@ impl Drop for Watchdog {
 fn sample(
     i: usize,
     host: &str,
-    cnf: &str,
+    lab: &std::path::Path,
     first: Instant,
     start: Instant,
     shared: &Shared,
@@ -316,7 +316,7 @@ fn sample(
             next += PERIOD;
         }
         if client.is_none() {
-            client = Client::start(cnf).ok();
+            client = Client::start(lab, host).ok();
         }
         seq += 1;
         let sent = Instant::now();
@@ -343,8 +343,8 @@ enum Line {
     Err,
 }
 
-/// `mariadb` reading queries on stdin; its stdout and stderr lines arrive
-/// on one channel.
+/// The host's client reading queries on stdin; its stdout and stderr lines
+/// arrive on one channel.
 struct Client {
     child: Child,
     stdin: ChildStdin,
@@ -352,9 +352,10 @@ struct Client {
 }
 
 impl Client {
-    fn start(cnf: &str) -> std::io::Result<Client> {
-        let mut child = Command::new("mariadb")
-            .arg(format!("--defaults-file={cnf}"))
+    fn start(lab: &std::path::Path, host: &str) -> std::io::Result<Client> {
+        // `lab client` execs into the client: the child is the client.
+        let mut child = Command::new(lab)
+            .args(["client", host])
             .args(["--batch", "--skip-column-names", "--unbuffered", "--force"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
