@@ -139,7 +139,7 @@ fn check_fails_when_replication_on_db3_is_stopped() {
 #[test]
 fn check_fails_when_application_grants_differ_between_db1_and_db2() {
     let lab = Lab::lock();
-    lab.mysql(
+    lab.replica_sql(
         "db2",
         "SET sql_log_bin=0; GRANT DELETE ON appdb.* TO 'reporter'@'%'",
     );

@@ -16,6 +16,7 @@
 //! statement time limit are set below the timeout.
 
 pub mod dialect;
+pub mod gtid;
 pub mod output;
 pub mod server;
 

@@ -113,6 +113,19 @@ impl Lab {
         }
     }
 
+    /// SQL that changes a replica's own data or grants: the lab's MySQL
+    /// replicas run with super_read_only, lifted (read_only kept) around it.
+    pub fn replica_sql(&self, host: &str, sql: &str) -> String {
+        if self.is_mysql() {
+            self.mysql(
+                host,
+                &format!("SET GLOBAL super_read_only = 0; {sql}; SET GLOBAL super_read_only = 1"),
+            )
+        } else {
+            self.mysql(host, sql)
+        }
+    }
+
     /// Stop `host`'s replication threads.
     pub fn stop_replica(&self, host: &str) {
         self.mysql(host, self.sql_for("STOP SLAVE", "STOP REPLICA"));
