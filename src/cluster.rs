@@ -137,6 +137,33 @@ impl Host {
         )
     }
 
+    /// `@@GLOBAL.read_only` and `@@GLOBAL.gtid_executed` now, asked like
+    /// [`Host::read_only_now`]. Only for a MySQL server with GTID on.
+    pub fn read_only_and_gtid_now(&mut self, timeout: Duration) -> Result<(bool, String)> {
+        match mysql::ask_read_only_and_gtid(self.conn.as_mut(), &self.spec.access, timeout) {
+            Ok(r) => return Ok(r),
+            Err(e) => log::debug!(
+                "{}: no kept client ({e:#}); asking with a script",
+                self.name()
+            ),
+        }
+        let mut s = Script::new(timeout);
+        s.query(
+            "ro",
+            "SELECT @@GLOBAL.read_only AS read_only, @@GLOBAL.gtid_executed AS gtid",
+        );
+        let r = self.run_with(&s, timeout)?;
+        let ro = crate::ops::read_only::read_back(&r, "ro")
+            .ok_or_else(|| anyhow!("{}: read_only did not read back", self.name()))?;
+        let set = r
+            .set("ro")
+            .records()
+            .next()
+            .map(|x| mysql::server::gtid_set(&x.text("gtid")))
+            .unwrap_or_default();
+        Ok((ro, set))
+    }
+
     /// `@@GLOBAL.read_only` now: asked of the client kept running on the
     /// host when the transport keeps one (fast), else by a script.
     pub fn read_only_now(&mut self, timeout: Duration) -> Result<bool> {
@@ -165,9 +192,10 @@ impl Host {
     /// asked in the current form, and again in the old one only if the
     /// server predates it; after that, in the form the server has.
     pub fn inspect(&mut self, extra: &dyn Fn(&mut Script)) -> Result<Results> {
-        let known_old = self.info.as_ref().map(|i| {
-            i.dialect().replica_status() == crate::mysql::dialect::REPLICA_STATUS_OLD
-        });
+        let known_old = self
+            .info
+            .as_ref()
+            .map(|i| i.dialect().replica_status() == crate::mysql::dialect::REPLICA_STATUS_OLD);
         let ask = |h: &mut Host, old: bool| {
             let mut s = Script::new(h.spec.settings.step_timeout);
             ServerInfo::add_queries(&mut s, old);
@@ -176,7 +204,10 @@ impl Host {
         };
         let r = match ask(self, known_old.unwrap_or(false)) {
             Err(e) if known_old.is_none() && ServerInfo::needs_old_replica_status(&e) => {
-                log::debug!("{}: no SHOW REPLICA STATUS; asking SHOW SLAVE STATUS", self.name());
+                log::debug!(
+                    "{}: no SHOW REPLICA STATUS; asking SHOW SLAVE STATUS",
+                    self.name()
+                );
                 ask(self, true)?
             }
             r => r?,

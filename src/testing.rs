@@ -107,10 +107,8 @@ pub fn host(name: &str, mut exec: FakeExec, read_only: bool) -> Host {
     // One directory per call: tests run in parallel and may share names.
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "mha-helper-fake-{}-{n}-{name}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("mha-helper-fake-{}-{n}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("app.cnf");
     std::fs::write(
@@ -139,6 +137,7 @@ pub fn host(name: &str, mut exec: FakeExec, read_only: bool) -> Host {
             replica: None,
             gtid_mode: false,
             gtid_executed: String::new(),
+            server_uuid: String::new(),
         }),
     }
 }

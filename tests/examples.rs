@@ -22,6 +22,8 @@ fn helper_example_loads_with_the_documented_defaults() {
     assert!(d.writer_vip.is_none());
     assert!(d.requires_arping);
     assert!(!d.requires_sudo);
+    // found on each host: mariadb, else mysql
+    assert_eq!(d.mysql_client, None);
 }
 
 #[test]

@@ -122,7 +122,11 @@ fn an_application_account_that_writes_through_read_only_is_refused_when_only_rea
     std::thread::sleep(Duration::from_millis(300));
     lab.set_helper_conf("[default]\nblock_method = read_only_only\n");
     let before = lab.state();
-    assert_refused(&lab, &before, &format!("'admin_app'@'%' hold SUPER/{bypass}"));
+    assert_refused(
+        &lab,
+        &before,
+        &format!("'admin_app'@'%' hold SUPER/{bypass}"),
+    );
     // with revoke they are blocked like any other account: a warning only
     lab.set_helper_conf("[default]\nblock_method = revoke\n");
     let o = lab.online_hook("stop", "db1", "db2", &["--dry-run"], &[]);

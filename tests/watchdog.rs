@@ -115,8 +115,7 @@ fn watchdog_keeps_sampling_across_a_reset_and_a_killed_master_without_a_false_vi
 
 #[test]
 fn an_unreadable_host_gives_unknown_readings_and_never_writable_ones() {
-    let mut w =
-        common::watchdog::Watchdog::start(&common::lab_script(), &["nowhere".to_string()]);
+    let mut w = common::watchdog::Watchdog::start(&common::lab_script(), &["nowhere".to_string()]);
     std::thread::sleep(Duration::from_millis(200));
     w.stop();
     let r = w.readings("nowhere");

@@ -417,9 +417,8 @@ fn set(s: &mut HostSettings, key: &str, raw: &str) -> Result<(), String> {
         "include_accounts" => s.include_accounts = parse_accounts(raw)?,
         "journal_dir" => s.journal_dir = optional(value, absolute)?.map(PathBuf::from),
         "mysql_client" => {
-            s.mysql_client = Some(
-                optional(value, any)?.ok_or("expected a path or a command name, e.g. mysql")?,
-            )
+            s.mysql_client =
+                Some(optional(value, any)?.ok_or("expected a path or a command name, e.g. mysql")?)
         }
         "mysql_socket" => s.mysql_socket = optional(value, absolute)?,
         "mysql_host" => s.mysql_host = optional(value, no_blanks)?,
@@ -821,7 +820,10 @@ mod tests {
             c.defaults().mysql_defaults_file.as_deref(),
             Some("/etc/mysql/helper.cnf")
         );
-        assert_eq!(c.defaults().mysql_client.as_deref(), Some("/usr/bin/mariadb"));
+        assert_eq!(
+            c.defaults().mysql_client.as_deref(),
+            Some("/usr/bin/mariadb")
+        );
         assert!(fails("[default]\nmysql_client =\n")
             .contains("mysql_client = '': expected a path or a command name"));
     }

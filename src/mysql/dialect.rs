@@ -147,7 +147,13 @@ mod tests {
         assert!(m.has_kill_user());
         assert!(!m.super_read_only_blocks_grants());
         assert_eq!(m.read_only_bypass(), &["SUPER", "READ_ONLY ADMIN"]);
-        assert_eq!(d(Flavor::MariaDb, (10, 4, 30)).replica_status(), "SHOW SLAVE STATUS");
-        assert_eq!(d(Flavor::MariaDb, (10, 6, 0)).read_only_bypass(), &["SUPER"]);
+        assert_eq!(
+            d(Flavor::MariaDb, (10, 4, 30)).replica_status(),
+            "SHOW SLAVE STATUS"
+        );
+        assert_eq!(
+            d(Flavor::MariaDb, (10, 6, 0)).read_only_bypass(),
+            &["SUPER"]
+        );
     }
 }

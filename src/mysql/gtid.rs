@@ -89,6 +89,19 @@ impl GtidSet {
         out
     }
 
+    /// The set without the transactions of server `uuid`.
+    pub fn without_source(&self, uuid: &str) -> GtidSet {
+        let uuid = uuid.to_ascii_lowercase();
+        GtidSet {
+            sources: self
+                .sources
+                .iter()
+                .filter(|((u, _), _)| *u != uuid)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
     /// Every transaction of `self` is in `other`.
     pub fn is_subset_of(&self, other: &GtidSet) -> bool {
         self.minus(other).is_empty()
@@ -151,7 +164,10 @@ mod tests {
         assert_eq!(s.count(), 28);
         assert!(set("").is_empty());
         // adjacent and overlapping intervals merge
-        assert_eq!(set(&format!("{A}:5-9:1-4:8-12")).to_string(), format!("{A}:1-12"));
+        assert_eq!(
+            set(&format!("{A}:5-9:1-4:8-12")).to_string(),
+            format!("{A}:1-12")
+        );
     }
 
     #[test]
@@ -173,9 +189,20 @@ mod tests {
     }
 
     #[test]
+    fn errant_transactions_are_those_of_other_sources_than_the_master() {
+        // db2 read after db1 committed A:31: not errant, db1 is A
+        let old = set(&format!("{A}:1-30"));
+        let new = set(&format!("{A}:1-31,{B}:1"));
+        let errant = new.minus(&old).without_source(A);
+        assert_eq!(errant.to_string(), format!("{B}:1"));
+    }
+
+    #[test]
     fn garbage_is_refused_with_the_part_named() {
         assert!(GtidSet::parse("db1:1-5").unwrap_err().contains("db1:1-5"));
-        assert!(GtidSet::parse(&format!("{A}:5-1")).unwrap_err().contains("5-1"));
+        assert!(GtidSet::parse(&format!("{A}:5-1"))
+            .unwrap_err()
+            .contains("5-1"));
         assert!(GtidSet::parse(&format!("{A}:0")).is_err());
     }
 }

@@ -558,18 +558,42 @@ const ASK_TAG: &str = "mha-helper-ask\t";
 /// such questions (see `Exec::ask`): about a millisecond once it runs,
 /// where a script costs a client start and a login.
 pub fn ask_read_only(conn: &mut dyn Exec, access: &Access, timeout: Duration) -> Result<bool> {
+    ask(conn, access, timeout, false).map(|(ro, _)| ro)
+}
+
+/// `@@GLOBAL.read_only` and `@@GLOBAL.gtid_executed` (MySQL with GTID),
+/// asked the same way in one question.
+pub fn ask_read_only_and_gtid(
+    conn: &mut dyn Exec,
+    access: &Access,
+    timeout: Duration,
+) -> Result<(bool, String)> {
+    ask(conn, access, timeout, true)
+}
+
+fn ask(
+    conn: &mut dyn Exec,
+    access: &Access,
+    timeout: Duration,
+    gtid: bool,
+) -> Result<(bool, String)> {
     let options = access.option_file();
     let command = access.command(options.len());
-    let answer = conn.ask(
-        &command,
-        options.as_bytes(),
-        "SELECT 'mha-helper-ask' AS tag, @@GLOBAL.read_only AS ro;\n",
-        ASK_TAG,
-        timeout,
-    )?;
-    match answer.strip_prefix(ASK_TAG).map(str::trim) {
-        Some("1") => Ok(true),
-        Some("0") => Ok(false),
+    let question = if gtid {
+        "SELECT 'mha-helper-ask' AS tag, @@GLOBAL.read_only AS ro, \
+         REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid;\n"
+    } else {
+        "SELECT 'mha-helper-ask' AS tag, @@GLOBAL.read_only AS ro;\n"
+    };
+    let answer = conn.ask(&command, options.as_bytes(), question, ASK_TAG, timeout)?;
+    let rest = answer.strip_prefix(ASK_TAG).map(str::trim_end);
+    let (ro, set) = match rest {
+        Some(r) => r.split_once('\t').unwrap_or((r, "")),
+        None => anyhow::bail!("{}: unexpected answer {answer:?}", conn.host()),
+    };
+    match ro.trim() {
+        "1" => Ok((true, server::gtid_set(set))),
+        "0" => Ok((false, server::gtid_set(set))),
         _ => anyhow::bail!("{}: unexpected answer {answer:?}", conn.host()),
     }
 }

@@ -97,6 +97,9 @@ pub struct ServerInfo {
     /// MySQL `gtid_executed` when GTID is on (empty otherwise).
     #[serde(default)]
     pub gtid_executed: String,
+    /// MySQL `server_uuid` (empty on MariaDB).
+    #[serde(default)]
+    pub server_uuid: String,
 }
 
 impl ServerInfo {
@@ -116,7 +119,7 @@ impl ServerInfo {
         script.query(
             "variables",
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
-             ('super_read_only', 'gtid_mode', 'gtid_executed')",
+             ('super_read_only', 'gtid_mode', 'gtid_executed', 'server_uuid')",
         );
         script.query(
             "replica",
@@ -186,6 +189,9 @@ impl ServerInfo {
             replica,
             gtid_mode,
             gtid_executed,
+            server_uuid: var("server_uuid")
+                .map(|rec| rec.text("Value"))
+                .unwrap_or_default(),
         })
     }
 
@@ -216,7 +222,6 @@ impl ServerInfo {
             Flavor::MySql => self.at_least((8, 0, 0)),
         }
     }
-
 
     /// Short description for tables: `MariaDB 10.11.19`.
     pub fn label(&self) -> String {
@@ -281,7 +286,10 @@ mod tests {
         assert_eq!(info.super_read_only, None);
         assert!(info.read_only);
         assert!(info.has_account_lock());
-        assert_eq!(info.dialect().read_only_bypass(), &["SUPER", "READ_ONLY ADMIN"]);
+        assert_eq!(
+            info.dialect().read_only_bypass(),
+            &["SUPER", "READ_ONLY ADMIN"]
+        );
         let rep = info.replica.unwrap();
         assert!(rep.healthy());
         assert_eq!(rep.master_host, "db1");

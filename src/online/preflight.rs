@@ -43,6 +43,10 @@ pub fn run(ctx: &mut Ctx, orig: &str, new: &str, selection: &Selection) -> Resul
     }
     let orig_ip = ctx.host(orig)?.spec.server.ip.clone();
     check_new_master(ctx.host(new)?, orig, orig_ip)?;
+    match (ctx.find(new), ctx.find(orig)) {
+        (Some(n), Some(o)) => check_errant(n, o)?,
+        _ => bail!("{new}/{orig}: no open connection"),
+    }
     let method = ctx.host(orig)?.spec.settings.block_method;
     check_old_master(ctx.host(orig)?)?;
     check_vip(ctx, orig, new)?;
@@ -119,6 +123,36 @@ fn check_vip(ctx: &mut Ctx, orig: &str, new: &str) -> Result<()> {
         if h.spec.name == new && here == Some(true) {
             bail!("{new}: already holds the writer VIP while {orig} is the master; take it off {new} first");
         }
+    }
+    Ok(())
+}
+
+/// With GTID on both: the new master must hold no transaction of its own
+/// (or of any server but the old master) that the old master lacks, or the
+/// old master, repointed to it, would stop on them.
+fn check_errant(new: &Host, orig: &Host) -> Result<()> {
+    use crate::mysql::gtid::GtidSet;
+    let (n, o) = (new.info()?, orig.info()?);
+    if !(n.gtid_mode && o.gtid_mode) {
+        return Ok(());
+    }
+    let parse = |h: &Host, s: &str| {
+        GtidSet::parse(s).map_err(|e| anyhow::anyhow!("{}: gtid_executed: {e}", h.name()))
+    };
+    let errant = parse(new, &n.gtid_executed)?
+        .minus(&parse(orig, &o.gtid_executed)?)
+        .without_source(&o.server_uuid);
+    if !errant.is_empty() {
+        bail!(
+            "{}: has {} transaction(s) {} never had (errant GTIDs {errant}); {} would stop \
+             replicating from it. Find out where they came from; inject empty transactions for \
+             them on {} if they must stay, then retry",
+            new.name(),
+            errant.count(),
+            orig.name(),
+            orig.name(),
+            orig.name()
+        );
     }
     Ok(())
 }

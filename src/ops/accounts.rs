@@ -167,7 +167,10 @@ pub fn restore(
     let restored = restore_grants(host, method, snaps, timeout);
     if lifted {
         let mut s = Script::new(timeout);
-        s.exec("set super_read_only again", "SET GLOBAL super_read_only = 1");
+        s.exec(
+            "set super_read_only again",
+            "SET GLOBAL super_read_only = 1",
+        );
         if let Err(e) = host.run_with(&s, timeout) {
             let put_back = format!(
                 "{}: super_read_only was lifted to give grants back and could not be set again \

@@ -124,6 +124,9 @@ pub struct Proof {
     pub read_only: Vec<String>,
     /// Hosts that did not answer (and were allowed not to).
     pub unreachable: Vec<String>,
+    /// The `gtid_executed` of each required host with GTID on, read in the
+    /// same question as its read_only: what it committed before its fence.
+    pub gtid_executed: Vec<(String, String)>,
 }
 
 impl Proof {
@@ -159,7 +162,16 @@ pub fn prove_read_only(
         )
         .context(Refused));
     }
-    let results = cluster::parallel(others, |h| h.read_only_now(timeout));
+    let results = cluster::parallel(others, |h| {
+        let gtid =
+            required.iter().any(|r| r == h.name()) && h.info.as_ref().is_some_and(|i| i.gtid_mode);
+        if gtid {
+            h.read_only_and_gtid_now(timeout)
+                .map(|(ro, set)| (ro, Some(set)))
+        } else {
+            h.read_only_now(timeout).map(|ro| (ro, None))
+        }
+    });
     let mut proof = Proof {
         unreachable: unreachable.to_vec(),
         ..Proof::default()
@@ -168,8 +180,13 @@ pub fn prove_read_only(
     let mut failed = Vec::new();
     for (h, r) in others.iter().zip(results) {
         match r {
-            Ok(true) => proof.read_only.push(h.name().to_string()),
-            Ok(false) => writable.push(h.name().to_string()),
+            Ok((true, set)) => {
+                proof.read_only.push(h.name().to_string());
+                if let Some(set) = set.filter(|s| !s.is_empty()) {
+                    proof.gtid_executed.push((h.name().to_string(), set));
+                }
+            }
+            Ok((false, _)) => writable.push(h.name().to_string()),
             // No server listening there: it cannot take writes.
             Err(e) if crate::mysql::server_down(&e) && !required.iter().any(|r| r == h.name()) => {
                 proof
@@ -222,7 +239,10 @@ pub struct Writable {
 /// Prove every other host read-only (reading the target's server kind at
 /// the same time when it is not known yet), then record the target's
 /// binary log position, turn read_only off and read it back, in one round
-/// trip.
+/// trip. Where GTID is on, the same script first waits (briefly) until the
+/// target has executed every transaction a required host (the fenced old
+/// master of a switch) had committed, and stops before the `SET` if not:
+/// lag figures say nothing about a transaction the new master never got.
 pub fn make_writable(
     target: &mut Host,
     others: &mut [&mut Host],
@@ -242,12 +262,24 @@ pub fn make_writable(
     info.map_err(|_| anyhow!("{}: thread panicked", target.name()))??;
     let info = target.info()?.clone();
     let mut s = Script::new(timeout);
+    let catch_up: Vec<&(String, String)> = if info.gtid_mode {
+        proof.gtid_executed.iter().collect()
+    } else {
+        Vec::new()
+    };
+    let wait = (crate::mysql::server_limit(timeout).as_secs() / 2).max(1);
+    for (_, set) in &catch_up {
+        s.query(CATCH_UP, &catch_up_sql(set, wait));
+    }
     add_binlog_position(&mut s, &info, "binlog");
     s.exec("read_only off", WRITABLE);
     s.query("ro", READ);
-    let r = target
-        .run_with(&s, timeout)
-        .with_context(|| format!("{}: turning read_only off", target.name()))?;
+    let r = match target.run_with(&s, timeout) {
+        Err(e) if failed_at(&e, CATCH_UP) => {
+            return Err(lacks(target, &catch_up, wait, timeout).context(Refused));
+        }
+        r => r.with_context(|| format!("{}: turning read_only off", target.name()))?,
+    };
     let at = unix_ms();
     if read_back(&r, "ro") != Some(false) {
         bail!(
@@ -263,6 +295,74 @@ pub fn make_writable(
         proof,
         binlog: binlog_position(&r, "binlog"),
     })
+}
+
+/// The label of the catch-up query.
+const CATCH_UP: &str = "catch-up";
+
+/// A query that waits up to `wait_s` for `set` to be executed here and
+/// fails (so the script stops) if it is not: `WAIT_FOR_EXECUTED_GTID_SET`
+/// answers 0 once it is, and a scalar subquery of two rows is an error.
+pub fn catch_up_sql(set: &str, wait_s: u64) -> String {
+    format!(
+        "SELECT IF(WAIT_FOR_EXECUTED_GTID_SET({}, {wait_s}) = 0, 1, \
+         (SELECT 1 UNION ALL SELECT 2)) AS caught_up",
+        crate::quote::sql_string(set)
+    )
+}
+
+fn failed_at(e: &anyhow::Error, step: &str) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::mysql::Error>()
+            .is_some_and(|m| m.step.as_deref() == Some(step))
+    })
+}
+
+/// The refusal when the target lacks transactions of a fenced host, naming
+/// them (asked again, now that the wait is over).
+fn lacks(
+    target: &mut Host,
+    sources: &[&(String, String)],
+    wait: u64,
+    timeout: Duration,
+) -> anyhow::Error {
+    let mut s = Script::new(timeout);
+    for (i, (_, set)) in sources.iter().enumerate() {
+        s.query(
+            &format!("missing:{i}"),
+            &format!(
+                "SELECT GTID_SUBTRACT({}, @@GLOBAL.gtid_executed) AS missing",
+                crate::quote::sql_string(set)
+            ),
+        );
+    }
+    let missing: Vec<String> = match target.run_with(&s, timeout) {
+        Ok(r) => sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (host, _))| {
+                let m = r
+                    .set(&format!("missing:{i}"))
+                    .records()
+                    .next()?
+                    .text("missing");
+                (!m.is_empty()).then(|| format!("{host}'s {m}"))
+            })
+            .collect(),
+        Err(e) => vec![format!("(cannot tell which: {})", crate::exit::message(&e))],
+    };
+    anyhow!(
+        "{}: has not executed every transaction {} committed before its fence, even after \
+         waiting {wait} s (missing: {}); it stays read-only. Let replication catch up (or find \
+         where those transactions went), then run `mha-helper recover`",
+        target.name(),
+        sources
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        missing.join("; ")
+    )
 }
 
 /// Split `hosts` into the one named `name` and all the others.
@@ -303,6 +403,7 @@ mod tests {
             replica: None,
             gtid_mode: false,
             gtid_executed: String::new(),
+            server_uuid: String::new(),
         }
     }
 
@@ -318,6 +419,16 @@ mod tests {
             vec!["SET GLOBAL read_only = 0"]
         );
         assert!(statements("db1", &i, true, SuperReadOnly::On).is_err());
+    }
+
+    #[test]
+    fn the_catch_up_check_stops_the_script_unless_the_set_is_executed_in_time() {
+        let sql = catch_up_sql("888848d4-edea-11f1-9835-ce4d833885b0:1-24", 3);
+        assert_eq!(
+            sql,
+            "SELECT IF(WAIT_FOR_EXECUTED_GTID_SET('888848d4-edea-11f1-9835-ce4d833885b0:1-24', 3) = 0, 1, \
+             (SELECT 1 UNION ALL SELECT 2)) AS caught_up"
+        );
     }
 
     #[test]

@@ -135,7 +135,10 @@ impl Lab {
     pub fn detach_replica(&self, host: &str) {
         self.mysql(
             host,
-            self.sql_for("STOP SLAVE; RESET SLAVE ALL", "STOP REPLICA; RESET REPLICA ALL"),
+            self.sql_for(
+                "STOP SLAVE; RESET SLAVE ALL",
+                "STOP REPLICA; RESET REPLICA ALL",
+            ),
         );
     }
 
@@ -502,7 +505,10 @@ impl Lab {
 
     pub fn host_state(&self, host: &str) -> HostState {
         let ro = self.value(host, "SELECT @@GLOBAL.read_only") == "1";
-        let rep = self.mysql(host, self.sql_for("SHOW SLAVE STATUS", "SHOW REPLICA STATUS"));
+        let rep = self.mysql(
+            host,
+            self.sql_for("SHOW SLAVE STATUS", "SHOW REPLICA STATUS"),
+        );
         let replica_of = rep.lines().nth(1).map(|row| {
             let cols: Vec<&str> = rep.lines().next().unwrap().split('\t').collect();
             let vals: Vec<&str> = row.split('\t').collect();
