@@ -182,10 +182,18 @@ fn dry_run_prints_every_statement_per_host_and_changes_nothing() {
     let text = stderr(&o);
     for want in [
         "plan new-master-read-only   on db2",
-        "SET GLOBAL read_only = 1;",
+        // MySQL: super_read_only (it sets read_only too)
+        lab.sql_for(
+            "SET GLOBAL read_only = 1;",
+            "SET GLOBAL super_read_only = 1;",
+        ),
         "plan block-accounts         on db1",
         "SET SESSION sql_log_bin = 0;",
-        "REVOKE `app_writer` FROM `roleuser`@`%`;",
+        // MySQL names a role with its host
+        lab.sql_for(
+            "REVOKE `app_writer` FROM `roleuser`@`%`;",
+            "REVOKE `app_writer`@`%` FROM `roleuser`@`%`;",
+        ),
         "REVOKE ALL PRIVILEGES, GRANT OPTION FROM `app`@`%`, `app`@`198.51.100.%`,",
         "plan kill-sessions          on db1",
         "[cannot be undone]",
