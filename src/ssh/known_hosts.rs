@@ -177,7 +177,10 @@ pub fn append(file: &Path, label: &str, key_type: &str, blob: &[u8]) -> Result<(
         .custom_flags(libc::O_NOFOLLOW)
         .open(file)
         .with_context(|| format!("cannot open {} for writing", file.display()))?;
-    writeln!(f, "{label} {key_type} {}", base64_encode(blob))
+    // One write(2) per line: hosts are connected in parallel, and pieces of
+    // lines written separately by two of them would interleave.
+    let line = format!("{label} {key_type} {}\n", base64_encode(blob));
+    f.write_all(line.as_bytes())
         .and_then(|_| f.sync_all())
         .with_context(|| format!("cannot write {}", file.display()))
 }
@@ -480,5 +483,32 @@ mod tests {
     fn missing_file_is_not_an_error() {
         let l = lookup(&[PathBuf::from("/nonexistent/known_hosts")], &["db1"], 22).unwrap();
         assert!(l.keys.is_empty());
+    }
+
+    #[test]
+    fn keys_recorded_by_parallel_connections_stay_one_whole_line_each() {
+        let dir = std::env::temp_dir().join(format!("mha-helper-kh-par-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("known_hosts");
+        let _ = std::fs::remove_file(&file);
+        let blob = [7u8; 51];
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let file = &file;
+                s.spawn(move || {
+                    for i in 0..50 {
+                        append(file, &format!("db{t}-{i}"), "ssh-ed25519", &blob).unwrap();
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&file).unwrap();
+        let want = format!(" ssh-ed25519 {}", base64_encode(&blob));
+        assert_eq!(text.lines().count(), 400);
+        for l in text.lines() {
+            let (label, rest) = l.split_at(l.find(' ').unwrap());
+            assert!(label.starts_with("db") && rest == want, "torn line {l:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
