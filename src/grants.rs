@@ -137,7 +137,8 @@ pub struct RoleGrant {
     pub role: String,
 }
 
-/// Roles granted in `SHOW GRANTS` lines (`GRANT <role> TO <account>`).
+/// Roles granted in `SHOW GRANTS` lines (`GRANT <role> TO <account>`;
+/// MySQL lists all of an account's roles in one line, comma-separated).
 pub fn roles_in(lines: &[String]) -> Vec<String> {
     lines
         .iter()
@@ -146,13 +147,37 @@ pub fn roles_in(lines: &[String]) -> Vec<String> {
             if rest.contains(" ON ") && !rest.starts_with('`') {
                 return None;
             }
-            let (role, _) = rest.split_once(" TO ")?;
-            if role.contains(" ON ") || role.starts_with("PROXY") {
+            let (roles, _) = rest.split_once(" TO ")?;
+            if roles.contains(" ON ") || roles.starts_with("PROXY") {
                 return None;
             }
-            Some(role.trim().to_string())
+            Some(split_quoted_list(roles))
         })
+        .flatten()
         .collect()
+}
+
+/// `a,b` split at the commas outside backquotes and quotes.
+fn split_quoted_list(list: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    for c in list.chars() {
+        match (quote, c) {
+            (None, '`' | '\'') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            (None, ',') => {
+                out.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur.trim().to_string());
+    out.retain(|r| !r.is_empty());
+    out
 }
 
 /// Whether grant lines let their holder write despite read_only: one of
@@ -853,6 +878,21 @@ mod tests {
         assert!(s.bypasses_read_only(maria));
         let s = snap(&["GRANT ALL PRIVILEGES ON `appdb`.* TO `a`@`%`"]);
         assert!(!s.bypasses_read_only(maria));
+    }
+
+    #[test]
+    fn mysql_lists_several_roles_in_one_line_and_each_is_found() {
+        let lines = vec![
+            "GRANT USAGE ON *.* TO `via_role`@`%`".to_string(),
+            "GRANT `r_admin`@`%`,`r,odd`@`%`,`r_write`@`%` TO `via_role`@`%`".to_string(),
+        ];
+        assert_eq!(
+            roles_in(&lines),
+            vec!["`r_admin`@`%`", "`r,odd`@`%`", "`r_write`@`%`"]
+        );
+        // doubled quotes inside a quoted name stay inside it
+        let lines = vec!["GRANT `a``b`@`%` TO `u`@`%` WITH ADMIN OPTION".to_string()];
+        assert_eq!(roles_in(&lines), vec!["`a``b`@`%`"]);
     }
 
     #[test]

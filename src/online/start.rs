@@ -193,14 +193,18 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
         s.target.keeper = keeper.clone();
     }
     let (mut hosts, unreachable) = cluster::connect_split(specs);
-    // The new master's server kind as stop read it (its flavour and
-    // version do not change between the phases).
-    if let Some(info) = journal
-        .note_value(super::stop::SERVERS_NOTE)
-        .and_then(|v| v.get(&m.new))
-        .and_then(|v| serde_json::from_value::<crate::mysql::ServerInfo>(v.clone()).ok())
-    {
-        if let Some(h) = hosts.iter_mut().find(|h| h.spec.name == m.new) {
+    // Each server's kind as stop read it: flavour, version and GTID mode do
+    // not change between the phases (what start needs of them: the dialect
+    // of the new master's SET and of the old master's grant restore, and
+    // whether to prove the catch-up by GTID). Its read state is as of stop;
+    // nothing in start decides by it.
+    let servers = journal.note_value(super::stop::SERVERS_NOTE);
+    for h in hosts.iter_mut() {
+        if let Some(info) = servers
+            .as_ref()
+            .and_then(|v| v.get(&h.spec.name))
+            .and_then(|v| serde_json::from_value::<crate::mysql::ServerInfo>(v.clone()).ok())
+        {
             h.info = Some(info);
         }
     }

@@ -159,7 +159,11 @@ pub fn restore(
     if snaps.is_empty() {
         return Ok(Vec::new());
     }
-    let lifted = if host.info()?.dialect().super_read_only_blocks_grants() {
+    let dialect = match &host.info {
+        Some(i) => i.dialect(),
+        None => host.refresh_info()?.dialect(),
+    };
+    let lifted = if dialect.super_read_only_blocks_grants() {
         lift_super_read_only(host, timeout)?
     } else {
         false
