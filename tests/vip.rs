@@ -274,29 +274,44 @@ fn a_rollback_puts_the_vip_back_on_the_old_master() {
 }
 
 /// sudoers rule for perl, for the IPv6 announcement only; removed on drop.
-struct PerlSudo(PathBuf);
+/// On a flavour whose hosts run from a sid root, the hosts' sudo reads the
+/// root's /etc/sudoers.d: the rule goes there too.
+struct PerlSudo(Vec<PathBuf>);
 
 impl PerlSudo {
-    fn grant() -> PerlSudo {
-        let p = PathBuf::from("/etc/sudoers.d/mhalab-test-perl");
-        std::fs::write(&p, "mha ALL=(root) NOPASSWD: /usr/bin/perl\n").unwrap();
-        let _ = Command::new("chmod")
-            .args(["0440", p.to_str().unwrap()])
-            .status();
-        PerlSudo(p)
+    fn grant(lab: &Lab) -> PerlSudo {
+        let mut dirs = vec![PathBuf::from("/etc/sudoers.d")];
+        let root = lab.var("MHALAB_ROOT");
+        if !root.is_empty() {
+            dirs.push(PathBuf::from(root).join("etc/sudoers.d"));
+        }
+        let files: Vec<PathBuf> = dirs
+            .into_iter()
+            .map(|d| {
+                let p = d.join("mhalab-test-perl");
+                std::fs::write(&p, "mha ALL=(root) NOPASSWD: /usr/bin/perl\n").unwrap();
+                let _ = Command::new("chmod")
+                    .args(["0440", p.to_str().unwrap()])
+                    .status();
+                p
+            })
+            .collect();
+        PerlSudo(files)
     }
 }
 
 impl Drop for PerlSudo {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
 #[test]
 fn ipv6_vip_moves_and_its_unsolicited_na_updates_the_neighbour_cache() {
     let lab = Lab::lock();
-    let _perl = PerlSudo::grant();
+    let _perl = PerlSudo::grant(&lab);
     lab.set_helper_conf(
         "[default]\nwriter_vip = fd00:198:51:100::100/64\ncluster_interface = eth0\nrequires_sudo = yes\n",
     );
