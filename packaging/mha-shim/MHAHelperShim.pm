@@ -30,6 +30,11 @@ package MHAHelperShim;
 #       old column names beside the new ones. CHANGE REPLICATION SOURCE gets
 #       GET_SOURCE_PUBLIC_KEY=1, which caching_sha2_password needs without TLS.
 #
+#   MHA::BinlogManager::init_mysqlbinlog
+#       MariaDB 11's mysqlbinlog prints "mysqlbinlog from 11.8.9-MariaDB,
+#       client 3.5 ..." where MHA looks for "Ver 3.4": the client version
+#       after "client" is read as the mysqlbinlog version instead.
+#
 # Perl programs that never load MHA are not affected: the patch is applied
 # only when (and if) MHA::NodeUtil / MHA::SlaveUtil get loaded, through a
 # hook at the front of @INC. Nothing is loaded eagerly.
@@ -46,6 +51,7 @@ my %PATCHERS = (
     'MHA/NodeUtil.pm'  => \&_patch_node_util,
     'MHA/SlaveUtil.pm' => \&_patch_slave_util,
     'DBI.pm'           => \&_patch_dbi,
+    'MHA/BinlogManager.pm' => \&_patch_binlog_manager,
 );
 my %PATCHED;
 
@@ -85,6 +91,34 @@ sub _patch_slave_util {
         # MariaDB (and MySQL < 5.7.8): the variable does not exist -> off.
         return ( 0, 0 ) if $err =~ /Unknown system variable/i;
         die $err;
+    };
+    return 1;
+}
+
+# The mysqlbinlog version in MariaDB 11's --version line, else undef.
+sub mariadb_binlog_version {
+    my ($line) = @_;
+    return undef unless defined $line && $line =~ /MariaDB/;
+    return $line =~ /\bclient (\d+\.\d+)/ ? $1 : undef;
+}
+
+sub _patch_binlog_manager {
+    no strict 'refs';
+    no warnings 'redefine';
+    my $name = 'MHA::BinlogManager::init_mysqlbinlog';
+    my $orig = defined &{$name} ? \&{$name} : undef;
+    return unless $orig;
+    *{$name} = sub {
+        my ($self) = @_;
+        my $ok = eval { $orig->(@_); 1 };
+        return if $ok;
+        my $err = $@;
+        die $err unless $err =~ /version not found/;
+        my $line = `$self->{mysqlbinlog} --version`;
+        my $v    = mariadb_binlog_version($line);
+        die $err unless defined $v;
+        $self->{mysqlbinlog_version} = $v;
+        return;
     };
     return 1;
 }
