@@ -882,4 +882,61 @@ mod tests {
         let e = run(&mut f, &access(), &s, Duration::from_secs(1), None).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Transport);
     }
+
+    /// Run `access`'s remote command in a real /bin/sh whose PATH holds
+    /// only `dir`; returns its stdout.
+    fn run_command_in(access: &Access, dir: &std::path::Path) -> String {
+        use std::io::Write;
+        let options = access.option_file();
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", &access.command(options.len())])
+            .env_clear()
+            .env("PATH", dir)
+            .env("TMPDIR", dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut input = options.into_bytes();
+        input.extend_from_slice(b"SELECT 1;\n");
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    #[test]
+    fn with_no_client_set_the_host_runs_mariadb_else_mysql() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("mha-helper-client-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // the tools the command uses, and fake clients naming themselves
+        for tool in ["mktemp", "dd", "rm"] {
+            let real = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| std::path::Path::new(d).join(tool))
+                .find(|p| p.exists())
+                .unwrap();
+            std::os::unix::fs::symlink(real, dir.join(tool)).unwrap();
+        }
+        let fake = |name: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\necho {name}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let auto = Access {
+            client: None,
+            ..access()
+        };
+        fake("mysql");
+        assert_eq!(run_command_in(&auto, &dir), "mysql");
+        fake("mariadb");
+        assert_eq!(run_command_in(&auto, &dir), "mariadb");
+        // a configured client is run as given, even where mariadb exists
+        assert_eq!(run_command_in(&access(), &dir), "mysql");
+        std::fs::remove_file(dir.join("mysql")).unwrap();
+        assert_eq!(run_command_in(&auto, &dir), "mariadb");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
