@@ -87,9 +87,13 @@ pub fn add_account_query(script: &mut Script, flavor: Flavor, has_roles: bool) {
              WHERE is_role = 'N' ORDER BY User, Host"
         }
         (Flavor::MySql, true) => {
+            // Roles: granted to someone (role_edges), or as CREATE ROLE left
+            // them, locked with no password (nobody logs in as those).
             "SELECT u.User AS user, u.Host AS host, u.Repl_slave_priv AS repl FROM mysql.user u \
              WHERE NOT EXISTS (SELECT 1 FROM mysql.role_edges e \
-             WHERE e.FROM_USER = u.User AND e.FROM_HOST = u.Host) ORDER BY u.User, u.Host"
+             WHERE e.FROM_USER = u.User AND e.FROM_HOST = u.Host) \
+             AND NOT (u.account_locked = 'Y' AND u.authentication_string = '') \
+             ORDER BY u.User, u.Host"
         }
         (_, false) => {
             "SELECT User AS user, Host AS host, Repl_slave_priv AS repl FROM mysql.user \

@@ -121,7 +121,7 @@ fn check_fails_when_the_mysql_password_is_wrong() {
 }
 
 #[test]
-fn check_fails_when_mariadb_on_db2_is_stopped() {
+fn check_fails_when_the_server_on_db2_is_stopped() {
     let lab = Lab::lock();
     common::lab(&["stop-mysql", "db2"]);
     let o = lab.check(&[]);

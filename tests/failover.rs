@@ -43,7 +43,7 @@ fn assert_new_master(lab: &Lab, new: &str, other: &str) {
 }
 
 #[test]
-fn failover_after_mariadb_on_db1_is_killed_keeps_every_replicated_transaction() {
+fn failover_after_the_server_on_db1_is_killed_keeps_every_replicated_transaction() {
     let lab = Lab::lock();
     // check records the application grants that start compares with
     assert_eq!(lab.check(&[]).status.code(), Some(0));
@@ -112,7 +112,7 @@ fn failover_when_db1_is_unreachable_goes_through_the_stop_phase() {
         == 10
         && count(&lab, "db3") == 10));
     common::lab(&["link-down", "db1"]);
-    // A partition, not a death: db1's mariadbd keeps running, and nothing
+    // A partition, not a death: db1's server keeps running, and nothing
     // can reach it to fence it, so it stays writable next to the new master.
     lab.allow_two_writable("db1 is cut off but alive; no fencer can reach it");
     let o = lab.failover("db1", &[]);

@@ -29,7 +29,11 @@ fn up_twice_is_fine_and_down_leaves_nothing_running() {
         })
         .filter(|p| !p.is_empty())
         .collect();
-    assert_eq!(pids.len(), 6, "an sshd and a mariadbd per host: {pids:?}");
+    assert_eq!(
+        pids.len(),
+        6,
+        "an sshd and a database server per host: {pids:?}"
+    );
 
     common::lab(&["down"]);
     let live: Vec<&String> = pids

@@ -22,9 +22,10 @@ fn mysql_lab() -> Lab {
 /// writes through read_only, held directly and through a role that is a
 /// default role; two default roles; WITH GRANT OPTION; a locked account;
 /// REQUIRE SSL with resource limits; a column grant with a quote in the
-/// name.
+/// name. And a role granted to nobody, which is no application account.
 const AWKWARD: &str = "\
-CREATE ROLE r_admin, r_read, r_write;
+CREATE ROLE r_admin, r_read, r_write, r_idle;
+GRANT DELETE ON appdb.* TO r_idle;
 GRANT CONNECTION_ADMIN ON *.* TO r_admin;
 GRANT SELECT ON appdb.* TO r_read;
 GRANT INSERT, UPDATE ON appdb.* TO r_write;
@@ -140,6 +141,12 @@ fn connection_admin_held_directly_or_through_a_role_is_blocked_by_revoke_and_by_
         let before = lab.state();
         let o = lab.online_hook("stop", "db1", "db2", &[], &[]);
         assert_eq!(o.status.code(), Some(0), "{method}: {}", both(&o));
+        assert!(stderr(&o).contains("'dyn'@'%'"), "{}", both(&o));
+        assert!(
+            !stderr(&o).contains("r_idle"),
+            "a role was blocked: {}",
+            both(&o)
+        );
         assert_eq!(lab.value("db1", "SELECT @@GLOBAL.super_read_only"), "0");
         for user in ["dyn", "via_role"] {
             let w = lab.app_sql(

@@ -193,22 +193,21 @@ pub fn restore(
 
 /// Turn super_read_only off where it is on, in one script; whether it was.
 fn lift_super_read_only(host: &mut Host, timeout: Duration) -> Result<bool> {
+    // One round trip: read it, then turn it off (a no-op where it was off).
     let mut s = Script::new(timeout);
     s.query("sro", "SELECT @@GLOBAL.super_read_only AS sro");
-    let r = host.run_with(&s, timeout)?;
+    s.exec(
+        "lift super_read_only (read_only stays on)",
+        "SET GLOBAL super_read_only = 0",
+    );
+    let r = host.run_with(&s, timeout).with_context(|| {
+        format!(
+            "{}: cannot lift super_read_only to give grants back",
+            host.name()
+        )
+    })?;
     let on = r.set("sro").records().next().is_some_and(|x| x.flag("sro"));
     if on {
-        let mut s = Script::new(timeout);
-        s.exec(
-            "lift super_read_only (read_only stays on)",
-            "SET GLOBAL super_read_only = 0",
-        );
-        host.run_with(&s, timeout).with_context(|| {
-            format!(
-                "{}: cannot lift super_read_only to give grants back",
-                host.name()
-            )
-        })?;
         log::info!(
             "{}: super_read_only lifted while grants are given back (read_only stays on)",
             host.name()
