@@ -93,7 +93,8 @@ impl Access {
         let find = if self.client.is_some() {
             ""
         } else {
-            "c=$(command -v mariadb || command -v mysql) || { echo 'neither mariadb nor mysql found' >&2; exit 127; }; "
+            // builtins only: no subshell to fork on every script
+            "if command -v mariadb >/dev/null 2>&1; then c=mariadb; else c=mysql; fi; "
         };
         let inner = format!(
             "{find}echo {PID_TAG}$$ >&2; umask 077 && f=$(mktemp \"${{TMPDIR:-/tmp}}/mha-helper.XXXXXX\") && \
@@ -884,8 +885,8 @@ mod tests {
     }
 
     /// Run `access`'s remote command in a real /bin/sh whose PATH holds
-    /// only `dir`; returns its stdout.
-    fn run_command_in(access: &Access, dir: &std::path::Path) -> String {
+    /// only `dir`; returns its exit status and stdout.
+    fn run_command_in(access: &Access, dir: &std::path::Path) -> (i32, String) {
         use std::io::Write;
         let options = access.option_file();
         let mut child = std::process::Command::new("/bin/sh")
@@ -902,7 +903,10 @@ mod tests {
         input.extend_from_slice(b"SELECT 1;\n");
         child.stdin.take().unwrap().write_all(&input).unwrap();
         let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
     }
 
     #[test]
@@ -929,14 +933,17 @@ mod tests {
             client: None,
             ..access()
         };
+        let ran = |a: &Access| run_command_in(a, &dir);
+        // neither: 127, which run() reports as the client missing
+        assert_eq!(ran(&auto).0, 127);
         fake("mysql");
-        assert_eq!(run_command_in(&auto, &dir), "mysql");
+        assert_eq!(ran(&auto), (0, "mysql".into()));
         fake("mariadb");
-        assert_eq!(run_command_in(&auto, &dir), "mariadb");
+        assert_eq!(ran(&auto), (0, "mariadb".into()));
         // a configured client is run as given, even where mariadb exists
-        assert_eq!(run_command_in(&access(), &dir), "mysql");
+        assert_eq!(ran(&access()), (0, "mysql".into()));
         std::fs::remove_file(dir.join("mysql")).unwrap();
-        assert_eq!(run_command_in(&auto, &dir), "mariadb");
+        assert_eq!(ran(&auto), (0, "mariadb".into()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
