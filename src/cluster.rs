@@ -137,10 +137,16 @@ impl Host {
         )
     }
 
-    /// `@@GLOBAL.read_only` and `@@GLOBAL.gtid_executed` now, asked like
-    /// [`Host::read_only_now`]. Only for a MySQL server with GTID on.
-    pub fn read_only_and_gtid_now(&mut self, timeout: Duration) -> Result<(bool, String)> {
-        match mysql::ask_read_only_and_gtid(self.conn.as_mut(), &self.spec.access, timeout) {
+    /// `@@GLOBAL.read_only` now, and with `gtid` (MySQL with GTID on)
+    /// `@@GLOBAL.gtid_executed` read with it: asked of the client kept
+    /// running on the host when the transport keeps one (fast), else by a
+    /// script.
+    pub fn read_only_now(
+        &mut self,
+        timeout: Duration,
+        gtid: bool,
+    ) -> Result<(bool, Option<String>)> {
+        match mysql::ask_read_only(self.conn.as_mut(), &self.spec.access, timeout, gtid) {
             Ok(r) => return Ok(r),
             Err(e) => log::debug!(
                 "{}: no kept client ({e:#}); asking with a script",
@@ -148,37 +154,21 @@ impl Host {
             ),
         }
         let mut s = Script::new(timeout);
-        s.query(
-            "ro",
-            "SELECT @@GLOBAL.read_only AS read_only, @@GLOBAL.gtid_executed AS gtid",
-        );
+        s.query("ro", crate::ops::read_only::READ);
+        if gtid {
+            s.query("gtid", "SELECT @@GLOBAL.gtid_executed AS gtid");
+        }
         let r = self.run_with(&s, timeout)?;
         let ro = crate::ops::read_only::read_back(&r, "ro")
             .ok_or_else(|| anyhow!("{}: read_only did not read back", self.name()))?;
-        let set = r
-            .set("ro")
-            .records()
-            .next()
-            .map(|x| mysql::server::gtid_set(&x.text("gtid")))
-            .unwrap_or_default();
+        let set = gtid.then(|| {
+            r.set("gtid")
+                .records()
+                .next()
+                .map(|x| mysql::server::gtid_set(&x.text("gtid")))
+                .unwrap_or_default()
+        });
         Ok((ro, set))
-    }
-
-    /// `@@GLOBAL.read_only` now: asked of the client kept running on the
-    /// host when the transport keeps one (fast), else by a script.
-    pub fn read_only_now(&mut self, timeout: Duration) -> Result<bool> {
-        match mysql::ask_read_only(self.conn.as_mut(), &self.spec.access, timeout) {
-            Ok(ro) => return Ok(ro),
-            Err(e) => log::debug!(
-                "{}: no kept client ({e:#}); asking with a script",
-                self.name()
-            ),
-        }
-        let mut s = Script::new(timeout);
-        s.query("ro", crate::ops::read_only::READ);
-        let r = self.run_with(&s, timeout)?;
-        crate::ops::read_only::read_back(&r, "ro")
-            .ok_or_else(|| anyhow!("{}: read_only did not read back", self.name()))
     }
 
     /// Read (or re-read) what kind of server this is and its state.

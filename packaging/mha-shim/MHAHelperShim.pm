@@ -77,22 +77,34 @@ sub _patch_node_util {
     return 1;
 }
 
-sub _patch_slave_util {
+# Replace sub $name by one that calls it and, when it dies, returns what
+# $rescue returns for the error and the arguments ($rescue rethrows what it
+# does not handle).
+sub _on_error {
+    my ( $name, $rescue ) = @_;
     no strict 'refs';
     no warnings 'redefine';
-    my $name = 'MHA::SlaveUtil::check_if_super_read_only';
     my $orig = defined &{$name} ? \&{$name} : undef;
     return unless $orig;
     *{$name} = sub {
         my @result;
         my $ok = eval { @result = $orig->(@_); 1 };
         return @result if $ok;
-        my $err = $@;
-        # MariaDB (and MySQL < 5.7.8): the variable does not exist -> off.
-        return ( 0, 0 ) if $err =~ /Unknown system variable/i;
-        die $err;
+        return $rescue->( $@, @_ );
     };
     return 1;
+}
+
+sub _patch_slave_util {
+    return _on_error(
+        'MHA::SlaveUtil::check_if_super_read_only',
+        sub {
+            my ($err) = @_;
+            # MariaDB (and MySQL < 5.7.8): the variable does not exist -> off.
+            return ( 0, 0 ) if $err =~ /Unknown system variable/i;
+            die $err;
+        }
+    );
 }
 
 # The mysqlbinlog version in MariaDB 11's --version line, else undef.
@@ -103,24 +115,17 @@ sub mariadb_binlog_version {
 }
 
 sub _patch_binlog_manager {
-    no strict 'refs';
-    no warnings 'redefine';
-    my $name = 'MHA::BinlogManager::init_mysqlbinlog';
-    my $orig = defined &{$name} ? \&{$name} : undef;
-    return unless $orig;
-    *{$name} = sub {
-        my ($self) = @_;
-        my $ok = eval { $orig->(@_); 1 };
-        return if $ok;
-        my $err = $@;
-        die $err unless $err =~ /version not found/;
-        my $line = `$self->{mysqlbinlog} --version`;
-        my $v    = mariadb_binlog_version($line);
-        die $err unless defined $v;
-        $self->{mysqlbinlog_version} = $v;
-        return;
-    };
-    return 1;
+    return _on_error(
+        'MHA::BinlogManager::init_mysqlbinlog',
+        sub {
+            my ( $err, $self ) = @_;
+            die $err unless $err =~ /version not found/;
+            my $v = mariadb_binlog_version( scalar `$self->{mysqlbinlog} --version` );
+            die $err unless defined $v;
+            $self->{mysqlbinlog_version} = $v;
+            return;
+        }
+    );
 }
 
 # --- MySQL 8.0.22+ -------------------------------------------------------

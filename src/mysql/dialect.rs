@@ -1,6 +1,8 @@
 //! The SQL a server understands, by flavour and version, chosen in one
 //! place: replication statements, their result columns, the privileges that
-//! write through `read_only`, and how sessions are ended.
+//! write through `read_only`, and whether GRANT works under
+//! `super_read_only`. (How sessions are ended, `KILL USER` on MariaDB and by
+//! id on MySQL, is by flavour alone: `ops::sessions::kill_statements`.)
 //!
 //! MySQL renamed its replication statements in 8.0.22 (`SHOW REPLICA
 //! STATUS`, `START REPLICA`, columns `Source_*`/`Replica_*`) and removed the
@@ -52,14 +54,6 @@ impl Dialect {
         }
     }
 
-    pub fn stop_replica(&self) -> &'static str {
-        if self.new_replica_names() {
-            "STOP REPLICA"
-        } else {
-            "STOP SLAVE"
-        }
-    }
-
     /// The statement that shows the binary log position (`File`,
     /// `Position`).
     pub fn binlog_status(&self) -> &'static str {
@@ -86,11 +80,6 @@ impl Dialect {
             Flavor::MySql if self.at_least((8, 0, 0)) => &["SUPER", "CONNECTION_ADMIN"],
             Flavor::MySql => &["SUPER"],
         }
-    }
-
-    /// `KILL USER` exists (MariaDB only); elsewhere sessions die by id.
-    pub fn has_kill_user(&self) -> bool {
-        self.flavor == Flavor::MariaDb
     }
 
     /// `super_read_only` blocks GRANT and REVOKE too, even for root, so the
@@ -122,7 +111,7 @@ mod tests {
         assert_eq!(old.change_source(), "CHANGE MASTER TO");
         let new = d(Flavor::MySql, (8, 0, 22));
         assert_eq!(new.replica_status(), "SHOW REPLICA STATUS");
-        assert_eq!(new.stop_replica(), "STOP REPLICA");
+        assert_eq!(new.start_replica(), "START REPLICA");
         assert_eq!(new.binlog_status(), "SHOW MASTER STATUS");
     }
 
@@ -133,7 +122,6 @@ mod tests {
             assert_eq!(m.replica_status(), "SHOW REPLICA STATUS");
             assert_eq!(m.binlog_status(), "SHOW BINARY LOG STATUS");
             assert_eq!(m.change_source(), "CHANGE REPLICATION SOURCE TO");
-            assert!(!m.has_kill_user());
             assert!(m.super_read_only_blocks_grants());
             assert_eq!(m.read_only_bypass(), &["SUPER", "CONNECTION_ADMIN"]);
         }
@@ -144,7 +132,6 @@ mod tests {
         let m = d(Flavor::MariaDb, (10, 11, 19));
         assert_eq!(m.replica_status(), "SHOW REPLICA STATUS");
         assert_eq!(m.binlog_status(), "SHOW MASTER STATUS");
-        assert!(m.has_kill_user());
         assert!(!m.super_read_only_blocks_grants());
         assert_eq!(m.read_only_bypass(), &["SUPER", "READ_ONLY ADMIN"]);
         assert_eq!(

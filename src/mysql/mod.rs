@@ -289,10 +289,19 @@ impl Error {
     }
 }
 
+/// The script's own error in `e`'s chain, if there is one.
+pub fn script_error(e: &anyhow::Error) -> Option<&Error> {
+    e.chain().find_map(|c| c.downcast_ref::<Error>())
+}
+
 /// Whether `e` says the server does not answer at all.
 pub fn server_down(e: &anyhow::Error) -> bool {
-    e.chain()
-        .any(|c| c.downcast_ref::<Error>().is_some_and(Error::server_down))
+    script_error(e).is_some_and(Error::server_down)
+}
+
+/// Whether `e` is the failure of the statement labelled `step`.
+pub fn failed_at(e: &anyhow::Error, step: &str) -> bool {
+    script_error(e).is_some_and(|m| m.step.as_deref() == Some(step))
 }
 
 /// What a script returned.
@@ -555,29 +564,17 @@ fn classify_failure(host: &str, stderr: &str, status: i32, labels: &[String]) ->
 /// The tag of the kept read-only question's answer.
 const ASK_TAG: &str = "mha-helper-ask\t";
 
-/// `@@GLOBAL.read_only` asked of a client kept running on the host for
-/// such questions (see `Exec::ask`): about a millisecond once it runs,
-/// where a script costs a client start and a login.
-pub fn ask_read_only(conn: &mut dyn Exec, access: &Access, timeout: Duration) -> Result<bool> {
-    ask(conn, access, timeout, false).map(|(ro, _)| ro)
-}
-
-/// `@@GLOBAL.read_only` and `@@GLOBAL.gtid_executed` (MySQL with GTID),
-/// asked the same way in one question.
-pub fn ask_read_only_and_gtid(
-    conn: &mut dyn Exec,
-    access: &Access,
-    timeout: Duration,
-) -> Result<(bool, String)> {
-    ask(conn, access, timeout, true)
-}
-
-fn ask(
+/// `@@GLOBAL.read_only`, and with `gtid` (MySQL with GTID on)
+/// `@@GLOBAL.gtid_executed` in the same question, asked of a client kept
+/// running on the host for such questions (see `Exec::ask`): about a
+/// millisecond once it runs, where a script costs a client start and a
+/// login.
+pub fn ask_read_only(
     conn: &mut dyn Exec,
     access: &Access,
     timeout: Duration,
     gtid: bool,
-) -> Result<(bool, String)> {
+) -> Result<(bool, Option<String>)> {
     let options = access.option_file();
     let command = access.command(options.len());
     let question = if gtid {
@@ -592,9 +589,10 @@ fn ask(
         Some(r) => r.split_once('\t').unwrap_or((r, "")),
         None => anyhow::bail!("{}: unexpected answer {answer:?}", conn.host()),
     };
+    let set = gtid.then(|| server::gtid_set(set));
     match ro.trim() {
-        "1" => Ok((true, server::gtid_set(set))),
-        "0" => Ok((false, server::gtid_set(set))),
+        "1" => Ok((true, set)),
+        "0" => Ok((false, set)),
         _ => anyhow::bail!("{}: unexpected answer {answer:?}", conn.host()),
     }
 }
@@ -870,9 +868,20 @@ mod tests {
     #[test]
     fn read_only_is_asked_of_a_kept_client_with_the_credentials_on_its_stdin() {
         let t = Duration::from_secs(1);
-        assert!(ask_read_only(&mut Keeps("1"), &access(), t).unwrap());
-        assert!(!ask_read_only(&mut Keeps("0"), &access(), t).unwrap());
-        assert!(ask_read_only(&mut Keeps("x"), &access(), t).is_err());
+        assert_eq!(
+            ask_read_only(&mut Keeps("1"), &access(), t, false).unwrap(),
+            (true, None)
+        );
+        assert_eq!(
+            ask_read_only(&mut Keeps("0"), &access(), t, false).unwrap(),
+            (false, None)
+        );
+        assert!(ask_read_only(&mut Keeps("x"), &access(), t, false).is_err());
+        // with the GTID set in the same answer, line breaks dropped
+        assert_eq!(
+            ask_read_only(&mut Keeps("1\tu:1-5,\nv:1"), &access(), t, true).unwrap(),
+            (true, Some("u:1-5,v:1".into()))
+        );
     }
 
     #[test]

@@ -134,12 +134,9 @@ impl ServerInfo {
     /// Whether a detection script failed only because the server predates
     /// `SHOW REPLICA STATUS` (a syntax error at that statement).
     pub fn needs_old_replica_status(e: &anyhow::Error) -> bool {
-        e.chain().any(|c| {
-            c.downcast_ref::<super::Error>().is_some_and(|m| {
-                m.kind == super::ErrorKind::Statement { code: 1064 }
-                    && m.step.as_deref() == Some("replica")
-            })
-        })
+        super::failed_at(e, "replica")
+            && super::script_error(e)
+                .is_some_and(|m| m.kind == super::ErrorKind::Statement { code: 1064 })
     }
 
     pub fn parse(r: &Results) -> Result<ServerInfo> {

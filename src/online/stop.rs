@@ -188,7 +188,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             .filter(|h| h.spec.name != m.new)
             .collect();
         let t = std::time::Duration::from_secs(5);
-        cluster::parallel(&mut others, |h| h.read_only_now(t));
+        cluster::parallel(&mut others, |h| h.read_only_now(t, false));
     }
     let mut steps = plan(&ctx, &m, &admin, sel)?;
 

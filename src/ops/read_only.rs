@@ -165,12 +165,7 @@ pub fn prove_read_only(
     let results = cluster::parallel(others, |h| {
         let gtid =
             required.iter().any(|r| r == h.name()) && h.info.as_ref().is_some_and(|i| i.gtid_mode);
-        if gtid {
-            h.read_only_and_gtid_now(timeout)
-                .map(|(ro, set)| (ro, Some(set)))
-        } else {
-            h.read_only_now(timeout).map(|ro| (ro, None))
-        }
+        h.read_only_now(timeout, gtid)
     });
     let mut proof = Proof {
         unreachable: unreachable.to_vec(),
@@ -275,7 +270,7 @@ pub fn make_writable(
     s.exec("read_only off", WRITABLE);
     s.query("ro", READ);
     let r = match target.run_with(&s, timeout) {
-        Err(e) if failed_at(&e, CATCH_UP) => {
+        Err(e) if crate::mysql::failed_at(&e, CATCH_UP) => {
             return Err(lacks(target, &catch_up, wait, timeout).context(Refused));
         }
         r => r.with_context(|| format!("{}: turning read_only off", target.name()))?,
@@ -309,13 +304,6 @@ pub fn catch_up_sql(set: &str, wait_s: u64) -> String {
          (SELECT 1 UNION ALL SELECT 2)) AS caught_up",
         crate::quote::sql_string(set)
     )
-}
-
-fn failed_at(e: &anyhow::Error, step: &str) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<crate::mysql::Error>()
-            .is_some_and(|m| m.step.as_deref() == Some(step))
-    })
 }
 
 /// The refusal when the target lacks transactions of a fenced host, naming

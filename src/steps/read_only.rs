@@ -167,9 +167,7 @@ impl Step for MakeWritable {
             .map(|h| format!("{}: {};  -- must read 1", h.spec.name, read_only::READ))
             .collect();
         let status = ctx
-            .hosts
-            .iter()
-            .find(|h| h.spec.name == self.host)
+            .find(&self.host)
             .and_then(|h| h.info.as_ref())
             .map_or("SHOW MASTER STATUS", |i| i.dialect().binlog_status());
         v.push(format!("{}: {status};", self.host));

@@ -35,9 +35,7 @@ impl Step for RestartReplication {
     }
     fn statements(&self, ctx: &Ctx) -> Vec<String> {
         let start = ctx
-            .hosts
-            .iter()
-            .find(|h| h.spec.name == self.host)
+            .find(&self.host)
             .and_then(|h| h.info.as_ref())
             .map_or("START REPLICA", |i| i.dialect().start_replica());
         vec![format!("{start};")]
