@@ -12,7 +12,7 @@
 //! explicitly: the lock ends when the last process holding it ends.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -139,14 +139,38 @@ fn read_owner(path: &Path) -> Option<Owner> {
     check_file(&f, path).ok()?;
     let mut text = String::new();
     f.read_to_string(&mut text).ok()?;
-    serde_json::from_str(text.trim()).ok()
+    // The first JSON value: a longer record being cut to a shorter one may
+    // still have the old tail behind it for a moment.
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<Owner>()
+        .next()?
+        .ok()
 }
 
+/// The owner a holder has written, waiting a moment for it: a holder takes
+/// the flock first and writes its record just after, so a look in between
+/// finds an empty file or the record of a holder that has gone.
+fn read_live_owner(path: &Path) -> Option<Owner> {
+    let until = Instant::now() + OWNER_WRITE_WAIT;
+    loop {
+        let owner = read_owner(path);
+        if owner.as_ref().is_some_and(|o| alive(o.pid)) || Instant::now() >= until {
+            return owner;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How long a refusal waits for the holder's record to appear.
+const OWNER_WRITE_WAIT: Duration = Duration::from_millis(500);
+
+/// Write the record over the old one, then cut the file to it: the file is
+/// never empty while a holder has it.
 fn write_owner(f: &mut File, owner: &Owner) -> Result<()> {
+    use std::os::unix::fs::FileExt;
     let text = serde_json::to_string(owner)? + "\n";
-    f.set_len(0)?;
-    f.rewind()?;
-    f.write_all(text.as_bytes())?;
+    f.write_all_at(text.as_bytes(), 0)?;
+    f.set_len(text.len() as u64)?;
     Ok(())
 }
 
@@ -174,7 +198,7 @@ impl AppLock {
                 held: Held::Own,
             });
         }
-        let owner = read_owner(&path);
+        let owner = read_live_owner(&path);
         if let Some(o) = owner.as_ref().filter(|o| is_self_or_ancestor(o.pid)) {
             return Ok(AppLock {
                 file: None,
@@ -277,7 +301,7 @@ pub fn holder(state: &StateDir) -> Option<Owner> {
     if !held {
         return None;
     }
-    Some(read_owner(&path).unwrap_or(Owner {
+    Some(read_live_owner(&path).unwrap_or(Owner {
         pid: 0,
         command: "unknown".into(),
         at: "?".into(),
@@ -398,6 +422,51 @@ mod tests {
         drop(again);
         drop(lock);
         assert_eq!(holder(&s), None);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_refusal_names_a_holder_that_writes_its_record_just_after_taking_the_flock() {
+        let d = temp_dir("lock-late");
+        let s = StateDir::open(&d, "app1").unwrap();
+        let path = s.lock();
+        drop(open_lock_file(&path).unwrap());
+        // Another process takes the flock, and writes who it is 200 ms later.
+        let script = r#"exec 9<>"$1"; flock -x 9; echo locked; sleep 0.2;
+            printf '{"pid":%d,"command":"switchover","at":"now"}\n' $$ >&9; sleep 3"#;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", script, "sh"])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 7];
+        child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
+        let e = AppLock::acquire(&s, "recover").unwrap_err();
+        let busy = e.downcast_ref::<Busy>().unwrap_or_else(|| panic!("{e:#}"));
+        assert_eq!(
+            busy.owner.as_ref().map(|o| o.pid),
+            Some(child.id()),
+            "{busy}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_record_cut_shorter_is_read_without_the_old_tail() {
+        let d = temp_dir("lock-cut");
+        let s = StateDir::open(&d, "app1").unwrap();
+        let mut f = open_lock_file(&s.lock()).unwrap();
+        write_owner(&mut f, &owner_now("a-long-command-name", Some("switch-1"))).unwrap();
+        write_owner(&mut f, &owner_now("keeper", None)).unwrap();
+        let text = std::fs::read_to_string(s.lock()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert_eq!(
+            read_owner(&s.lock()).map(|o| o.command),
+            Some("keeper".into())
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 
