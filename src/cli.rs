@@ -12,10 +12,19 @@ use crate::mha_args::HookArgs;
 use crate::online::HookOptions;
 use crate::setup::ConfigPaths;
 
+/// The version `--version` prints: Cargo.toml's, and the commit built from
+/// (build.rs; "unknown" outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MHA_HELPER_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mha-helper",
-    version,
+    version = VERSION,
     about = "Safe MySQL/MariaDB master switches around MHA, over SSH",
     long_about = "Safe MySQL/MariaDB master switches around MHA (mha4mysql 0.58), over SSH.\n\n\
         The MHA hooks (master-ip-online-change, master-ip-failover) block application writes, \
@@ -166,6 +175,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Internal: write the man pages and shell completions into DIR (scripts/package).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 fn hook_options(f: &HookFlags) -> (HookOptions, HookArgs) {
@@ -250,6 +262,12 @@ pub fn run(cli: Cli) -> Result<Code> {
         ),
         Command::Fence { conf, wait, format } => {
             crate::fence::run(&conf.paths(), wait, format == Format::Json)
+        }
+        Command::GenerateDocs { dir } => {
+            for f in crate::docs::generate(&dir)? {
+                println!("{}", f.display());
+            }
+            Ok(Code::Ok)
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod docs;
 pub mod engine;
 pub mod exit;
 pub mod failover;

@@ -44,6 +44,7 @@ package MHAHelperShim;
 
 use strict;
 use warnings;
+use Scalar::Util ();
 
 our $VERSION = '1.0';
 
@@ -86,12 +87,16 @@ sub _on_error {
     no warnings 'redefine';
     my $orig = defined &{$name} ? \&{$name} : undef;
     return unless $orig;
-    *{$name} = sub {
+    my $wrapper = sub {
         my @result;
         my $ok = eval { @result = $orig->(@_); 1 };
         return @result if $ok;
         return $rescue->( $@, @_ );
     };
+    # The same prototype as the original ("Prototype mismatch" warnings otherwise).
+    my $proto = prototype $orig;
+    Scalar::Util::set_prototype( \&$wrapper, $proto ) if defined $proto;
+    *{$name} = $wrapper;
     return 1;
 }
 
