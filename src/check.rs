@@ -513,7 +513,7 @@ fn judge_writable(probes: &mut [Probe]) {
     }
 }
 
-pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
+pub fn run(paths: &ConfigPaths, json: bool, notify: bool) -> Result<Code> {
     let started = Instant::now();
     let setup = paths.load()?;
     let mut problems = Vec::new();
@@ -610,6 +610,11 @@ pub fn run(paths: &ConfigPaths, json: bool) -> Result<Code> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", table(&report));
+    }
+    if notify && !report.ok {
+        let count =
+            report.problems.len() + report.hosts.iter().map(|h| h.problems.len()).sum::<usize>();
+        crate::notify::alert::check_failed(&setup, count, &table(&report));
     }
     Ok(if report.ok { Code::Ok } else { Code::Failed })
 }

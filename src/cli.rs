@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit::Code;
 use crate::mha_args::HookArgs;
+use crate::notify::alert;
 use crate::online::HookOptions;
 use crate::setup::ConfigPaths;
 
@@ -103,11 +104,20 @@ pub enum Command {
         conf: ConfArgs,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Send the problems found to the notification sinks (notify_* in helper.cnf), e.g. from cron.
+        #[arg(long)]
+        notify: bool,
     },
     /// MHA hook for master_ip_online_change_script (online switchover: stop, start).
     MasterIpOnlineChange(HookFlags),
     /// MHA hook for master_ip_failover_script (dead master: status, stop, stopssh, start).
     MasterIpFailover(HookFlags),
+    /// MHA's shutdown_script: stop a dead master's server over SSH for good (exit 10), else
+    /// run power_off_command (exit 0); neither: exit 1, and MHA stops the failover.
+    Shutdown(HookFlags),
+    /// MHA's report_script: send MHA's report, with what the journal says of the switch, to
+    /// every notification sink (mail, webhook, command; notify_* in helper.cnf).
+    Report(HookFlags),
     /// Online switchover: run masterha_master_switch --master_state=alive with the hooks.
     Switchover {
         #[command(flatten)]
@@ -208,14 +218,41 @@ fn hook_options(f: &HookFlags) -> (HookOptions, HookArgs) {
 
 pub fn run(cli: Cli) -> Result<Code> {
     match cli.command {
-        Command::Check { conf, format } => crate::check::run(&conf.paths(), format == Format::Json),
+        Command::Check {
+            conf,
+            format,
+            notify,
+        } => crate::check::run(&conf.paths(), format == Format::Json, notify),
         Command::MasterIpOnlineChange(f) => {
             let (opts, args) = hook_options(&f);
-            crate::online::hook(&opts, &args)
+            let r = crate::online::hook(&opts, &args);
+            alert::after_hook(
+                "master-ip-online-change",
+                &opts.paths,
+                opts.dry_run,
+                &args,
+                &r,
+            );
+            r
         }
         Command::MasterIpFailover(f) => {
             let (opts, args) = hook_options(&f);
-            crate::failover::hook(&opts, &args)
+            let r = crate::failover::hook(&opts, &args);
+            alert::after_hook("master-ip-failover", &opts.paths, opts.dry_run, &args, &r);
+            r
+        }
+        Command::Shutdown(f) => {
+            let (opts, args) = hook_options(&f);
+            let r = crate::shutdown::hook(&opts, &args);
+            // 10 is its success ("SSH reachable, mysqld shut down").
+            if r.is_err() {
+                alert::after_hook("shutdown", &opts.paths, opts.dry_run, &args, &r);
+            }
+            r
+        }
+        Command::Report(f) => {
+            let (opts, args) = hook_options(&f);
+            crate::notify::report_script::run(&opts, &args)
         }
         Command::Switchover {
             conf,

@@ -455,7 +455,12 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
                 "{new}: no record of the application's grants to compare with (run `mha-helper check` regularly)"
             )),
         }
-        if let Some(j) = journal.take() {
+        if let Some(mut j) = journal.take() {
+            // What the notifications (report_script) tell of this failover.
+            let r = serde_json::to_value(&ctx.report).unwrap_or_default();
+            if let Err(e) = j.note_lazy("start-report", r) {
+                log::warn!("{e:#}");
+            }
             if let Err(e) = j.close(&state, "completed") {
                 log::error!("{e:#}");
             }

@@ -24,6 +24,10 @@ fn helper_example_loads_with_the_documented_defaults() {
     assert!(!d.requires_sudo);
     // found on each host: mariadb, else mysql
     assert_eq!(d.mysql_client, None);
+    // no notification sink unless one is set
+    assert!(!d.notify.any());
+    assert_eq!(d.notify.timeout.as_secs(), 10);
+    assert_eq!(d.notify.retries, 2);
 }
 
 #[test]

@@ -46,7 +46,19 @@ pub const SETTINGS: &[&str] = &[
     "cluster_interface",
     "requires_sudo",
     "requires_arping",
+    "shutdown_timeout",
+    "power_off_command",
+    "power_off_timeout",
 ];
+
+/// Whether `key` is a setting: one of [`SETTINGS`] or of the `notify_*` group.
+fn known_key(key: &str) -> Option<&'static str> {
+    SETTINGS
+        .iter()
+        .chain(super::notify::KEYS)
+        .copied()
+        .find(|k| *k == key)
+}
 
 /// How application writes are stopped on the old master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +163,7 @@ impl<'de> Deserialize<'de> for WriterVip {
     }
 }
 
-fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
@@ -191,6 +203,17 @@ pub struct HostSettings {
     pub cluster_interface: Option<String>,
     pub requires_sudo: bool,
     pub requires_arping: bool,
+    /// `mha-helper shutdown` (MHA's shutdown_script): how long mysqld gets
+    /// to stop after SIGTERM before SIGKILL.
+    #[serde(serialize_with = "seconds")]
+    pub shutdown_timeout: Duration,
+    /// Run on the manager when the dead master has no SSH: `{host}`, `{ip}`,
+    /// `{port}`, `{ssh_host}` are replaced by shell-quoted values.
+    pub power_off_command: Option<String>,
+    #[serde(serialize_with = "seconds")]
+    pub power_off_timeout: Duration,
+    /// Where notifications go (`[default]` only).
+    pub notify: super::notify::NotifySettings,
 }
 
 impl Default for HostSettings {
@@ -213,6 +236,10 @@ impl Default for HostSettings {
             cluster_interface: None,
             requires_sudo: false,
             requires_arping: true,
+            shutdown_timeout: Duration::from_secs(20),
+            power_off_command: None,
+            power_off_timeout: Duration::from_secs(60),
+            notify: Default::default(),
         }
     }
 }
@@ -329,22 +356,28 @@ impl Layer {
         let mut layer = self.clone();
         let mut here = BTreeMap::new();
         for e in &section.entries {
-            let key = SETTINGS
-                .iter()
-                .copied()
-                .find(|k| *k == e.key)
-                .ok_or_else(|| {
-                    error_at(
-                        &ini.origin,
-                        e.line,
-                        format!(
-                            "unknown setting '{}' in [{}]; known: {}",
-                            e.key,
-                            section.name,
-                            SETTINGS.join(", ")
-                        ),
-                    )
-                })?;
+            let key = known_key(&e.key).ok_or_else(|| {
+                error_at(
+                    &ini.origin,
+                    e.line,
+                    format!(
+                        "unknown setting '{}' in [{}]; known: {}, notify_*",
+                        e.key,
+                        section.name,
+                        SETTINGS.join(", ")
+                    ),
+                )
+            })?;
+            if key.starts_with("notify_") && section.name != DEFAULT_SECTION {
+                return Err(error_at(
+                    &ini.origin,
+                    e.line,
+                    format!(
+                        "{key} in [{}]: notification settings belong in [{DEFAULT_SECTION}]",
+                        section.name
+                    ),
+                ));
+            }
             set(&mut layer.settings, key, &e.value).map_err(|fault| {
                 error_at(
                     &ini.origin,
@@ -374,6 +407,9 @@ impl Layer {
                     section.name
                 ),
             ));
+        }
+        if let Err((keys, why)) = s.notify.check() {
+            return Err(error_at(&ini.origin, blame(keys), why));
         }
         if s.writer_vip.is_some() && s.cluster_interface.is_none() {
             return Err(error_at(
@@ -437,6 +473,10 @@ fn set(s: &mut HostSettings, key: &str, raw: &str) -> Result<(), String> {
         "cluster_interface" => s.cluster_interface = optional(value, interface_name)?,
         "requires_sudo" => s.requires_sudo = parse_bool(value)?,
         "requires_arping" => s.requires_arping = parse_bool(value)?,
+        "shutdown_timeout" => s.shutdown_timeout = parse_seconds(value, false)?,
+        "power_off_command" => s.power_off_command = optional(value, any)?,
+        "power_off_timeout" => s.power_off_timeout = parse_seconds(value, false)?,
+        k if k.starts_with("notify_") => s.notify.set(k, value)?,
         _ => unreachable!("key checked against SETTINGS"),
     }
     Ok(())
@@ -506,7 +546,7 @@ fn parse_bool(value: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_seconds(value: &str, zero_ok: bool) -> Result<Duration, String> {
+pub(super) fn parse_seconds(value: &str, zero_ok: bool) -> Result<Duration, String> {
     let what = if zero_ok {
         "expected a number of seconds, e.g. 5 or 2.5"
     } else {
@@ -599,6 +639,32 @@ mod tests {
 
     fn fails(text: &str) -> String {
         load_text(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn notify_settings_load_in_default_only_and_are_checked_together() {
+        let c = load_text(
+            "[default]\nnotify_webhook_url = https://hooks.example.com/x\nnotify_timeout = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.defaults().notify.webhook_url.as_deref(),
+            Some("https://hooks.example.com/x")
+        );
+        assert_eq!(c.defaults().notify.timeout.as_secs(), 3);
+        let e = fails("[default]\n[db1]\nnotify_command = true\n");
+        assert!(
+            e.contains(":3: notify_command in [db1]: notification settings belong in [default]"),
+            "{e}"
+        );
+        let e =
+            fails("[default]\nnotify_smtp_server = smtp.example.com\nnotify_mail_from = a@b.c\n");
+        assert!(e.contains(":3: mail needs notify_smtp_server"), "{e}");
+        let e = fails("[default]\nnotify_smtp_tls = maybe\n");
+        assert!(
+            e.contains(":2: notify_smtp_tls = 'maybe': expected starttls, tls or none"),
+            "{e}"
+        );
     }
 
     fn acct(user: &str, host: &str) -> AccountName {

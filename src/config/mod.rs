@@ -6,6 +6,7 @@ mod backticks;
 pub mod helper;
 pub mod ini;
 pub mod mha;
+pub mod notify;
 
 pub use helper::{AccountName, BlockMethod, HelperConfig, HostSettings, SuperReadOnly, WriterVip};
 pub use ini::Ini;
