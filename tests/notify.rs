@@ -24,6 +24,11 @@ struct Receivers {
 
 impl Receivers {
     fn start(lab: &Lab) -> Receivers {
+        Receivers::start_with(lab, &[])
+    }
+
+    /// With `extra`: TLS_PORT CERT KEY USER PASSWORD_FILE (see receivers.py).
+    fn start_with(lab: &Lab, extra: &[String]) -> Receivers {
         use std::os::unix::process::CommandExt;
         let dir = lab.dir().join("manager/received");
         let _ = std::fs::remove_dir_all(&dir);
@@ -39,9 +44,11 @@ impl Receivers {
             .arg(&ip)
             .arg(SMTP_PORT.to_string())
             .arg(HTTP_PORT.to_string())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Its own log (a refused TLS handshake is a traceback there).
+            .stderr(std::fs::File::create(lab.dir().join("manager/receivers.log")).unwrap())
             .process_group(0)
             .spawn()
             .unwrap();
@@ -101,26 +108,14 @@ fn notify_conf(r: &Receivers, webhook: &str, extra: &str) -> String {
     )
 }
 
-/// The lab's MHA config with `report_script` set to mha-helper, in a
-/// directory of its own (so the application is still app1).
+/// The lab's MHA config with `report_script` set to mha-helper.
 fn conf_with_report_script(lab: &Lab) -> String {
-    let dir = lab.dir().join("manager/notify");
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("app1.cnf").to_string_lossy().into_owned();
-    let text = std::fs::read_to_string(lab.app_cnf()).unwrap();
     let line = format!(
-        "report_script={} report --conf={conf} --helper-conf={}\n",
+        "report_script={} report --conf={{conf}} --helper-conf={}",
         bin(),
         lab.helper_cnf()
     );
-    let text = text.replacen(
-        "[server default]\n",
-        &format!("[server default]\n{line}"),
-        1,
-    );
-    assert!(text.contains("report_script="), "{text}");
-    std::fs::write(&conf, text).unwrap();
-    conf
+    lab.app_cnf_with("notify", &line)
 }
 
 fn failover_with(lab: &Lab, conf: &str, dead: &str, new: &str) -> std::process::Output {
@@ -377,4 +372,130 @@ fn state_files(dir: &Path) -> String {
         .filter_map(|e| std::fs::read(e.path()).ok())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .collect()
+}
+
+#[test]
+fn mail_over_required_starttls_with_a_password_file_verifies_the_server_and_leaks_no_secret() {
+    let lab = Lab::lock();
+    let dir = lab.dir().join("manager/tls");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("mgr.pem"), dir.join("mgr.key"));
+    let o = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=mgr", "-addext", "subjectAltName=DNS:mgr"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl: {}", both(&o));
+    let password = "pw-7c1d-lab-smtp-secret";
+    let pw = dir.join("smtp.password");
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let tls_port = SMTP_PORT + 1;
+    let r = Receivers::start_with(
+        &lab,
+        &[
+            tls_port.to_string(),
+            cert.display().to_string(),
+            key.display().to_string(),
+            "mha".into(),
+            pw.display().to_string(),
+        ],
+    );
+    let conf = conf_with_report_script(&lab);
+    let helper = lab.helper_cnf();
+    let settings = |ca: bool| {
+        format!(
+            "[default]\nnotify_smtp_server = mgr:{tls_port}\nnotify_smtp_tls = starttls\n\
+             notify_smtp_user = mha\nnotify_smtp_password_file = {}\n{}\
+             notify_mail_from = mha@lab.example\nnotify_mail_to = dba@lab.example\nnotify_timeout = 5\n",
+            pw.display(),
+            if ca {
+                format!("notify_ca_file = {}\n", cert.display())
+            } else {
+                String::new()
+            }
+        )
+    };
+    let report = |lab: &Lab| {
+        lab.helper(&[
+            "-vv",
+            "report",
+            &format!("--conf={conf}"),
+            &format!("--helper-conf={helper}"),
+            "--subject=tls test",
+            "--body=body",
+        ])
+    };
+
+    let watch = LeakWatch::start(vec![password.to_string()]);
+    // The system's roots do not know this server: refused, nothing sent.
+    lab.set_helper_conf(&settings(false));
+    let refused = report(&lab);
+    assert_eq!(refused.status.code(), Some(1), "{}", both(&refused));
+    assert!(
+        stderr(&refused).contains("notification failed: mail"),
+        "{}",
+        both(&refused)
+    );
+    assert!(
+        stderr(&refused).contains("certificate verify failed"),
+        "{}",
+        both(&refused)
+    );
+    assert!(r.got("mail").is_empty());
+    // Trusting its certificate: STARTTLS, AUTH, delivered.
+    lab.set_helper_conf(&settings(true));
+    let sent = report(&lab);
+    let (leaks, samples) = watch.finish();
+    assert_eq!(sent.status.code(), Some(0), "{}", both(&sent));
+    let mails = r.got("mail");
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["auth"], "mha");
+    assert_eq!(mails[0]["tls"], true);
+    assert!(samples > 10 && leaks.is_empty(), "{samples} {leaks:?}");
+    for text in [
+        both(&refused),
+        both(&sent),
+        lab.manager_log(),
+        state_files(&lab.journal_dir()),
+    ] {
+        assert!(
+            !text.contains(password),
+            "the password is in a log:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn check_notify_sends_the_problems_it_finds_and_nothing_when_all_pass() {
+    let lab = Lab::lock();
+    let r = Receivers::start(&lab);
+    lab.set_helper_conf(&format!(
+        "[default]\nnotify_webhook_url = {}\nnotify_webhook_format = slack\n",
+        r.url("/ok")
+    ));
+    let o = lab.check(&["--notify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(r.got("http").is_empty(), "a passing check sends nothing");
+
+    lab.stop_replica("db3");
+    let o = lab.check(&["--notify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let posts = r.got("http");
+    assert_eq!(posts.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(posts[0]["body"].as_str().unwrap()).unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(text.starts_with("*mha-helper check: app1: "), "{text}");
+    assert!(
+        text.contains("db3") && text.contains("replication stopped"),
+        "{text}"
+    );
+    assert!(text.contains("to do"), "{text}");
 }

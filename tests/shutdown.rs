@@ -9,25 +9,14 @@ use std::time::Duration;
 
 use common::*;
 
-/// The lab's MHA config with `shutdown_script` set, in a directory of its
-/// own (the application is still app1).
+/// The lab's MHA config with `shutdown_script` set to mha-helper.
 fn conf_with_shutdown_script(lab: &Lab) -> String {
-    let dir = lab.dir().join("manager/shutdown");
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("app1.cnf").to_string_lossy().into_owned();
-    let text = std::fs::read_to_string(lab.app_cnf()).unwrap();
     let line = format!(
-        "shutdown_script={} shutdown --conf={conf} --helper-conf={}\n",
+        "shutdown_script={} shutdown --conf={{conf}} --helper-conf={}",
         bin(),
         lab.helper_cnf()
     );
-    let text = text.replacen(
-        "[server default]\n",
-        &format!("[server default]\n{line}"),
-        1,
-    );
-    std::fs::write(&conf, text).unwrap();
-    conf
+    lab.app_cnf_with("shutdown", &line)
 }
 
 /// The pid of `host`'s server, from its pid file.

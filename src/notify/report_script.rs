@@ -51,9 +51,8 @@ pub fn run(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
     })
 }
 
-/// MHA's report, with the journal's account of the switch and what is left to do.
-pub fn event(setup: &Setup, args: &HookArgs) -> Event {
-    let app = &setup.mha.app;
+/// What MHA's own arguments say.
+fn from_mha(app: &str, args: &HookArgs) -> Event {
     let subject = args
         .value("subject")
         .map(String::from)
@@ -71,6 +70,13 @@ pub fn event(setup: &Setup, args: &HookArgs) -> Event {
                 .collect()
         })
         .unwrap_or_default();
+    e
+}
+
+/// MHA's report, with the journal's account of the switch and what is left to do.
+pub fn event(setup: &Setup, args: &HookArgs) -> Event {
+    let mut e = from_mha(&setup.mha.app, args);
+    let subject = e.subject.clone();
     if let Ok(state) = setup.state() {
         e.switch = last_switch(&state, RECENT);
         if let Ok(Some(p)) = crate::fence::read(&state) {
@@ -99,4 +105,36 @@ pub fn event(setup: &Setup, args: &HookArgs) -> Event {
         ));
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The argv MHA 0.58 gave report_script in the lab
+    /// (../shared/mha-hook-argv/04-dead_failover.report.log).
+    #[test]
+    fn mha_s_captured_report_arguments_give_subject_body_and_hosts() {
+        let body = "Master db2(198.51.100.12:3306) is down!\n\nCheck MHA Manager logs at \
+            mgr:/var/lib/mhalab/manager/manager.log for details.\n\nStarted automated(non-interactive) \
+            failover.\nMaster failover to db1(198.51.100.11:3306) completed successfully.\n";
+        let argv = [
+            "--orig_master_host=db2".to_string(),
+            "--new_master_host=db1".into(),
+            "--new_slave_hosts=db3".into(),
+            "--conf=/var/lib/mhalab/manager/mha.cnf".into(),
+            "--subject=mha: MySQL Master failover db2(198.51.100.12:3306) to db1(198.51.100.11:3306) succeeded".into(),
+            format!("--body={body}"),
+        ];
+        let e = from_mha("mha", &HookArgs::parse(&argv));
+        assert_eq!(e.kind, "report");
+        assert_eq!(e.orig_master.as_deref(), Some("db2"));
+        assert_eq!(e.new_master.as_deref(), Some("db1"));
+        assert_eq!(e.new_replicas, vec!["db3"]);
+        assert!(e.subject.ends_with("to db1(198.51.100.11:3306) succeeded"));
+        assert_eq!(e.body, body);
+        assert!(e
+            .text()
+            .starts_with("Master db2(198.51.100.12:3306) is down!\n\nCheck MHA"));
+    }
 }

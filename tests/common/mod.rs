@@ -765,6 +765,25 @@ impl Lab {
         self.recover_with(&[])
     }
 
+    /// A copy of the lab's MHA config in `manager/<dir>/app1.cnf` (so the
+    /// application is still app1) with `line` added to [server default],
+    /// e.g. a report_script; `{conf}` in it becomes the copy's path.
+    pub fn app_cnf_with(&self, dir: &str, line: &str) -> String {
+        let dir = self.dir().join("manager").join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("app1.cnf").to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(self.app_cnf()).unwrap();
+        let line = line.replace("{conf}", &conf);
+        let text = text.replacen(
+            "[server default]\n",
+            &format!("[server default]\n{line}\n"),
+            1,
+        );
+        assert!(text.contains(&line), "{text}");
+        std::fs::write(&conf, text).unwrap();
+        conf
+    }
+
     /// `mha-helper recover` with extra arguments (`--force`, `--abandon`).
     pub fn recover_with(&self, extra: &[&str]) -> Output {
         let conf = self.app_cnf();
