@@ -18,7 +18,14 @@ fn main() {
         println!("cargo:rerun-if-changed={f}");
     }
     let commit = std::env::var("MHA_HELPER_COMMIT").ok().or_else(|| {
-        let dir = git(&["rev-parse", "--git-dir"])?;
+        // Only this project's own checkout: a source tree unpacked inside
+        // some other repository is not that repository's commit.
+        let top = git(&["rev-parse", "--show-toplevel"])?;
+        let here = std::env::var("CARGO_MANIFEST_DIR").ok()?;
+        if std::fs::canonicalize(&top).ok()? != std::fs::canonicalize(&here).ok()? {
+            return None;
+        }
+        let dir = git(&["rev-parse", "--absolute-git-dir"])?;
         // A new commit or checkout moves HEAD or the ref it names; the index
         // changes when tracked files are staged or checked out.
         for f in ["HEAD", "index", "packed-refs"] {
