@@ -141,6 +141,15 @@ pub fn fence_script(accounts: &[Account], admin: &str, timeout: Duration) -> Scr
     s
 }
 
+/// Application sessions in `r`'s result set `sessions` that were there
+/// before the block (id up to `watermark`).
+pub fn pre_block(r: &Results, watermark: u64) -> Vec<Session> {
+    parse(r, "sessions")
+        .into_iter()
+        .filter(|s| s.id <= watermark)
+        .collect()
+}
+
 /// The fence holds when read_only reads 1 (result set `ro`) and no
 /// application session from before the block (id up to `watermark`) is
 /// left (result set `sessions`). Returns the number of newer sessions:

@@ -98,10 +98,10 @@ impl Step for SetReadOnly {
         if let Some(info) = host.info.as_mut() {
             info.read_only = true;
         }
-        if self.fence.is_none() {
+        let Some(admin) = self.fence.clone() else {
             return Ok(None);
-        }
-        super::sessions::prove_fence(ctx, &self.host, &r, watermark).map(Some)
+        };
+        super::sessions::prove_fence(ctx, &self.host, &r, watermark, &admin).map(Some)
     }
 }
 
