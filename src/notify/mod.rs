@@ -44,18 +44,22 @@ trait Sink: Send {
     fn deliver(&self, event: &Event, timeout: Duration) -> Result<()>;
 }
 
-fn sinks(n: &NotifySettings) -> Result<Vec<Box<dyn Sink>>> {
-    let mut out: Vec<Box<dyn Sink>> = Vec::new();
+/// Every configured sink, or why it cannot be used (a secret file that may
+/// not be read, say): one sink's problem never keeps the others from sending.
+fn sinks(n: &NotifySettings) -> Vec<(String, Result<Box<dyn Sink>>)> {
+    let mut out: Vec<(String, Result<Box<dyn Sink>>)> = Vec::new();
     if n.smtp_server.is_some() {
-        out.push(Box::new(smtp::Mail::new(n)?));
+        let mail = smtp::Mail::new(n).map(|m| Box::new(m) as Box<dyn Sink>);
+        out.push(("mail".into(), mail));
     }
     if n.webhook_url.is_some() {
-        out.push(Box::new(webhook::Webhook::new(n)?));
+        let hook = webhook::Webhook::new(n).map(|w| Box::new(w) as Box<dyn Sink>);
+        out.push(("webhook".into(), hook));
     }
     if let Some(c) = &n.command {
-        out.push(Box::new(command::Command::new(c)));
+        out.push(("command".into(), Ok(Box::new(command::Command::new(c)))));
     }
-    Ok(out)
+    out
 }
 
 /// Pause before retry `n` (1-based): 0.5 s, 1 s, 2 s, ...
@@ -110,22 +114,27 @@ fn run_sink(sink: &dyn Sink, event: &Event, budget: Duration, retries: u32) -> D
 /// Send `event` to every configured sink, in parallel; wait at most the
 /// budget (plus a moment). An empty list when no sink is configured.
 pub fn send(event: &Event, n: &NotifySettings) -> Vec<Delivery> {
-    let sinks = match sinks(n) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("notifications not sent: {e:#}");
-            return vec![Delivery {
-                sink: "notify settings".into(),
-                ok: false,
-                attempts: 0,
-                ms: 0,
-                error: Some(format!("{e:#}")),
-            }];
-        }
-    };
     let (tx, rx) = mpsc::channel();
     let mut pending = Vec::new();
-    for (i, sink) in sinks.into_iter().enumerate() {
+    for (i, (name, sink)) in sinks(n).into_iter().enumerate() {
+        let sink = match sink {
+            Ok(s) => s,
+            Err(e) => {
+                // Reported at once, as a delivery that failed.
+                pending.push(name.clone());
+                let _ = tx.send((
+                    i,
+                    Delivery {
+                        sink: name,
+                        ok: false,
+                        attempts: 0,
+                        ms: 0,
+                        error: Some(format!("{e:#}")),
+                    },
+                ));
+                continue;
+            }
+        };
         pending.push(sink.describe());
         let (tx, event, budget, retries) = (tx.clone(), event.clone(), n.timeout, n.retries);
         std::thread::spawn(move || {
@@ -295,6 +304,28 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_secret(&p, "SMTP password").unwrap(), "s3cret");
         std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn a_sink_that_cannot_be_set_up_does_not_keep_the_others_from_sending() {
+        let out = std::env::temp_dir().join(format!("mha-helper-send-{}", std::process::id()));
+        let mut n = NotifySettings::default();
+        n.set("notify_webhook_url", "http://192.0.2.1/x").unwrap();
+        n.set("notify_webhook_token_file", "/nonexistent/token")
+            .unwrap();
+        n.set("notify_command", &format!("cat > {}", out.display()))
+            .unwrap();
+        let d = send(&event(), &n);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(
+            !d[0].ok && d[0].error.as_deref().unwrap().contains("webhook token"),
+            "{d:?}"
+        );
+        assert!(d[1].ok, "{d:?}");
+        assert!(std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("mha-helper.event/1"));
+        std::fs::remove_file(out).unwrap();
     }
 
     #[test]
