@@ -318,7 +318,10 @@ fn the_webhook_token_reaches_the_receiver_and_no_argv_or_log() {
     // Readable by others: refused, and the secret is not in the refusal.
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     lab.set_helper_conf(&format!(
-        "[default]\nnotify_webhook_url = {}\nnotify_webhook_token_file = {}\n",
+        // The command sink keeps each run (and a child of it) alive for the
+        // watch to sample.
+        "[default]\nnotify_webhook_url = {}\nnotify_webhook_token_file = {}\n\
+         notify_command = sleep 0.5\n",
         r.url("/ok"),
         file.display()
     ));
@@ -414,7 +417,8 @@ fn mail_over_required_starttls_with_a_password_file_verifies_the_server_and_leak
         format!(
             "[default]\nnotify_smtp_server = mgr:{tls_port}\nnotify_smtp_tls = starttls\n\
              notify_smtp_user = mha\nnotify_smtp_password_file = {}\n{}\
-             notify_mail_from = mha@lab.example\nnotify_mail_to = dba@lab.example\nnotify_timeout = 5\n",
+             notify_mail_from = mha@lab.example\nnotify_mail_to = dba@lab.example\nnotify_timeout = 5\n\
+             notify_command = sleep 0.5\n",
             pw.display(),
             if ca {
                 format!("notify_ca_file = {}\n", cert.display())
