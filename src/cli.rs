@@ -29,7 +29,8 @@ pub const VERSION: &str = concat!(
     about = "Safe MySQL/MariaDB master switches around MHA, over SSH",
     long_about = "Safe MySQL/MariaDB master switches around MHA (mha4mysql 0.58), over SSH.\n\n\
         The MHA hooks (master-ip-online-change, master-ip-failover) block application writes, \
-        keep a journal and roll back on failure; the operator commands (switchover, failover) \
+        keep a journal and roll back on failure; shutdown and report are MHA's shutdown_script \
+        and report_script (fencing a dead master, notifications); the operator commands (switchover, failover) \
         drive masterha_master_switch; check inspects a cluster; recover finishes or undoes an \
         interrupted switch.\n\n\
         Exit codes: 0 done; 1 failed, nothing left changed; 2 bad input; 3 failed and the \
