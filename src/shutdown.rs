@@ -19,21 +19,24 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::cluster::{self, Host};
+use crate::cluster::{self, Host, HostSpec};
 use crate::config::HostSettings;
 use crate::exit::{bad_input, Code};
 use crate::mha_args::HookArgs;
 use crate::mysql::Script;
 use crate::online::HookOptions;
 use crate::quote::shell_word;
-use crate::setup::Setup;
 
 pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
     log::info!("shutdown {}", args.redacted());
     let setup = opts.paths.load()?;
     let command = args.require("command").map_err(bad_input)?;
     let host = setup.hostname(args.require("host").map_err(bad_input)?)?;
-    let settings = setup.specs(&[&host])?[0].settings.clone();
+    let spec = setup
+        .specs(&[&host])?
+        .pop()
+        .ok_or_else(|| anyhow!("{host}: no server block"))?;
+    let settings = spec.settings.clone();
     let ssh = match command {
         "stopssh" => true,
         "stop" => false,
@@ -55,7 +58,7 @@ pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
         return Ok(Code::Ok);
     }
     if ssh {
-        match stop_over_ssh(&setup, &host, args.value("pid_file"), &settings) {
+        match stop_over_ssh(spec, args.value("pid_file")) {
             Ok(how) => {
                 log::info!("{host}: {how}");
                 println!("{host}: {how}");
@@ -72,13 +75,10 @@ pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
 }
 
 /// Stop the server for good over SSH; what was done when it is proven gone.
-fn stop_over_ssh(
-    setup: &Setup,
-    host: &str,
-    mha_pid_file: Option<&str>,
-    s: &HostSettings,
-) -> Result<String> {
-    let mut conn = cluster::connect(setup.specs(&[host])?)
+fn stop_over_ssh(spec: HostSpec, mha_pid_file: Option<&str>) -> Result<String> {
+    let (host, s) = (spec.name.clone(), spec.settings.clone());
+    let host = host.as_str();
+    let mut conn = cluster::connect(vec![spec])
         .pop()
         .ok_or_else(|| anyhow!("no connection"))??;
     let pid_file = match server_pid_file(&mut conn) {

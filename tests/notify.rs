@@ -118,21 +118,6 @@ fn conf_with_report_script(lab: &Lab) -> String {
     lab.app_cnf_with("notify", &line)
 }
 
-fn failover_with(lab: &Lab, conf: &str, dead: &str, new: &str) -> std::process::Output {
-    let helper = lab.helper_cnf();
-    lab.helper(&[
-        "failover",
-        "--conf",
-        conf,
-        "--helper-conf",
-        &helper,
-        "--dead-master",
-        dead,
-        "--new-master",
-        new,
-    ])
-}
-
 /// A mail header, its folded lines joined.
 fn header(mail: &serde_json::Value, name: &str) -> String {
     let data = mail["data"].as_str().unwrap();
@@ -152,7 +137,7 @@ fn a_dead_master_failover_through_mha_mails_and_posts_its_report_with_the_new_ma
     lab.set_helper_conf(&notify_conf(&r, "/ok", ""));
     let conf = conf_with_report_script(&lab);
     common::lab(&["kill-mysql", "db1"]);
-    let o = failover_with(&lab, &conf, "db1", "db2");
+    let o = lab.failover_with_conf(&conf, "db1", &["--new-master", "db2"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
 
     // MHA runs report_script before masterha_master_switch ends.
@@ -253,7 +238,7 @@ fn a_hanging_or_down_webhook_costs_at_most_its_timeout_and_the_mail_still_goes()
     // Through MHA: the failover ends although the webhook hangs.
     lab.set_helper_conf(&notify_conf(&r, "/hang", "notify_timeout = 2\n"));
     common::lab(&["kill-mysql", "db1"]);
-    let o = failover_with(&lab, &conf, "db1", "db2");
+    let o = lab.failover_with_conf(&conf, "db1", &["--new-master", "db2"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert_eq!(r.got("mail").len(), 3);
     let log = lab.manager_log();

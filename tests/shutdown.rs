@@ -39,18 +39,7 @@ fn gone(pid: u32) -> bool {
 }
 
 fn failover(lab: &Lab, conf: &str) -> std::process::Output {
-    let helper = lab.helper_cnf();
-    lab.helper(&[
-        "failover",
-        "--conf",
-        conf,
-        "--helper-conf",
-        &helper,
-        "--dead-master",
-        "db1",
-        "--new-master",
-        "db2",
-    ])
+    lab.failover_with_conf(conf, "db1", &["--new-master", "db2"])
 }
 
 struct Unblock;
@@ -127,17 +116,7 @@ fn a_dead_master_without_ssh_is_powered_off_by_the_configured_command_or_the_fai
         lab_script().display(),
         mark.display()
     ));
-    let o = lab.helper(&[
-        "failover",
-        "--conf",
-        &conf,
-        "--helper-conf",
-        &lab.helper_cnf(),
-        "--dead-master",
-        "db1",
-        "--new-master",
-        "db2",
-    ]);
+    let o = failover(&lab, &conf);
     // MHA refuses to repeat a failed failover for a while unless told.
     let o = if o.status.code() != Some(0) && both(&o).contains("last_failover") {
         let _ = std::fs::remove_dir_all(lab.var("MHALAB_WORKDIR"));

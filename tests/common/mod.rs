@@ -841,12 +841,17 @@ impl Lab {
 
     /// `mha-helper failover --dead-master DEAD [EXTRA]` in the manager namespace.
     pub fn failover(&self, dead: &str, extra: &[&str]) -> Output {
-        let conf = self.app_cnf();
+        self.failover_with_conf(&self.app_cnf(), dead, extra)
+    }
+
+    /// `mha-helper failover` with another MHA config (a copy with extra
+    /// script settings, see `app_cnf_with`).
+    pub fn failover_with_conf(&self, conf: &str, dead: &str, extra: &[&str]) -> Output {
         let helper = self.helper_cnf();
         let mut args = vec![
             "failover",
             "--conf",
-            &conf,
+            conf,
             "--helper-conf",
             &helper,
             "--dead-master",
