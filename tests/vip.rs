@@ -273,13 +273,13 @@ fn a_rollback_puts_the_vip_back_on_the_old_master() {
     assert_eq!(lab.settled_state(), before);
 }
 
-/// sudoers rule for perl, for the IPv6 announcement only; removed on drop.
-/// On a flavour whose hosts run from a sid root, the hosts' sudo reads the
-/// root's /etc/sudoers.d: the rule goes there too.
-struct PerlSudo(Vec<PathBuf>);
+/// A sudoers file for one test, removed on drop. On a flavour whose hosts
+/// run from a sid root, the hosts' sudo reads the root's /etc/sudoers.d:
+/// the file goes there too.
+struct TestSudo(Vec<PathBuf>);
 
-impl PerlSudo {
-    fn grant(lab: &Lab) -> PerlSudo {
+impl TestSudo {
+    fn grant(lab: &Lab, name: &str, rules: &str) -> TestSudo {
         let mut dirs = vec![PathBuf::from("/etc/sudoers.d")];
         let root = lab.var("MHALAB_ROOT");
         if !root.is_empty() {
@@ -288,19 +288,28 @@ impl PerlSudo {
         let files: Vec<PathBuf> = dirs
             .into_iter()
             .map(|d| {
-                let p = d.join("mhalab-test-perl");
-                std::fs::write(&p, "mha ALL=(root) NOPASSWD: /usr/bin/perl\n").unwrap();
+                let p = d.join(name);
+                std::fs::write(&p, rules).unwrap();
                 let _ = Command::new("chmod")
                     .args(["0440", p.to_str().unwrap()])
                     .status();
                 p
             })
             .collect();
-        PerlSudo(files)
+        TestSudo(files)
+    }
+
+    /// perl, for the IPv6 announcement only.
+    fn perl(lab: &Lab) -> TestSudo {
+        TestSudo::grant(
+            lab,
+            "mhalab-test-perl",
+            "mha ALL=(root) NOPASSWD: /usr/bin/perl\n",
+        )
     }
 }
 
-impl Drop for PerlSudo {
+impl Drop for TestSudo {
     fn drop(&mut self) {
         for p in &self.0 {
             let _ = std::fs::remove_file(p);
@@ -308,10 +317,54 @@ impl Drop for PerlSudo {
     }
 }
 
+/// Thomas Habets' arping where sudo finds it (first on its secure_path)
+/// and the SSH user's own PATH does not: the user's `arping` is iputils'.
+/// The announcement must be sent by the program sudo runs, with its flags.
+#[test]
+fn habets_arping_run_through_sudo_announces_the_vip_on_the_new_master() {
+    let lab = Lab::lock();
+    let sbin = lab.var("MHALAB_HABETS_SBIN");
+    let _sudo = TestSudo::grant(
+        &lab,
+        "mhalab-test-habets",
+        &format!(
+            "Defaults:mha secure_path=\"{sbin}:/usr/sbin:/usr/bin:/sbin:/bin\"\n\
+             mha ALL=(root) NOPASSWD: {sbin}/arping\n"
+        ),
+    );
+    let as_mha = |cmd: &str| lab.exec("db2", &format!("runuser -u mha -- sh -c '{cmd}' 2>&1"));
+    assert!(
+        as_mha("sudo -n arping --help").contains("Thomas Habets"),
+        "sudo does not run Habets' arping: {}",
+        as_mha("sudo -n arping --help")
+    );
+    assert!(
+        as_mha("PATH=/usr/local/bin:/usr/bin:/bin arping -V").contains("iputils"),
+        "the SSH user's own arping is not iputils'"
+    );
+    setup_vip(&lab);
+    // the manager has db1's address cached for the VIP
+    lab.exec("mgr", "ping -c 1 -W 1 198.51.100.100 >/dev/null; true");
+    assert_eq!(mgr_neighbour(&lab, "198.51.100.100"), mac(&lab, "db1"));
+    let o = lab.switchover("db2", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db2"]);
+    let db2_mac = mac(&lab, "db2");
+    assert!(
+        wait_for(Duration::from_secs(5), || mgr_neighbour(
+            &lab,
+            "198.51.100.100"
+        ) == db2_mac),
+        "no announcement reached the manager: its ARP cache still says {} for the VIP, db2 is \
+         {db2_mac}",
+        mgr_neighbour(&lab, "198.51.100.100")
+    );
+}
+
 #[test]
 fn ipv6_vip_moves_and_its_unsolicited_na_updates_the_neighbour_cache() {
     let lab = Lab::lock();
-    let _perl = PerlSudo::grant(&lab);
+    let _perl = TestSudo::perl(&lab);
     lab.set_helper_conf(
         "[default]\nwriter_vip = fd00:198:51:100::100/64\ncluster_interface = eth0\nrequires_sudo = yes\n",
     );

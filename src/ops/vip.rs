@@ -139,13 +139,8 @@ impl VipSpec {
                 } else {
                     "command -v perl >/dev/null 2>&1 || { echo 'perl not found (needed for the IPv6 announcement)'; exit 5; }\n"
                 });
-            } else if self.sudo {
-                s.push_str("sudo -n -l arping >/dev/null 2>&1 || { echo 'sudo -n does not allow arping (requires_arping)'; exit 5; }\n");
             } else {
-                s.push_str(
-                    "a=$(command -v arping) || { echo 'arping not found (install it, or set requires_arping = no)'; exit 5; }\n\
-                     arping -V 2>&1 | grep -q iputils || arping --help 2>&1 | grep -qi habets || { echo 'unknown arping flavour'; exit 5; }\n",
-                );
+                s.push_str(&self.arping_select(5, ""));
             }
         }
         s.push_str("echo ok");
@@ -179,18 +174,41 @@ impl VipSpec {
                  ( for i in 1 2; do sleep 1; {sudo}perl -MSocket=:all -e {perl} {iface} {addr}; done ) >/dev/null 2>&1 </dev/null &"
             );
         }
-        let check = if self.sudo {
-            "sudo -n -l arping >/dev/null 2>&1 || { echo 'sudo does not allow arping' >&2; exit 4; }\n"
-        } else {
-            "command -v arping >/dev/null 2>&1 || { echo 'arping not found' >&2; exit 4; }\n"
-        };
         // iputils: -U unsolicited, -I interface; Habets: -U, -i interface,
         // -S source (the VIP itself).
         format!(
-            "{check}if arping -V 2>&1 | grep -q iputils; then a=\"{sudo}arping -q -U -I {iface} {addr}\"; \
-             elif arping --help 2>&1 | grep -qi habets; then a=\"{sudo}arping -q -U -i {iface} -S {addr} {addr}\"; \
-             else echo 'unknown arping flavour' >&2; exit 4; fi\n\
-             ( $a -c 3 ) >/dev/null 2>&1 </dev/null &"
+            "{select}if [ \"$f\" = iputils ]; then a=\"$a -q -U -I {iface} {addr}\"; \
+             else a=\"$a -q -U -i {iface} -S {addr} {addr}\"; fi\n\
+             ( $a -c 3 ) >/dev/null 2>&1 </dev/null &",
+            select = self.arping_select(4, " >&2"),
+        )
+    }
+
+    /// Shell lines that set `$a` to the arping command exactly as the
+    /// announcement runs it, and `$f` to its flavour (`iputils` or
+    /// `habets`), asking that very command: through `sudo -n` (which finds
+    /// it on sudo's own secure_path) when requires_sudo, else by the SSH
+    /// user's PATH and then /usr/sbin and /sbin, where Habets' arping lives
+    /// and a non-root PATH does not look. Detection with another privilege
+    /// or path than the use could name a different program. A missing,
+    /// forbidden or unknown arping prints one line (to `to`) and exits
+    /// `code`.
+    fn arping_select(&self, code: u8, to: &str) -> String {
+        let find = if self.sudo {
+            format!(
+                "sudo -n -l arping >/dev/null 2>&1 || {{ echo 'sudo -n does not allow arping (requires_arping)'{to}; exit {code}; }}\n\
+                 a='sudo -n arping'\n"
+            )
+        } else {
+            format!(
+                "a=$(command -v arping || command -v /usr/sbin/arping || command -v /sbin/arping) || \
+                 {{ echo 'arping not found (install it, or set requires_arping = no)'{to}; exit {code}; }}\n"
+            )
+        };
+        format!(
+            "{find}if $a -V 2>&1 | grep -q iputils; then f=iputils; \
+             elif $a --help 2>&1 | grep -qi habets; then f=habets; \
+             else echo \"unknown arping flavour: $a is neither iputils' nor Habets'\"{to}; exit {code}; fi\n"
         )
     }
 }
@@ -332,9 +350,81 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("sudo -n -l arping"));
-        assert!(s.contains("a=\"sudo -n arping -q -U -I eth0 198.51.100.100\""));
-        assert!(s.contains("a=\"sudo -n arping -q -U -i eth0 -S 198.51.100.100 198.51.100.100\""));
+        assert!(s.contains("a='sudo -n arping'\nif $a -V 2>&1 | grep -q iputils"));
+        assert!(s.contains("a=\"$a -q -U -I eth0 198.51.100.100\""));
+        assert!(s.contains("a=\"$a -q -U -i eth0 -S 198.51.100.100 198.51.100.100\""));
         assert!(s.ends_with("( $a -c 3 ) >/dev/null 2>&1 </dev/null &"));
+    }
+
+    /// Runs a generated script with `sh` among fake programs: iputils'
+    /// arping on the user's PATH, Habets' only in `sbin`, which a fake
+    /// `sudo` puts on the PATH of what it runs (as sudo's secure_path
+    /// does). Returns the exit code and what the arpings were run with.
+    fn run_with_fakes(script: &str) -> (i32, String) {
+        let d = crate::state::tests::temp_dir("vip-arping");
+        let write = |name: &str, body: &str| {
+            let p = d.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        };
+        std::fs::create_dir_all(d.join("user")).unwrap();
+        std::fs::create_dir_all(d.join("sbin")).unwrap();
+        let log = d.join("arping.log");
+        // iputils' arping on the user's PATH, Habets' only where sudo looks
+        write(
+            "user/arping",
+            &format!("case \"$1\" in -V) echo 'arping from iputils-20221126';; *) echo \"iputils $*\" >> {};; esac", log.display()),
+        );
+        write(
+            "sbin/arping",
+            &format!("case \"$1\" in --help) echo 'ARPing 2.23, by Thomas Habets';; -V) echo usage; exit 1;; *) echo \"habets $*\" >> {};; esac", log.display()),
+        );
+        write(
+            "user/sudo",
+            &format!(
+                "[ \"$1\" = -n ] && shift; [ \"$1\" = -l ] && exit 0; PATH={}:/usr/bin:/bin exec \"$@\"",
+                d.join("sbin").display()
+            ),
+        );
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("{script}\nwait"))
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", d.join("user").display()),
+            )
+            .output()
+            .unwrap();
+        let ran = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&d);
+        (out.status.code().unwrap_or(-1), ran)
+    }
+
+    #[test]
+    fn the_arping_flavour_is_asked_of_the_very_command_that_announces() {
+        // sudo finds Habets' arping where the user's PATH finds iputils'
+        let (code, ran) = run_with_fakes(&spec("198.51.100.100/24", true, true).announce_script());
+        assert_eq!(code, 0);
+        assert_eq!(
+            ran.trim(),
+            "habets -q -U -i eth0 -S 198.51.100.100 198.51.100.100 -c 3"
+        );
+    }
+
+    #[test]
+    fn without_sudo_an_arping_only_in_sbin_is_found_and_detected_there() {
+        // what the script looks for in /usr/sbin and /sbin, spelled out
+        let s = spec("198.51.100.100/24", false, true).announce_script();
+        assert!(
+            s.starts_with(
+                "a=$(command -v arping || command -v /usr/sbin/arping || command -v /sbin/arping) || "
+            ),
+            "{s}"
+        );
+        assert!(s.contains("if $a -V 2>&1 | grep -q iputils; then f=iputils; elif $a --help"));
+        let rights = spec("198.51.100.100/24", false, true).rights_script();
+        assert!(rights.contains("exit 5; }\nif $a -V 2>&1"), "{rights}");
     }
 
     #[test]
