@@ -525,6 +525,15 @@ pub fn run(paths: &ConfigPaths, json: bool, notify: bool) -> Result<Code> {
             None
         }
     };
+    // A session keeper left holding the lock by a switch that ended would
+    // refuse every switch until it idles out: end it.
+    if let Some(st) = &state {
+        match crate::ssh::keeper::end_if_orphaned(st) {
+            Ok(Some(done)) => warnings.push(done),
+            Ok(None) => {}
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
     // An old master a failover left unfenced comes first: fence it if it
     // answers now.
     if let Some(st) = &state {

@@ -161,6 +161,9 @@ pub enum Command {
         /// The application lock's descriptor, handed over by stop.
         #[arg(long)]
         lock_fd: Option<i32>,
+        /// The read end of the tether to the stop that started it.
+        #[arg(long)]
+        tether_fd: Option<i32>,
     },
     /// Finish or undo an interrupted switch, deciding from what the hosts say now.
     Recover {
@@ -284,7 +287,15 @@ pub fn run(cli: Cli) -> Result<Code> {
             idle_secs,
             switch,
             lock_fd,
-        } => keeper(&conf.paths(), &hosts, &socket, idle_secs, &switch, lock_fd),
+            tether_fd,
+        } => keeper(
+            &conf.paths(),
+            &hosts,
+            &socket,
+            idle_secs,
+            &switch,
+            (lock_fd, tether_fd),
+        ),
         Command::Recover {
             conf,
             format,
@@ -318,8 +329,13 @@ fn keeper(
     socket: &std::path::Path,
     idle_secs: u64,
     switch: &str,
-    lock_fd: Option<i32>,
+    (lock_fd, tether_fd): (Option<i32>, Option<i32>),
 ) -> Result<Code> {
+    // SAFETY: stop passes the tether's read end at this number (see
+    // ssh::keeper::spawn); nothing else in this process uses it. Taken
+    // first, so that an early error still closes it.
+    let tether = tether_fd
+        .map(|fd| unsafe { <std::fs::File as std::os::unix::io::FromRawFd>::from_raw_fd(fd) });
     let setup = paths.load()?;
     let state = setup.state()?;
     // SAFETY: stop passes its lock descriptor at this number (see
@@ -339,6 +355,7 @@ fn keeper(
         std::time::Duration::from_secs(idle_secs),
         switch,
         lock,
+        tether,
     )?;
     Ok(Code::Ok)
 }

@@ -37,7 +37,6 @@ use crate::ops;
 use crate::report::Report;
 use crate::setup::Setup;
 use crate::state::journal::{new_id, Entry, Journal};
-use crate::state::lock::AppLock;
 use crate::state::StateDir;
 use crate::steps::read_only::{MakeWritable, SetReadOnly};
 use crate::steps::vip::MoveVip;
@@ -264,21 +263,22 @@ fn stop(
         report.outcome = "dry-run: nothing changed".into();
         return Ok(Code::Ok);
     }
-    let _lock = match AppLock::acquire_within(&state, "master-ip-failover stopssh", LOCK_WAIT) {
-        Ok(l) => l,
-        Err(e) => {
-            report.warn(format!("{e:#}; not fencing {orig} now"));
-            fence::leave_pending(
-                setup,
-                &state,
-                &orig,
-                "the lock was held by another mha-helper",
-                true,
-            );
-            report.outcome = "not fenced".into();
-            return Ok(Code::Proceed);
-        }
-    };
+    let _lock =
+        match crate::ssh::keeper::acquire_within(&state, "master-ip-failover stopssh", LOCK_WAIT) {
+            Ok(l) => l,
+            Err(e) => {
+                report.warn(format!("{e:#}; not fencing {orig} now"));
+                fence::leave_pending(
+                    setup,
+                    &state,
+                    &orig,
+                    "the lock was held by another mha-helper",
+                    true,
+                );
+                report.outcome = "not fenced".into();
+                return Ok(Code::Proceed);
+            }
+        };
     let mut journal = failover_journal(&state, &orig, "")?;
     let result = run_steps(
         &mut steps,
@@ -406,7 +406,7 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
         report.outcome = "dry-run: nothing changed".into();
         return Ok(Code::Ok);
     }
-    let lock = AppLock::acquire_within(&state, "master-ip-failover start", LOCK_WAIT)
+    let lock = crate::ssh::keeper::acquire_within(&state, "master-ip-failover start", LOCK_WAIT)
         .map_err(|e| e.context(crate::exit::Refused))?;
     let mut journal = failover_journal(&state, orig.as_deref().unwrap_or(""), &new)?;
     let result = run_steps(

@@ -30,7 +30,6 @@ use crate::ops;
 use crate::report::Report;
 use crate::setup::{ConfigPaths, Setup};
 use crate::state::journal::{new_id, Entry, Journal};
-use crate::state::lock::AppLock;
 use crate::state::StateDir;
 use crate::steps::read_only::SetReadOnly;
 use crate::steps::sessions::KillSessions;
@@ -274,7 +273,7 @@ pub fn attempt(setup: &Setup, state: &StateDir) -> Result<Attempt> {
             }
         );
     }
-    let lock = AppLock::acquire_within(state, "fence", Duration::from_secs(10))?;
+    let lock = crate::ssh::keeper::acquire_within(state, "fence", Duration::from_secs(10))?;
     let mut report = Report::new("fence", "fence");
     report.orig_master = Some(p.host.clone());
     report.new_master = masters.first().cloned();

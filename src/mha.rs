@@ -17,7 +17,6 @@ use crate::exit::{bad_input, Code, Refused};
 use crate::online::stop::SWITCH_ID_VAR;
 use crate::setup::{ConfigPaths, Setup};
 use crate::state::journal::{new_id, Journal};
-use crate::state::lock::AppLock;
 use crate::state::StateDir;
 
 /// A spinner on stderr when it is a terminal (so MHA's captured logs stay
@@ -179,7 +178,8 @@ pub fn switchover(
     check_hook(&setup, "master_ip_online_change_script");
     let state = setup.state()?;
     // Held for the whole switch; the hooks MHA runs work under it.
-    let mut lock = AppLock::acquire(&state, "switchover").map_err(|e| e.context(Refused))?;
+    let mut lock =
+        crate::ssh::keeper::acquire(&state, "switchover").map_err(|e| e.context(Refused))?;
     if let Some(j) = Journal::open(&state)? {
         bail!(
             "an unfinished switch is recorded in {}; run `mha-helper recover --conf {}` first",
@@ -310,7 +310,7 @@ pub fn failover(
     }
     check_hook(&setup, "master_ip_failover_script");
     let state = setup.state()?;
-    let _lock = AppLock::acquire(&state, "failover").map_err(|e| e.context(Refused))?;
+    let _lock = crate::ssh::keeper::acquire(&state, "failover").map_err(|e| e.context(Refused))?;
     let server = setup
         .mha
         .server(&dead_host)

@@ -120,7 +120,7 @@ pub fn phase_lock(
 )> {
     use crate::state::lock::{AppLock, Busy};
     let keeper = journal.and_then(keeper_of);
-    let busy = match AppLock::acquire(state, command) {
+    let busy = match crate::ssh::keeper::acquire(state, command) {
         Ok(lock) => return Ok((lock, keeper)),
         Err(e) => e.downcast::<Busy>()?,
     };

@@ -243,6 +243,9 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
                 Ok(p) => ctx.report.journal = Some(p.display().to_string()),
                 Err(e) => log::error!("{e:#}"),
             }
+            // (A kill here leaves the keeper holding the lock with no open
+            // journal: an orphan the next command ends.)
+            let _ = crate::fault::point("after:start-closed");
             Code::Ok
         }
         Err(e) if is_refusal(&e) => {

@@ -169,10 +169,14 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             }
         }
     };
+    crate::fault::point("after:keeper-spawned")?;
+    let (keeper, guard) = match keeper {
+        Some((k, tether)) => (Some(k.clone()), KeeperGuard(Some((k, tether)))),
+        None => (None, KeeperGuard(None)),
+    };
     for s in &mut specs {
         s.target.keeper = keeper.clone();
     }
-    let guard = KeeperGuard(keeper.clone());
     let (hosts, unreachable) = cluster::connect_split(specs);
     let mut ctx = Ctx::new(hosts, report);
     ctx.unreachable = unreachable;
@@ -301,18 +305,21 @@ fn refuse_unreachable(setup: &Setup, ctx: &Ctx) -> Result<()> {
 }
 
 /// Ends the session keeper when dropped, unless `keep` was called (the
-/// stop phase keeps it for start only when it succeeded).
-pub struct KeeperGuard(pub Option<crate::cluster::KeeperRef>);
+/// stop phase hands it over to start only when it succeeded). Should this
+/// process die instead, the keeper's tether closes and it ends by itself.
+pub struct KeeperGuard(Option<(crate::cluster::KeeperRef, keeper::Tether)>);
 
 impl KeeperGuard {
     pub fn keep(mut self) {
-        self.0 = None;
+        if let Some((_, tether)) = self.0.take() {
+            tether.hand_over();
+        }
     }
 }
 
 impl Drop for KeeperGuard {
     fn drop(&mut self) {
-        if let Some(k) = &self.0 {
+        if let Some((k, _)) = &self.0 {
             keeper::stop(k);
         }
     }

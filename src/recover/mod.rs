@@ -50,6 +50,9 @@ pub fn run(paths: &ConfigPaths, opts: Options) -> Result<Code> {
     let state = setup.state()?;
     let mut report = Report::new("recover", "recover");
     let Some(journal) = Journal::open(&state)? else {
+        if let Some(done) = keeper::end_if_orphaned(&state)? {
+            report.warn(done);
+        }
         report.outcome = format!(
             "nothing to recover: no open journal at {}",
             state.journal().display()
@@ -201,7 +204,7 @@ fn take_lock(setup: &Setup, state: &StateDir, journal: &Journal, force: bool) ->
             ))?;
         }
     }
-    match AppLock::acquire(state, "recover") {
+    match keeper::acquire(state, "recover") {
         Ok(l) => Ok(l),
         Err(e) => {
             let busy = e.downcast::<Busy>()?;

@@ -16,6 +16,15 @@
 //! answers at all, the phases fall back to their own direct sessions, so the
 //! keeper only ever makes a switch faster, never possible or impossible.
 //! Each session is used by one thread at a time (a mutex per host).
+//!
+//! A keeper never outlives a switch that did not hand it over: `stop` keeps
+//! the write end of a pipe (the tether) whose read end the keeper watches,
+//! and writes one byte to it only once it has succeeded. If the tether
+//! closes first (stop failed, or was killed before or after writing its
+//! journal), the keeper ends at once and its lock goes with it. A keeper
+//! that was handed over and is left holding the lock after its switch's
+//! journal is closed (start killed at the very end) is an orphan: every
+//! command that needs the lock recognises it (`acquire`) and ends it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -32,9 +41,58 @@ use serde::{Deserialize, Serialize};
 
 use super::known_hosts::{base64_decode, base64_encode};
 use super::{Connection, Exec, Output, Stats, Target};
+use crate::state::journal::Journal;
+use crate::state::lock::{AppLock, Busy, Owner};
+use crate::state::StateDir;
 
 /// The descriptor number the lock is passed on as.
 pub const LOCK_FD: i32 = 3;
+/// The descriptor number of the tether's read end in the keeper.
+pub const TETHER_FD: i32 = 4;
+
+/// The spawning phase's end of the tether: dropping it without
+/// [`Tether::hand_over`] ends the keeper.
+pub struct Tether(std::fs::File);
+
+impl Tether {
+    /// The switch goes on without us: the keeper stays (until start says
+    /// bye, or `idle`).
+    pub fn hand_over(mut self) {
+        if let Err(e) = self.0.write_all(b"k") {
+            log::warn!("cannot hand the session keeper over ({e}); it ends with this process");
+        }
+    }
+}
+
+/// A pipe whose two ends are close-on-exec descriptors numbered 10 or
+/// above, out of the way of the numbers the keeper receives them at.
+fn tether_pipe() -> Result<(std::fs::File, std::fs::File)> {
+    use std::os::unix::io::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot make the keeper's tether");
+    }
+    let mut high = [0i32; 2];
+    for (h, fd) in high.iter_mut().zip(fds) {
+        // SAFETY: fd is ours; F_DUPFD_CLOEXEC returns a new descriptor.
+        *h = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
+        unsafe { libc::close(fd) };
+    }
+    if high.iter().any(|fd| *fd < 0) {
+        for fd in high.into_iter().filter(|fd| *fd >= 0) {
+            unsafe { libc::close(fd) };
+        }
+        return Err(std::io::Error::last_os_error()).context("cannot make the keeper's tether");
+    }
+    // SAFETY: both descriptors were just made and belong to nobody else.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(high[0]),
+            std::fs::File::from_raw_fd(high[1]),
+        )
+    })
+}
 
 /// A keeper to talk to: its socket and the pid it must have.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +274,114 @@ pub fn stop(k: &KeeperRef) {
     }
 }
 
+/// Why the session keeper named by `owner` (the lock's holder) is an
+/// orphan, or None when it is not one: it must be a keeper, its switch's
+/// journal must not be open (a switch still recorded there is recover's),
+/// and the phase that started it must be gone.
+pub fn orphan(state: &StateDir, owner: &Owner) -> Option<String> {
+    if owner.command != "keeper" || !crate::state::lock::alive(owner.pid) {
+        return None;
+    }
+    let switch = owner.switch.as_deref()?;
+    if Journal::open_id(state).as_deref() == Some(switch) {
+        return None;
+    }
+    let spawner_runs = owner.spawner.is_some_and(|p| {
+        crate::state::lock::alive(p)
+            && crate::state::lock::cmdline(p).is_some_and(|c| c.contains("mha-helper"))
+    });
+    if spawner_runs {
+        return None;
+    }
+    Some(format!(
+        "the session keeper pid {} of switch {switch} holds the lock, but no journal of that \
+         switch is open and the phase that started it{} is gone",
+        owner.pid,
+        owner
+            .spawner
+            .map(|p| format!(" (pid {p})"))
+            .unwrap_or_default()
+    ))
+}
+
+/// End an orphaned keeper: ask it through its socket (proven to be that
+/// pid, ours), else signal it once its command line shows it is an
+/// mha-helper keeper of this state directory; then wait for the lock to go.
+fn end_orphan(state: &StateDir, owner: &Owner) -> Result<()> {
+    let k = KeeperRef {
+        socket: state.keeper_socket(),
+        pid: owner.pid,
+    };
+    stop(&k);
+    let gone = |wait: Duration| {
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if !crate::state::lock::alive(owner.pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    };
+    if gone(Duration::from_secs(3)) {
+        return Ok(());
+    }
+    let socket = state.keeper_socket().display().to_string();
+    let ours = crate::state::lock::cmdline(owner.pid)
+        .is_some_and(|c| c.contains("mha-helper keeper") && c.contains(&socket));
+    if !ours {
+        bail!(
+            "pid {} does not look like the session keeper of {} any more; not signalling it",
+            owner.pid,
+            state.keeper_socket().display()
+        );
+    }
+    // SAFETY: a plain signal to a process proven to be our orphaned keeper.
+    unsafe { libc::kill(owner.pid as libc::pid_t, libc::SIGTERM) };
+    if gone(Duration::from_secs(5)) {
+        return Ok(());
+    }
+    bail!("the orphaned session keeper pid {} did not end", owner.pid)
+}
+
+/// If the application's lock is held by an orphaned session keeper, end
+/// it; returns what was done (for check and recover to report).
+pub fn end_if_orphaned(state: &StateDir) -> Result<Option<String>> {
+    let Some(owner) = crate::state::lock::holder(state) else {
+        return Ok(None);
+    };
+    let Some(why) = orphan(state, &owner) else {
+        return Ok(None);
+    };
+    end_orphan(state, &owner).with_context(|| format!("{why}; ending it failed"))?;
+    Ok(Some(format!("{why}: ended it, the lock is free")))
+}
+
+/// Take the application's lock (see [`AppLock::acquire`]); a session
+/// keeper holding it that is proven an orphan ([`orphan`]) is ended first,
+/// with a warning that says so.
+pub fn acquire(state: &StateDir, command: &str) -> Result<AppLock> {
+    acquire_within(state, command, Duration::ZERO)
+}
+
+/// Like [`acquire`], waiting up to `wait` for another holder to go.
+pub fn acquire_within(state: &StateDir, command: &str, wait: Duration) -> Result<AppLock> {
+    let e = match AppLock::acquire_within(state, command, wait) {
+        Ok(l) => return Ok(l),
+        Err(e) => e,
+    };
+    let Some(owner) = e.downcast_ref::<Busy>().and_then(|b| b.owner.clone()) else {
+        return Err(e);
+    };
+    let Some(why) = orphan(state, &owner) else {
+        return Err(e);
+    };
+    log::warn!("{why}: ending it");
+    end_orphan(state, &owner).with_context(|| format!("{why}; ending it failed"))?;
+    log::warn!("ended the orphaned session keeper pid {}", owner.pid);
+    AppLock::acquire_within(state, command, Duration::from_secs(1))
+}
+
 /// What `spawn` needs to start a keeper.
 pub struct Spawn<'a> {
     /// `--conf`, `--helper-conf`, `--global-conf` to pass on.
@@ -230,8 +396,9 @@ pub struct Spawn<'a> {
 }
 
 /// Start a keeper (detached, its own session, no stdio of ours) and wait
-/// until it answers as itself.
-pub fn spawn(p: &Spawn) -> Result<KeeperRef> {
+/// until it answers as itself. It lives only as long as the returned tether
+/// unless that is handed over.
+pub fn spawn(p: &Spawn) -> Result<(KeeperRef, Tether)> {
     if p.socket.as_os_str().len() > 100 {
         bail!(
             "socket path {} is too long for a Unix socket",
@@ -243,6 +410,8 @@ pub fn spawn(p: &Spawn) -> Result<KeeperRef> {
         .map(Ok)
         .unwrap_or_else(|| crate::state::create_private(p.log))
         .context("cannot open the keeper log")?;
+    let (tether_read, tether_write) = tether_pipe()?;
+    let tether_fd = std::os::unix::io::AsRawFd::as_raw_fd(&tether_read);
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("keeper")
         .args(&p.conf_args)
@@ -254,6 +423,8 @@ pub fn spawn(p: &Spawn) -> Result<KeeperRef> {
         .arg(p.hosts.join(","))
         .arg("--switch")
         .arg(p.switch)
+        .arg("--tether-fd")
+        .arg(TETHER_FD.to_string())
         .env_remove(crate::fault::VAR)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -264,7 +435,9 @@ pub fn spawn(p: &Spawn) -> Result<KeeperRef> {
     let lock_fd = p.lock_fd;
     // SAFETY: only async-signal-safe calls between fork and exec: setsid
     // detaches the keeper from MHA's process group; dup2/fcntl put the lock
-    // descriptor at LOCK_FD, open across exec.
+    // descriptor at LOCK_FD and the tether's read end (numbered 10 or
+    // above, so the lock's move cannot clobber it) at TETHER_FD, both open
+    // across exec. The tether's write end is close-on-exec: only we hold it.
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
@@ -278,10 +451,15 @@ pub fn spawn(p: &Spawn) -> Result<KeeperRef> {
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            if libc::dup2(tether_fd, TETHER_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
     let mut child = cmd.spawn().context("cannot start the session keeper")?;
+    drop(tether_read);
+    let tether = Tether(tether_write);
     let k = KeeperRef {
         socket: p.socket.to_path_buf(),
         pid: child.id(),
@@ -305,7 +483,7 @@ pub fn spawn(p: &Spawn) -> Result<KeeperRef> {
             if !missing.is_empty() {
                 log::debug!("the session keeper has no session to {missing:?}");
             }
-            return Ok(k);
+            return Ok((k, tether));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -495,16 +673,22 @@ fn bind(socket: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// The keeper process: open the sessions, serve until bye or idle. `lock`
-/// is kept until the end.
+/// The keeper process: open the sessions, serve until bye, idle, or the
+/// tether closes before it was handed over. `lock` is kept until the end.
 pub fn serve(
     targets: &[Target],
     socket: &Path,
     idle: Duration,
     switch: &str,
     lock: Option<crate::state::lock::AppLock>,
+    tether: Option<std::fs::File>,
 ) -> Result<()> {
     let _lock = lock;
+    let bye = Arc::new(AtomicBool::new(false));
+    if let Some(t) = tether {
+        let b = bye.clone();
+        std::thread::spawn(move || watch_tether(t, &b));
+    }
     let mut sessions = BTreeMap::new();
     for (t, c) in targets.iter().zip(super::open_all(targets)) {
         match c {
@@ -522,7 +706,6 @@ pub fn serve(
     let listener = bind(socket)?;
     listener.set_nonblocking(true)?;
     let last = Arc::new(AtomicU64::new(now_ms()));
-    let bye = Arc::new(AtomicBool::new(false));
     let switch = Arc::new(switch.to_string());
     log::info!(
         "keeper: serving {:?} on {} for switch {switch}",
@@ -559,6 +742,23 @@ pub fn serve(
         );
     }
     Ok(())
+}
+
+/// Wait on the tether: a byte means the switch handed us over (we stay);
+/// its closing first means the phase that started us ended without doing
+/// so, and so do we.
+fn watch_tether(mut tether: std::fs::File, bye: &AtomicBool) {
+    let mut b = [0u8; 1];
+    match std::io::Read::read(&mut tether, &mut b) {
+        Ok(1) => log::info!("keeper: handed over by stop; serving until start ends it"),
+        _ => {
+            log::warn!(
+                "keeper: the phase that started it ended without handing it over; exiting (and \
+                 letting go of the lock)"
+            );
+            bye.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -768,6 +968,64 @@ mod tests {
         std::fs::write(&sock, "x").unwrap();
         assert!(matches!(connect(&k), Err(Unavailable::Impostor(_))));
         assert!(bind(&sock).is_err());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_keeper_is_an_orphan_only_with_its_journal_closed_and_its_spawner_gone() {
+        use crate::state::journal::Entry;
+        use std::os::unix::process::CommandExt;
+        let d = dir("orphan");
+        let state = StateDir::open(&d, "app1").unwrap();
+        // the keeper's pid must be alive: ours stands in for it
+        let owner = |spawner: Option<u32>| Owner {
+            pid: std::process::id(),
+            command: "keeper".into(),
+            at: "now".into(),
+            switch: Some("s1".into()),
+            spawner,
+        };
+        let mut spawner = std::process::Command::new("sleep")
+            .arg0("mha-helper")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let dead = u32::MAX - 1;
+        assert!(orphan(&state, &owner(Some(dead))).is_some());
+        assert!(orphan(&state, &owner(None)).is_some());
+        // its spawner still runs: a stop still starting up
+        // (just after exec, its command line reads empty for a moment)
+        let until = Instant::now() + Duration::from_secs(5);
+        while crate::state::lock::cmdline(spawner.id()).is_some_and(|c| c.is_empty())
+            && Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(orphan(&state, &owner(Some(spawner.id()))).is_none());
+        // not a keeper
+        let other = Owner {
+            command: "switchover".into(),
+            ..owner(Some(dead))
+        };
+        assert!(orphan(&state, &other).is_none());
+        // its switch is still recorded: recover's, not an orphan
+        let j = Journal::create(
+            &state,
+            Entry::Begin {
+                id: "s1".into(),
+                kind: "online".into(),
+                orig: "db1".into(),
+                new: "db2".into(),
+                at: "now".into(),
+                pid: 1,
+            },
+        )
+        .unwrap();
+        assert!(orphan(&state, &owner(Some(dead))).is_none());
+        j.close(&state, "completed").unwrap();
+        assert!(orphan(&state, &owner(Some(dead))).is_some());
+        let _ = spawner.kill();
+        let _ = spawner.wait();
         std::fs::remove_dir_all(d).unwrap();
     }
 

@@ -101,6 +101,19 @@ impl Journal {
 
     /// Open a journal file (also a closed one kept aside), reading what it
     /// holds; a torn last line is cut off.
+    /// The id of the open journal's switch, read without changing the file
+    /// (no repair of a torn record): for a look from outside the lock.
+    /// None when there is no open journal or its first record is unreadable.
+    pub fn open_id(state: &StateDir) -> Option<String> {
+        let file = open_private(&state.journal(), false).ok()??;
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut first).ok()?;
+        match serde_json::from_str(&first).ok()? {
+            Entry::Begin { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
     pub fn open_path(path: &Path) -> Result<Option<Journal>> {
         let Some(mut file) = open_private(path, true)? else {
             return Ok(None);

@@ -32,6 +32,9 @@ pub struct Owner {
     /// The switch id, when the holder works on one.
     #[serde(default)]
     pub switch: Option<String>,
+    /// A session keeper: the pid of the phase that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawner: Option<u32>,
 }
 
 impl Owner {
@@ -180,6 +183,7 @@ fn owner_now(command: &str, switch: Option<&str>) -> Owner {
         command: command.to_string(),
         at: crate::logger::utc_now(),
         switch: switch.map(String::from),
+        spawner: None,
     }
 }
 
@@ -248,7 +252,13 @@ impl AppLock {
                 path.display()
             ));
         }
-        write_owner(&mut f, &owner_now("keeper", Some(switch)))?;
+        let owner = Owner {
+            // SAFETY: getppid has no preconditions. The keeper records it
+            // at once, while the phase that started it is still its parent.
+            spawner: Some(unsafe { libc::getppid() } as u32),
+            ..owner_now("keeper", Some(switch))
+        };
+        write_owner(&mut f, &owner)?;
         Ok(AppLock {
             file: Some(f),
             path,
@@ -306,6 +316,7 @@ pub fn holder(state: &StateDir) -> Option<Owner> {
         command: "unknown".into(),
         at: "?".into(),
         switch: None,
+        spawner: None,
     }))
 }
 
@@ -479,6 +490,7 @@ mod tests {
                 command: "switchover".into(),
                 at: "2026-12-01T00:00:00Z".into(),
                 switch: Some("s1".into()),
+                spawner: None,
             }),
         };
         let m = b.to_string();

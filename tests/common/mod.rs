@@ -839,6 +839,24 @@ impl Lab {
             .map(|p| p as u32)
     }
 
+    /// Every live session keeper process of this lab's state directory.
+    pub fn keeper_processes(&self) -> Vec<u32> {
+        let socket = self.journal_dir().display().to_string();
+        let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    c.contains("mha-helper keeper") && c.contains(&socket)
+                })
+            })
+            .collect();
+        pids.sort();
+        pids
+    }
+
     /// `mha-helper failover --dead-master DEAD [EXTRA]` in the manager namespace.
     pub fn failover(&self, dead: &str, extra: &[&str]) -> Output {
         self.failover_with_conf(&self.app_cnf(), dead, extra)
