@@ -153,7 +153,7 @@ fn failover_journal(state: &StateDir, orig: &str, new: &str) -> Result<Option<Jo
         None => Journal::create(
             state,
             Entry::Begin {
-                id: new_id(),
+                id: crate::online::stop::switch_id(),
                 kind: "failover".into(),
                 orig: orig.to_string(),
                 new: new.to_string(),
@@ -461,7 +461,12 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
             if let Err(e) = j.note_lazy("start-report", r) {
                 log::warn!("{e:#}");
             }
-            if let Err(e) = j.close(&state, "completed") {
+            let done = if crate::online::closed_by_operator(&lock, &j) {
+                j.phase_lazy(crate::online::HOOKS_DONE)
+            } else {
+                j.close(&state, "completed").map(|_| ())
+            };
+            if let Err(e) = done {
                 log::error!("{e:#}");
             }
         }

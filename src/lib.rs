@@ -7,8 +7,9 @@
 //! (`state`: journal, lock), host operations (`ops`: read_only, accounts,
 //! sessions, vip) and grant text (`grants`), the journaled steps over them
 //! with their undos (`steps`, `undo`) and the engine that runs them
-//! (`engine`), the switches (`online`, `failover`, `recover`, `fence`), the
-//! operator commands (`check`, `mha`), and output (`report`, `logger`).
+//! (`engine`), the switches (`online`, `failover`, `recover`, `fence`), what
+//! the cluster is now (`topology`), the operator commands (`check`, `mha`),
+//! and output (`report`, `logger`).
 
 pub mod check;
 pub mod cli;
@@ -40,4 +41,5 @@ pub mod state;
 pub mod steps;
 #[cfg(test)]
 pub mod testing;
+pub mod topology;
 pub mod undo;

@@ -59,6 +59,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_block_ms: Option<u64>,
     pub warnings: Vec<String>,
+    /// What the cluster was when the run read it, one line per host.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster: Vec<String>,
     pub ssh: BTreeMap<String, Stats>,
     pub elapsed_ms: u64,
     /// Peak resident memory of this process (getrusage), for the benchmark.
@@ -171,6 +174,9 @@ impl Report {
         }
         for w in &self.warnings {
             let _ = writeln!(t, "  warning: {w}");
+        }
+        for c in &self.cluster {
+            let _ = writeln!(t, "  cluster: {c}");
         }
         for (h, s) in &self.ssh {
             if s.via_keeper && s.connections == 0 {

@@ -63,6 +63,38 @@ impl Dialect {
         }
     }
 
+    pub fn stop_replica(&self) -> &'static str {
+        if self.new_replica_names() {
+            "STOP REPLICA"
+        } else {
+            "STOP SLAVE"
+        }
+    }
+
+    /// The word in the replication source's option names: `SOURCE_HOST`
+    /// (MySQL 8.0.23+) or `MASTER_HOST`.
+    pub fn source_word(&self) -> &'static str {
+        match self.flavor {
+            Flavor::MySql if self.at_least((8, 0, 23)) => "SOURCE",
+            _ => "MASTER",
+        }
+    }
+
+    /// The function that waits for the SQL thread to reach a position of
+    /// the source's binary log.
+    pub fn pos_wait(&self) -> &'static str {
+        match self.flavor {
+            Flavor::MySql if self.at_least((8, 0, 26)) => "SOURCE_POS_WAIT",
+            _ => "MASTER_POS_WAIT",
+        }
+    }
+
+    /// MySQL 8.0+ (caching_sha2_password): a replica without TLS must ask
+    /// for the source's public key.
+    pub fn needs_public_key(&self) -> bool {
+        self.flavor == Flavor::MySql && self.at_least((8, 0, 0))
+    }
+
     /// How a person repoints a replica on this server (for messages).
     pub fn change_source(&self) -> &'static str {
         match self.flavor {

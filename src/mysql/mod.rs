@@ -129,6 +129,8 @@ struct Stmt {
     label: String,
     sql: String,
     query: bool,
+    /// What a person is shown instead of `sql` (it holds a secret).
+    shown: Option<String>,
 }
 
 impl Script {
@@ -161,7 +163,18 @@ impl Script {
             label: label.to_string(),
             sql: one_line(sql),
             query: false,
+            shown: None,
         });
+        self
+    }
+
+    /// A statement that holds a secret: sent as `sql`, shown to people
+    /// (dry run, reports) as `shown`.
+    pub fn exec_secret(&mut self, label: &str, sql: &str, shown: &str) -> &mut Script {
+        self.exec(label, sql);
+        if let Some(last) = self.stmts.last_mut() {
+            last.shown = Some(one_line(shown));
+        }
         self
     }
 
@@ -170,13 +183,17 @@ impl Script {
             label: name.to_string(),
             sql: one_line(sql),
             query: true,
+            shown: None,
         });
         self
     }
 
     /// The statements a human should see (dry run), setup included.
     pub fn statements(&self) -> Vec<String> {
-        self.stmts.iter().map(|s| format!("{};", s.sql)).collect()
+        self.stmts
+            .iter()
+            .map(|s| format!("{};", s.shown.as_deref().unwrap_or(&s.sql)))
+            .collect()
     }
 
     /// The text fed to the client: one statement per line, so an error's

@@ -97,6 +97,23 @@ pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
     }
 }
 
+/// Whether an operator's command (`mha-helper switchover` or `failover`)
+/// runs this hook's switch and holds its lock: it then closes the journal
+/// itself once it has seen MHA finish, so that a switch MHA does not finish
+/// (MHA dies after the new master opened) stays open for it, and for
+/// `recover`, to settle.
+pub fn closed_by_operator(
+    lock: &crate::state::lock::AppLock,
+    journal: &crate::state::journal::Journal,
+) -> bool {
+    matches!(lock.held(), crate::state::lock::Held::Ancestor(o)
+        if o.switch.is_some() && o.switch.as_deref() == journal.id())
+}
+
+/// The phase a journal reaches when the switch's own work is done but an
+/// operator's command still has to see MHA finish (`closed_by_operator`).
+pub const HOOKS_DONE: &str = "hooks-done";
+
 /// The journal note that names the switch's session keeper.
 pub const KEEPER_NOTE: &str = "keeper";
 

@@ -137,7 +137,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             .context(Refused));
         }
     }
-    let (_lock, keeper) = phase_lock(&state, "master-ip-online-change start", existing.as_ref())?;
+    let (lock, keeper) = phase_lock(&state, "master-ip-online-change start", existing.as_ref())?;
     let mut specs = m.cluster_specs(setup, args)?;
     let undo_timeout = specs
         .iter()
@@ -212,6 +212,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     ctx.unreachable = unreachable;
     ctx.report.journal = Some(journal.path().display().to_string());
     let owed = Owed::from_journal(Some(&journal), &m);
+    let operator_closes = super::closed_by_operator(&lock, &journal);
     let (mut open, mut restore) = plan_parts(&ctx, &m, &owed);
     let policy = Policy {
         on_failure: OnFailure::Continue,
@@ -239,9 +240,15 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             if let Err(e) = journal.note_lazy("start-report", r) {
                 log::warn!("{e:#}");
             }
-            match journal.close(&state, "completed") {
-                Ok(p) => ctx.report.journal = Some(p.display().to_string()),
-                Err(e) => log::error!("{e:#}"),
+            if operator_closes {
+                if let Err(e) = journal.phase_lazy(super::HOOKS_DONE) {
+                    log::warn!("{e:#}");
+                }
+            } else {
+                match journal.close(&state, "completed") {
+                    Ok(p) => ctx.report.journal = Some(p.display().to_string()),
+                    Err(e) => log::error!("{e:#}"),
+                }
             }
             // (A kill here leaves the keeper holding the lock with no open
             // journal: an orphan the next command ends.)
@@ -268,7 +275,9 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
         }
     };
     emit(&ctx.report, opts.json);
-    if let Some(k) = &keeper {
+    // An operator's command reads the cluster through it once MHA is done,
+    // and ends it then.
+    if let Some(k) = keeper.as_ref().filter(|_| !operator_closes) {
         keeper::stop(k);
     }
     Ok(code)

@@ -36,8 +36,19 @@ use crate::steps::{Ctx, Step};
 /// switch id to the hooks MHA runs (so it can find their report).
 pub const SWITCH_ID_VAR: &str = "MHA_HELPER_SWITCH_ID";
 
+/// The id of the switch this hook works on: the one `mha-helper switchover`
+/// or `failover` handed to MHA, else a new one.
+pub fn switch_id() -> String {
+    std::env::var(SWITCH_ID_VAR).unwrap_or_else(|_| new_id())
+}
+
 /// The journal note with each host's server kind, as stop read it.
 pub const SERVERS_NOTE: &str = "servers";
+
+/// The journal note saying whether the old master is to replicate from the
+/// new one after the switch (MHA's `--orig_master_is_new_slave`): what
+/// `recover` finishes if MHA dies before doing it.
+pub const ORIG_FOLLOWS_NOTE: &str = "orig-follows-new";
 
 /// How long the session keeper waits for `start` before it gives up.
 const KEEPER_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
@@ -141,7 +152,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     let sel = ops::accounts::selection(setup, orig_spec);
     let admin = orig_spec.access.user.clone();
     let undo_timeout = orig_spec.settings.undo_timeout;
-    let id = std::env::var(SWITCH_ID_VAR).unwrap_or_else(|_| new_id());
+    let id = switch_id();
     lock.set_switch(&id);
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let keeper = if opts.dry_run {
@@ -234,6 +245,10 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
         .map(|k| journal.note(KEEPER_NOTE, serde_json::to_value(k).unwrap_or_default()))
         .unwrap_or(Ok(()))
         .and_then(|_| journal.note_lazy(SERVERS_NOTE, servers.into()))
+        .and_then(|_| {
+            let follows = args.flag("orig_master_is_new_slave");
+            journal.note_lazy(ORIG_FOLLOWS_NOTE, follows.into())
+        })
         .and_then(|_| journal.phase("stop-begun"));
     if let Err(e) = begun {
         // Nothing changed yet: put the journal aside and refuse.

@@ -227,7 +227,9 @@ pub struct Writable {
     /// When it became writable (unix ms).
     pub at: u64,
     pub proof: Proof,
-    /// Its binary log position just before (`file:pos`), when known.
+    /// Its binary log position just before (`file:pos`), when known and
+    /// it was read-only until then (an already writable host's writes did
+    /// not start there).
     pub binlog: Option<String>,
 }
 
@@ -266,6 +268,7 @@ pub fn make_writable(
     for (_, set) in &catch_up {
         s.query(CATCH_UP, &catch_up_sql(set, wait));
     }
+    s.query("was", READ);
     add_binlog_position(&mut s, &info, "binlog");
     s.exec("read_only off", WRITABLE);
     s.query("ro", READ);
@@ -288,7 +291,10 @@ pub fn make_writable(
     Ok(Writable {
         at,
         proof,
-        binlog: binlog_position(&r, "binlog"),
+        // Where its writes start: only when this made it writable.
+        binlog: (read_back(&r, "was") == Some(true))
+            .then(|| binlog_position(&r, "binlog"))
+            .flatten(),
     })
 }
 

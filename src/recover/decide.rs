@@ -5,10 +5,15 @@
 //! The switch `orig -> new` has happened when the other hosts replicate
 //! from `new` (MHA repoints them after `start`, and `new`'s own replication
 //! is reset last); it has not when nobody replicates from `new` and the
-//! others still follow `orig`. Anything else — some replicas moved and some
-//! not, a third host as master, a host that does not answer, a new master
-//! that took writes while it was writable but the switch was not made —
-//! is for a person: recover refuses and says what it saw.
+//! others still follow `orig`. Once this switch opened `new` (its start made
+//! it writable, and it still is), the switch has passed its point of no
+//! return: it is finished forward, repointing whoever MHA did not get to,
+//! when every such host can be proven by GTID to have nothing `new` lacks
+//! (`ops::repoint` proves it for each before changing it). Anything else —
+//! some replicas moved and some not without GTID, a third host as master, a
+//! host that does not answer, a new master that took writes while it was
+//! writable but the switch was not made — is for a person: recover refuses
+//! and says what it saw.
 
 use serde::Serialize;
 
@@ -21,20 +26,7 @@ pub enum Kind {
     Fence,
 }
 
-/// One host as recover sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HostFacts {
-    pub name: String,
-    /// SSH and mysqld answered; otherwise why not.
-    pub down: Option<String>,
-    pub read_only: bool,
-    /// The MHA hostname it replicates from (None: not a replica).
-    pub source: Option<String>,
-    /// Both replication threads run.
-    pub replicating: bool,
-    /// Its binary log position now (`file:pos`).
-    pub binlog: Option<String>,
-}
+pub use crate::topology::HostFacts;
 
 /// Everything the decision looks at.
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +40,9 @@ pub struct Facts {
     pub new_binlog_at_writable: Option<String>,
     /// The journal says the switch made the new master writable.
     pub new_made_writable: bool,
+    /// The switch was to make the old master replicate from the new one
+    /// (MHA's `--orig_master_is_new_slave`).
+    pub orig_follows_new: bool,
     /// MHA's `<app>.failover.complete` / `.failover.error`, newer than the
     /// journal.
     pub mha_complete: bool,
@@ -60,9 +55,10 @@ pub enum Decision {
     /// The switch did not happen: undo every recorded change; restart
     /// replication on `restart` if its threads are stopped.
     Undo { restart: Option<String> },
-    /// The switch happened: finish it (old master fenced, new master
-    /// writable after the proof, VIP, grants back).
-    Complete,
+    /// The switch happened, or passed its point of no return: finish it
+    /// (old master fenced, new master writable after the proof, VIP,
+    /// grants back) and point the hosts in `repoint` at the new master.
+    Complete { repoint: Vec<String> },
     /// Nothing to do on the hosts; close the journal.
     Close,
     /// The facts conflict or are missing: change nothing, tell a person.
@@ -129,6 +125,9 @@ pub fn decide(f: &Facts) -> (Decision, String) {
             ),
         );
     }
+    if let Some(forward) = forward(f, n, o, &others) {
+        return forward;
+    }
     let on_new: Vec<&str> = others
         .iter()
         .filter(|h| h.source.as_deref() == Some(f.new.as_str()))
@@ -168,7 +167,9 @@ pub fn decide(f: &Facts) -> (Decision, String) {
         !on_new.is_empty() || orig_on_new || (f.kind == Kind::Failover && f.mha_complete);
     if switched {
         return (
-            Decision::Complete,
+            Decision::Complete {
+                repoint: Vec::new(),
+            },
             format!(
                 "switched: {} replicate from {}; completing",
                 on_new
@@ -242,7 +243,9 @@ pub fn decide(f: &Facts) -> (Decision, String) {
     // Two hosts only, new detached, nobody replicating.
     if n.source.is_none() && !n.read_only && o.is_some_and(|o| o.read_only) {
         return (
-            Decision::Complete,
+            Decision::Complete {
+                repoint: Vec::new(),
+            },
             format!(
                 "switched (no replicas to tell): {} is detached and writable, {} read-only; completing",
                 f.new, f.orig
@@ -261,6 +264,50 @@ pub fn decide(f: &Facts) -> (Decision, String) {
             u8::from(n.read_only)
         ),
     )
+}
+
+/// Past the point of no return — this switch made `n` writable and it still
+/// is — the switch goes forward when every host left behind (the others not
+/// replicating from `n`, and the old master when it was to follow `n`) and
+/// `n` itself can be compared by GTID. None otherwise: the other rows
+/// decide (undo when `n` took no writes, else refuse).
+fn forward(
+    f: &Facts,
+    n: &HostFacts,
+    o: Option<&HostFacts>,
+    others: &[&HostFacts],
+) -> Option<(Decision, String)> {
+    if !f.new_made_writable || n.read_only {
+        return None;
+    }
+    let done = |h: &HostFacts| h.source.as_deref() == Some(f.new.as_str()) && h.replicating;
+    let old_master =
+        o.filter(|o| f.kind == Kind::Online && f.orig_follows_new && o.down.is_none() && !done(o));
+    let behind: Vec<&HostFacts> = others
+        .iter()
+        .copied()
+        .filter(|h| !done(h))
+        .chain(old_master)
+        .collect();
+    if !n.gtid || behind.iter().any(|h| !h.gtid) {
+        return None;
+    }
+    let repoint: Vec<String> = behind.iter().map(|h| h.name.clone()).collect();
+    let why = if repoint.is_empty() {
+        format!(
+            "{} was opened by this switch and every host follows it; completing",
+            f.new
+        )
+    } else {
+        format!(
+            "{} was opened by this switch (its point of no return) and is writable; finishing \
+             the switch forward: repointing {} to it once each is proven by GTID to have nothing \
+             it lacks",
+            f.new,
+            repoint.join(", ")
+        )
+    };
+    Some((Decision::Complete { repoint }, why))
 }
 
 /// A failover journal from before MHA named the new master (stopssh only):
@@ -311,6 +358,19 @@ mod tests {
             source: source.map(String::from),
             replicating: source.is_some(),
             binlog: Some("mysql-bin.000001:100".into()),
+            gtid: true,
+        }
+    }
+
+    /// The same host without GTID (MySQL by file and position).
+    fn no_gtid(mut h: HostFacts) -> HostFacts {
+        h.gtid = false;
+        h
+    }
+
+    fn complete(repoint: &[&str]) -> Decision {
+        Decision::Complete {
+            repoint: repoint.iter().map(|s| s.to_string()).collect(),
         }
     }
 
@@ -322,6 +382,7 @@ mod tests {
             hosts,
             new_binlog_at_writable: None,
             new_made_writable: false,
+            orig_follows_new: false,
             mha_complete: false,
             mha_error: false,
         }
@@ -355,7 +416,7 @@ mod tests {
             h("db2", false, None),
             h("db3", true, Some("db2")),
         ]);
-        assert_eq!(decide(&f).0, Decision::Complete);
+        assert_eq!(decide(&f).0, complete(&[]));
     }
 
     #[test]
@@ -365,15 +426,15 @@ mod tests {
             h("db2", true, Some("db1")),
             h("db3", true, Some("db2")),
         ]);
-        assert_eq!(decide(&f).0, Decision::Complete);
+        assert_eq!(decide(&f).0, complete(&[]));
     }
 
     #[test]
-    fn mha_aborted_after_start_began_is_undone_when_the_new_master_took_no_writes() {
+    fn mha_aborted_after_start_began_is_undone_without_gtid_when_the_new_master_took_no_writes() {
         let mut f = online(vec![
-            h("db1", true, None),
-            h("db2", false, Some("db1")),
-            h("db3", true, Some("db1")),
+            no_gtid(h("db1", true, None)),
+            no_gtid(h("db2", false, Some("db1"))),
+            no_gtid(h("db3", true, Some("db1"))),
         ]);
         f.new_made_writable = true;
         f.new_binlog_at_writable = Some("mysql-bin.000001:100".into());
@@ -382,10 +443,14 @@ mod tests {
     }
 
     #[test]
-    fn new_master_that_took_writes_before_mha_aborted_is_refused() {
-        let mut db2 = h("db2", false, Some("db1"));
+    fn new_master_that_took_writes_before_mha_aborted_is_refused_without_gtid() {
+        let mut db2 = no_gtid(h("db2", false, Some("db1")));
         db2.binlog = Some("mysql-bin.000001:900".into());
-        let mut f = online(vec![h("db1", true, None), db2, h("db3", true, Some("db1"))]);
+        let mut f = online(vec![
+            no_gtid(h("db1", true, None)),
+            db2,
+            no_gtid(h("db3", true, Some("db1"))),
+        ]);
         f.new_made_writable = true;
         f.new_binlog_at_writable = Some("mysql-bin.000001:100".into());
         let (d, why) = decide(&f);
@@ -394,14 +459,73 @@ mod tests {
     }
 
     #[test]
-    fn writable_new_master_with_no_recorded_position_is_refused() {
+    fn writable_new_master_with_no_recorded_position_is_refused_without_gtid() {
         let mut f = online(vec![
+            no_gtid(h("db1", true, None)),
+            no_gtid(h("db2", false, Some("db1"))),
+            no_gtid(h("db3", true, Some("db1"))),
+        ]);
+        f.new_made_writable = true;
+        assert_eq!(decide(&f).0, Decision::Refuse);
+    }
+
+    /// MHA killed (or the operator's Ctrl-C) after start opened db2, before
+    /// it repointed anyone: with GTID the switch goes forward, whether db2
+    /// took writes or not, and the old master follows db2 when the switch
+    /// said so.
+    #[test]
+    fn mha_died_after_the_new_master_opened_is_finished_forward_with_gtid() {
+        let mut db2 = h("db2", false, Some("db1"));
+        db2.binlog = Some("mysql-bin.000001:900".into());
+        db2.replicating = false;
+        let mut f = online(vec![h("db1", true, None), db2, h("db3", true, Some("db1"))]);
+        f.new_made_writable = true;
+        f.new_binlog_at_writable = Some("mysql-bin.000001:100".into());
+        let (d, why) = decide(&f);
+        assert_eq!(d, complete(&["db3"]), "{why}");
+        assert!(why.contains("point of no return"), "{why}");
+        f.orig_follows_new = true;
+        assert_eq!(decide(&f).0, complete(&["db3", "db1"]));
+    }
+
+    #[test]
+    fn half_repointed_replicas_are_finished_forward_with_gtid_and_refused_without() {
+        let hosts = vec![
+            h("db1", true, None),
+            h("db2", false, None),
+            h("db3", true, Some("db2")),
+            h("db4", true, Some("db1")),
+        ];
+        let mut f = online(hosts.clone());
+        f.new_made_writable = true;
+        f.orig_follows_new = true;
+        assert_eq!(decide(&f).0, complete(&["db4", "db1"]));
+        // a replica MHA pointed at db2 whose threads it had not started yet
+        let mut stopped = f.clone();
+        stopped.hosts[2].replicating = false;
+        assert_eq!(decide(&stopped).0, complete(&["db3", "db4", "db1"]));
+        // one host that cannot be compared by GTID: not forward
+        let mut mixed = f.clone();
+        mixed.hosts[3].gtid = false;
+        let (d, why) = decide(&mixed);
+        assert_eq!(d, Decision::Refuse, "{why}");
+        assert!(why.contains("half-way"), "{why}");
+    }
+
+    #[test]
+    fn a_new_master_this_switch_did_not_open_is_not_finished_forward() {
+        // db2 writable, but not by this switch's start (no record of it)
+        let f = online(vec![
             h("db1", true, None),
             h("db2", false, Some("db1")),
             h("db3", true, Some("db1")),
         ]);
-        f.new_made_writable = true;
-        assert_eq!(decide(&f).0, Decision::Refuse);
+        let (d, why) = decide(&f);
+        assert!(
+            matches!(d, Decision::Undo { .. } | Decision::Refuse),
+            "{d:?}: {why}"
+        );
+        assert!(!matches!(d, Decision::Complete { .. }));
     }
 
     #[test]
@@ -484,7 +608,7 @@ mod tests {
     #[test]
     fn two_host_cluster_switched_without_the_old_master_as_replica_is_completed() {
         let f = online(vec![h("db1", true, None), h("db2", false, None)]);
-        assert_eq!(decide(&f).0, Decision::Complete);
+        assert_eq!(decide(&f).0, complete(&[]));
     }
 
     #[test]
@@ -501,7 +625,7 @@ mod tests {
             Kind::Failover,
             vec![db1, h("db2", true, None), h("db3", true, Some("db2"))],
         );
-        assert_eq!(decide(&f).0, Decision::Complete);
+        assert_eq!(decide(&f).0, complete(&[]));
     }
 
     #[test]
@@ -528,7 +652,7 @@ mod tests {
         db1.down = Some("no SSH".into());
         let mut f = facts(Kind::Failover, vec![db1, h("db2", true, None)]);
         f.mha_complete = true;
-        assert_eq!(decide(&f).0, Decision::Complete);
+        assert_eq!(decide(&f).0, complete(&[]));
     }
 
     #[test]
@@ -548,7 +672,7 @@ mod tests {
             h("db2", false, None),
             h("db3", true, Some("db2")),
         ];
-        assert_eq!(decide(&f).0, Decision::Complete);
+        assert_eq!(decide(&f).0, complete(&[]));
     }
 
     #[test]

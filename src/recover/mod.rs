@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::cluster::{self, Host};
+use crate::cluster;
 use crate::engine::{self, JournalUse, OnFailure, Policy};
 use crate::exit::{Code, NeedsRecover, Refused};
 use crate::online::{emit, keeper_of, start, Masters};
@@ -28,10 +28,10 @@ use crate::state::journal::Journal;
 use crate::state::lock::{self, AppLock, Busy};
 use crate::state::StateDir;
 use crate::steps::read_only::{MakeWritable, SetReadOnly};
-use crate::steps::replication::RestartReplication;
+use crate::steps::replication::{DetachNewMaster, RepointReplica, RestartReplication};
 use crate::steps::vip::MoveVip;
 use crate::steps::{Ctx, RunUndo, Step};
-use decide::{Decision, Facts, HostFacts, Kind};
+use decide::{Decision, Facts, Kind};
 
 /// What the operator asked for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,85 +44,136 @@ pub struct Options {
 }
 
 pub fn run(paths: &ConfigPaths, opts: Options) -> Result<Code> {
+    settle(paths, opts).map(|_| Code::Ok)
+}
+
+/// What recover did.
+#[derive(Debug)]
+pub struct Settled {
+    /// None: no open journal (or it closed meanwhile, or was abandoned).
+    pub decision: Option<Decision>,
+    pub report: Report,
+}
+
+/// The runbook: open the switch's journal, take the lock, read every
+/// host, decide, run the steps of the decision, close the journal.
+pub fn settle(paths: &ConfigPaths, opts: Options) -> Result<Settled> {
     let started = Instant::now();
     crate::fault::set_phase("recover");
     let setup = paths.load()?;
     let state = setup.state()?;
     let mut report = Report::new("recover", "recover");
-    let Some(journal) = Journal::open(&state)? else {
-        if let Some(done) = keeper::end_if_orphaned(&state)? {
+    let Some((mut journal, _lock)) = open_switch(&setup, &state, &mut report, opts)? else {
+        emit(&report, opts.json);
+        return Ok(Settled {
+            decision: None,
+            report,
+        });
+    };
+    let (mut ctx, facts, decision) = read_and_decide(&setup, &journal, report, opts.json)?;
+    let undos = journal.pending_undos().len();
+    let result = apply(&setup, &mut journal, &mut ctx, &facts, &decision);
+    ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
+    ctx.collect_stats();
+    finish(&state, journal, ctx, (decision, undos), result, opts)
+}
+
+/// The open journal, under the lock, or None with the report saying why
+/// there is nothing to do (no journal, it closed meanwhile, abandoned).
+fn open_switch(
+    setup: &Setup,
+    state: &StateDir,
+    report: &mut Report,
+    opts: Options,
+) -> Result<Option<(Journal, AppLock)>> {
+    let Some(journal) = Journal::open(state)? else {
+        if let Some(done) = keeper::end_if_orphaned(state)? {
             report.warn(done);
         }
         report.outcome = format!(
             "nothing to recover: no open journal at {}",
             state.journal().display()
         );
-        emit(&report, opts.json);
-        return Ok(Code::Ok);
+        return Ok(None);
     };
-    let (orig, new) = journal
-        .masters()
-        .map(|(o, n)| (o.to_string(), n.to_string()))
-        .ok_or_else(|| {
-            anyhow!(
-                "journal {} has no beginning record",
-                journal.path().display()
-            )
-        })?;
-    report.orig_master = Some(orig.clone());
-    report.new_master = Some(new.clone());
+    let (orig, new) = journal.masters().ok_or_else(|| {
+        anyhow!(
+            "journal {} has no beginning record",
+            journal.path().display()
+        )
+    })?;
+    report.orig_master = Some(orig.to_string());
+    report.new_master = Some(new.to_string());
     report.journal = Some(journal.path().display().to_string());
-    let _lock = take_lock(&setup, &state, &journal, opts.force)?;
+    let lock = take_lock(setup, state, &journal, opts.force)?;
     // The switch's session keeper is of no use any more.
     if let Some(k) = keeper_of(&journal) {
         keeper::stop(&k);
     }
     // Re-read under the lock: the switch may have ended meanwhile.
-    let Some(mut journal) = Journal::open(&state)? else {
+    let Some(journal) = Journal::open(state)? else {
         report.outcome = "nothing to recover: the switch ended meanwhile".into();
-        emit(&report, opts.json);
-        return Ok(Code::Ok);
+        return Ok(None);
     };
     if opts.abandon {
-        let closed = journal.close(&state, "abandoned")?;
+        let closed = journal.close(state, "abandoned")?;
         report.outcome = format!(
             "journal closed without touching any host; it is kept at {} (its saved grants are there)",
             closed.display()
         );
         report.journal = Some(closed.display().to_string());
-        emit(&report, opts.json);
-        return Ok(Code::Ok);
+        return Ok(None);
     }
-    let specs = setup.specs(&[])?;
-    let undo_timeout = specs
-        .first()
-        .map(|s| s.settings.undo_timeout)
-        .unwrap_or(Duration::from_secs(30));
-    let (hosts, unreachable) = cluster::connect_split(specs);
+    Ok(Some((journal, lock)))
+}
+
+/// Connect to every host, read what it is now (into the report too) and
+/// decide.
+fn read_and_decide(
+    setup: &Setup,
+    journal: &Journal,
+    report: Report,
+    json: bool,
+) -> Result<(Ctx, Facts, Decision)> {
+    let (orig, new) = journal.masters().unwrap_or_default();
+    let (orig, new) = (orig.to_string(), new.to_string());
+    let (hosts, unreachable) = cluster::connect_split(setup.specs(&[])?);
     let mut ctx = Ctx::new(hosts, report);
     ctx.unreachable = unreachable;
-    let resolve = |h: &str| {
-        setup
-            .mha
-            .server(h)
-            .map(|s| s.hostname.clone())
-            .unwrap_or_else(|| h.to_string())
-    };
+    let resolve = crate::topology::resolver(setup);
     let mha = (
-        mha_state_file(&setup, &journal, "complete"),
-        mha_state_file(&setup, &journal, "error"),
+        mha_state_file(setup, journal, "complete"),
+        mha_state_file(setup, journal, "error"),
     );
-    let facts = gather(&journal, &mut ctx, &orig, &new, &resolve, mha);
+    let facts = gather(journal, &mut ctx, &orig, &new, &resolve, mha);
+    ctx.report.cluster = facts.hosts.iter().map(|h| h.describe()).collect();
     let (decision, why) = decide::decide(&facts);
     log::info!("recover: {why}");
     ctx.report.warnings.push(format!("decision: {why}"));
-    let mut steps: Vec<Box<dyn Step>> = match &decision {
-        Decision::Refuse => {
-            ctx.report.outcome = format!("refused, nothing changed: {why}");
-            emit(&ctx.report, opts.json);
-            return Err(anyhow!("{why}").context(NeedsRecover));
-        }
-        Decision::Close => Vec::new(),
+    if decision == Decision::Refuse {
+        ctx.report.outcome = format!("refused, nothing changed: {why}");
+        emit(&ctx.report, json);
+        return Err(anyhow!("{why}").context(NeedsRecover));
+    }
+    Ok((ctx, facts, decision))
+}
+
+/// Run the steps of `decision`, each undo or completion journaled.
+fn apply(
+    setup: &Setup,
+    journal: &mut Journal,
+    ctx: &mut Ctx,
+    facts: &Facts,
+    decision: &Decision,
+) -> Result<()> {
+    let (orig, new) = (facts.orig.as_str(), facts.new.as_str());
+    let undo_timeout = setup
+        .specs(&[])?
+        .first()
+        .map(|s| s.settings.undo_timeout)
+        .unwrap_or(Duration::from_secs(30));
+    let mut steps: Vec<Box<dyn Step>> = match decision {
+        Decision::Refuse | Decision::Close => Vec::new(),
         Decision::Undo { restart } => {
             let mut v: Vec<Box<dyn Step>> = journal
                 .pending_undos()
@@ -135,40 +186,63 @@ pub fn run(paths: &ConfigPaths, opts: Options) -> Result<Code> {
             }
             v
         }
-        Decision::Complete => completion(&ctx, &journal, facts.kind, &orig, &new),
+        Decision::Complete { repoint } => {
+            let mut v = completion(ctx, journal, facts.kind, orig, new);
+            v.extend(repoints(setup, ctx, journal, repoint, orig, new)?);
+            v
+        }
     };
-    let undone = journal.pending_undos().len();
     let policy = Policy {
         on_failure: OnFailure::Continue,
         journal: JournalUse::Required,
         undo_timeout,
     };
-    let result = engine::run(&mut steps, &mut ctx, &mut journal, policy);
-    ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
-    ctx.collect_stats();
+    engine::run(&mut steps, ctx, journal, policy)
+}
+
+/// Close the journal with what was done, or keep it when something failed.
+fn finish(
+    state: &StateDir,
+    journal: Journal,
+    mut ctx: Ctx,
+    (decision, undos): (Decision, usize),
+    result: Result<()>,
+    opts: Options,
+) -> Result<Settled> {
     if let Err(e) = result {
         ctx.report.outcome = "incomplete; journal kept, run recover again".into();
         emit(&ctx.report, opts.json);
         return Err(e.context(NeedsRecover));
     }
-    let (outcome, closing) = match decision {
+    let (orig, new) = (
+        ctx.report.orig_master.clone().unwrap_or_default(),
+        ctx.report.new_master.clone().unwrap_or_default(),
+    );
+    let (outcome, closing) = match &decision {
         Decision::Undo { .. } => (
-            format!(
-                "rolled back: {} change(s) undone; {orig} is the master as before",
-                undone
-            ),
+            format!("rolled back: {undos} change(s) undone; {orig} is the master as before"),
             "rolled-back",
         ),
-        Decision::Complete => (
+        Decision::Complete { repoint } if !repoint.is_empty() => (
+            format!(
+                "completed: {new} writable, grants restored, {} repointed to it",
+                repoint.join(", ")
+            ),
+            "completed",
+        ),
+        Decision::Complete { .. } => (
             format!("completed: {new} writable, grants restored"),
             "completed",
         ),
         _ => ("journal closed".to_string(), "closed"),
     };
     ctx.report.outcome = outcome;
-    ctx.report.journal = Some(journal.close(&state, closing)?.display().to_string());
+    ctx.report.journal = Some(journal.close(state, closing)?.display().to_string());
     emit(&ctx.report, opts.json);
-    Ok(Code::Ok)
+    Ok(Settled {
+        decision: Some(decision),
+        report: ctx.report,
+    })
 }
 
 /// Take the lock, or refuse while the switch is alive. An orphaned session
@@ -248,48 +322,10 @@ fn gather(
     ctx: &mut Ctx,
     orig: &str,
     new: &str,
-    resolve: &dyn Fn(&str) -> String,
+    resolve: &(dyn Fn(&str) -> String + Sync),
     mha: (bool, bool),
 ) -> Facts {
-    let mut refs: Vec<&mut Host> = ctx.hosts.iter_mut().collect();
-    let read = cluster::parallel(&mut refs, |h| {
-        let info = h.refresh_info()?.clone();
-        let mut s = crate::mysql::Script::new(h.spec.settings.step_timeout);
-        crate::ops::read_only::add_binlog_position(&mut s, &info, "binlog");
-        let r = h.run(&s)?;
-        Ok((info, crate::ops::read_only::binlog_position(&r, "binlog")))
-    });
-    let mut hosts: Vec<HostFacts> = Vec::new();
-    for (h, r) in ctx.hosts.iter().zip(read) {
-        hosts.push(match r {
-            Ok((info, binlog)) => HostFacts {
-                name: h.spec.name.clone(),
-                down: None,
-                read_only: info.read_only,
-                source: info.replica.as_ref().map(|rep| resolve(&rep.master_host)),
-                replicating: info.replica.as_ref().is_some_and(|r| r.healthy()),
-                binlog,
-            },
-            Err(e) => HostFacts {
-                name: h.spec.name.clone(),
-                down: Some(crate::exit::message(&e)),
-                read_only: false,
-                source: None,
-                replicating: false,
-                binlog: None,
-            },
-        });
-    }
-    for (n, why) in &ctx.unreachable {
-        hosts.push(HostFacts {
-            name: n.clone(),
-            down: Some(why.clone()),
-            read_only: false,
-            source: None,
-            replicating: false,
-            binlog: None,
-        });
-    }
+    let hosts = crate::topology::read(&mut ctx.hosts, &ctx.unreachable, resolve);
     let kind = match journal.kind() {
         Some("failover") => Kind::Failover,
         Some("fence") => Kind::Fence,
@@ -304,6 +340,10 @@ fn gather(
             .note_value(&MakeWritable::note_key(new))
             .and_then(|v| v.as_str().map(String::from)),
         new_made_writable: journal.undo_of("new-master-writable").is_some(),
+        orig_follows_new: journal
+            .note_value(crate::online::stop::ORIG_FOLLOWS_NOTE)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
         mha_complete: mha.0,
         mha_error: mha.1,
     }
@@ -353,9 +393,68 @@ fn completion(
     }
 }
 
+/// The steps that point `hosts` at the new master (`ops::repoint` proves
+/// each first), then end the new master's own replication as MHA's last
+/// step does, when it still has one.
+fn repoints(
+    setup: &Setup,
+    ctx: &Ctx,
+    journal: &Journal,
+    hosts: &[String],
+    orig: &str,
+    new: &str,
+) -> Result<Vec<Box<dyn Step>>> {
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    if !hosts.is_empty() {
+        let server = setup
+            .mha
+            .server(new)
+            .ok_or_else(|| anyhow!("{new}: no server block"))?;
+        let (Some(user), Some(password)) = (&server.repl_user, &server.repl_password) else {
+            return Err(anyhow!(
+                "{} must be pointed at {new}, but the MHA configuration has no repl_user and \
+                 repl_password to do it with: set them in {} and run recover again",
+                hosts.join(", "),
+                setup.app_path().display()
+            )
+            .context(NeedsRecover));
+        };
+        let src = crate::ops::repoint::NewSource {
+            name: new.to_string(),
+            ip: server.ip.clone(),
+            port: server.port,
+            user: user.clone(),
+            password: password.clone(),
+        };
+        let opened_at = journal
+            .first_note_value(&MakeWritable::note_key(new))
+            .and_then(|v| v.as_str())
+            .and_then(crate::ops::repoint::parse_position);
+        for h in hosts {
+            steps.push(Box::new(RepointReplica::new(
+                crate::ops::repoint::Repoint {
+                    host: h.clone(),
+                    src: src.clone(),
+                    opened_at: opened_at.clone(),
+                    orig: orig.to_string(),
+                },
+            )));
+        }
+    }
+    if ctx
+        .find(new)
+        .and_then(|h| h.info.as_ref())
+        .is_some_and(|i| i.replica.is_some())
+    {
+        steps.push(Box::new(DetachNewMaster::new(new)));
+    }
+    Ok(steps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Host;
     use crate::state::journal::Entry;
     use crate::testing::{self, FakeExec, Log};
 
@@ -445,7 +544,7 @@ mod tests {
             fake("db3", true, Some("db2"), true, &log),
         ];
         let (d, why) = decision_from_fakes(hosts, "switched");
-        assert_eq!(d, Decision::Complete, "{why}");
+        assert_eq!(d, Decision::Complete { repoint: vec![] }, "{why}");
     }
 
     #[test]

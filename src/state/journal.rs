@@ -319,6 +319,14 @@ impl Journal {
             .any(|e| matches!(e, Entry::Phase { phase: p } if p == phase))
     }
 
+    /// The first value noted under `key` (`note_value` gives the last).
+    pub fn first_note_value(&self, key: &str) -> Option<&serde_json::Value> {
+        self.entries.iter().find_map(|e| match e {
+            Entry::Note { key: k, value } if k == key => Some(value),
+            _ => None,
+        })
+    }
+
     pub fn note_value(&self, key: &str) -> Option<&serde_json::Value> {
         self.entries.iter().rev().find_map(|e| match e {
             Entry::Note { key: k, value } if k == key => Some(value),

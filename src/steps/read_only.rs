@@ -170,6 +170,7 @@ impl Step for MakeWritable {
             .find(&self.host)
             .and_then(|h| h.info.as_ref())
             .map_or("SHOW MASTER STATUS", |i| i.dialect().binlog_status());
+        v.push(format!("{}: {};", self.host, read_only::READ));
         v.push(format!("{}: {status};", self.host));
         v.push(format!("{}: {};", self.host, read_only::WRITABLE));
         v.push(format!("{}: {};", self.host, read_only::READ));

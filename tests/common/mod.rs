@@ -839,6 +839,37 @@ impl Lab {
             .map(|p| p as u32)
     }
 
+    /// Pids of the running `masterha_master_switch` for this lab's app.
+    pub fn mha_switch_pids(&self) -> Vec<u32> {
+        let conf = self.app_cnf();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    c.contains("masterha_master_switch") && c.contains(&conf)
+                })
+            })
+            .collect()
+    }
+
+    /// Who writes where, as the master and replicas of `master` must be
+    /// after a switch to it: it writable and nobody's replica, every other
+    /// host read-only and replicating from it with both threads running.
+    pub fn assert_settled_on(&self, master: &str) {
+        let ip = self.var(&format!("MHALAB_IP_{master}"));
+        for h in self.state().hosts {
+            if h.host == master {
+                assert!(!h.read_only && h.replica_of.is_none(), "{h:?}");
+            } else {
+                assert!(h.read_only, "{h:?}");
+                assert_eq!(h.replica_of, Some((ip.clone(), true)), "{}", h.host);
+            }
+        }
+    }
+
     /// Every live session keeper process of this lab's state directory.
     pub fn keeper_processes(&self) -> Vec<u32> {
         let socket = self.journal_dir().display().to_string();

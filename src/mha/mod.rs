@@ -1,0 +1,569 @@
+//! The operator commands that drive MHA: `switchover` (the historic
+//! `mysql_online_failover`) and `failover` (the historic `mysql_failover`).
+//! Both run `masterha_master_switch` non-interactively, show its progress
+//! (a spinner on a terminal, log lines otherwise), keep its whole output in
+//! a file beside the journal, then settle and report the cluster as it is
+//! (`settle`): whatever MHA did or failed to do, the command ends with the
+//! switch finished, undone, or named as left for a person, and says which.
+//! An interrupt (Ctrl-C, SIGTERM, SIGHUP) stops MHA at its next step and is
+//! settled the same way.
+
+mod settle;
+
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::exit::{bad_input, Code, Refused};
+use crate::online::stop::SWITCH_ID_VAR;
+use crate::setup::{ConfigPaths, Setup};
+use crate::state::journal::{new_id, Journal};
+use crate::state::lock::AppLock;
+use crate::state::StateDir;
+
+/// A spinner on stderr when it is a terminal (so MHA's captured logs stay
+/// clean); log lines go through it while it spins.
+pub fn spinner(show: bool, msg: &str) -> Option<ProgressBar> {
+    if !show {
+        return None;
+    }
+    let b = ProgressBar::new_spinner();
+    b.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    b.enable_steady_tick(Duration::from_millis(120));
+    b.set_message(msg.to_string());
+    crate::logger::set_progress(Some(b.clone()));
+    Some(b)
+}
+
+/// What one masterha_master_switch run printed and returned.
+pub struct SwitchRun {
+    pub success: bool,
+    /// How it ended, for people: `exit 1`, `killed by signal 9`.
+    pub status: String,
+    /// The signal that interrupted us while it ran, if one did.
+    pub interrupted: Option<i32>,
+    pub output: Vec<String>,
+    pub log_file: PathBuf,
+    pub elapsed: Duration,
+}
+
+/// The last interrupting signal this process received (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn note_signal(sig: libc::c_int) {
+    SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// From here on, SIGINT, SIGTERM and SIGHUP do not end this process: they
+/// are noted, and the running switch is stopped and settled instead.
+fn catch_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a handler that only stores into an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = note_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The signal noted since `catch_signals`, if any.
+pub fn interrupted() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Ask MHA to stop (it ends at its next step: while it waits for a hook it
+/// ignores SIGINT, so the request is repeated every second).
+fn stop_mha(child: &std::process::Child, last: &mut Option<Instant>) {
+    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        return;
+    }
+    if last.is_none() {
+        log::warn!(
+            "interrupted (signal {}): stopping MHA at its next step, then settling the cluster \
+             (undone, or finished if the new master was already opened); interrupting again \
+             changes nothing",
+            interrupted().unwrap_or(0)
+        );
+    }
+    // SAFETY: a signal to the MHA process we started and have not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    *last = Some(Instant::now());
+}
+
+/// Run masterha_master_switch with `args`, streaming its output.
+pub fn run_switch(
+    setup: &Setup,
+    state: &StateDir,
+    args: &[String],
+    id: &str,
+    what: &str,
+) -> Result<SwitchRun> {
+    let started = Instant::now();
+    let manager_log = setup
+        .mha
+        .servers
+        .first()
+        .and_then(|s| s.manager_log.clone())
+        .map(|p| {
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            (p, len)
+        });
+    let program = std::env::var("MHA_HELPER_MASTERHA_SWITCH")
+        .unwrap_or_else(|_| "masterha_master_switch".into());
+    log::info!("running {program} {}", args.join(" "));
+    catch_signals();
+    let mut child = Command::new(&program)
+        .args(args)
+        .env(SWITCH_ID_VAR, id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {program} (is mha4mysql-manager installed?)"))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let bar = spinner(std::io::stderr().is_terminal(), what);
+    let mut output = Vec::new();
+    let mut asked: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                log::debug!("mha: {line}");
+                if let Some(b) = &bar {
+                    b.set_message(format!(
+                        "{what}: {}",
+                        line.chars().take(100).collect::<String>()
+                    ));
+                }
+                output.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if interrupted().is_some() && matches!(child.try_wait(), Ok(None)) {
+            stop_mha(&child, &mut asked);
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let status = child.wait().context("waiting for masterha_master_switch")?;
+    // With manager_log set, MHA writes its log there instead of stdout.
+    if let Some((path, from)) = &manager_log {
+        if let Ok(text) = std::fs::read(path) {
+            let new = text.get(*from as usize..).unwrap_or_default();
+            output.extend(String::from_utf8_lossy(new).lines().map(String::from));
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+        crate::logger::set_progress(None);
+    }
+    let log_file = state.switch_log(id);
+    if let Err(e) = state.write(&log_file, (output.join("\n") + "\n").as_bytes()) {
+        log::warn!("cannot keep MHA's output: {e:#}");
+    }
+    Ok(SwitchRun {
+        success: status.success() && interrupted().is_none(),
+        status: describe_status(status),
+        interrupted: interrupted(),
+        output,
+        log_file,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "ended".into(),
+    }
+}
+
+fn base_args(setup: &Setup, paths: &ConfigPaths) -> Vec<String> {
+    let mut a = vec![format!("--conf={}", setup.mha.app_path.display())];
+    if let Some(g) = &paths.global {
+        a.push(format!("--global_conf={}", g.display()));
+    }
+    a
+}
+
+fn check_hook(setup: &Setup, key: &str) {
+    let configured = setup
+        .mha
+        .servers
+        .first()
+        .and_then(|s| s.values.get(key).cloned())
+        .unwrap_or_default();
+    if configured.is_empty() {
+        log::warn!(
+            "{key} is not set in {}: MHA will not call mha-helper's hook",
+            setup.mha.app_path.display()
+        );
+    }
+}
+
+fn tail(lines: &[String], n: usize) -> String {
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `mha-helper switchover`.
+pub fn switchover(
+    paths: &ConfigPaths,
+    new_master: Option<&str>,
+    orig_as_slave: bool,
+    json: bool,
+) -> Result<Code> {
+    let setup = paths.load()?;
+    if let Some(n) = new_master {
+        setup.hostname(n)?;
+    }
+    check_hook(&setup, "master_ip_online_change_script");
+    let state = setup.state()?;
+    // Held for the whole switch; the hooks MHA runs work under it.
+    let (_lock, id) = lock_for_switch(&setup, &state, "switchover")?;
+    let mut args = base_args(&setup, paths);
+    args.push("--master_state=alive".into());
+    if let Some(n) = new_master {
+        args.push(format!("--new_master_host={n}"));
+    }
+    if orig_as_slave {
+        args.push("--orig_master_is_new_slave".into());
+    }
+    args.push("--interactive=0".into());
+    let run = run_switch(&setup, &state, &args, &id, "online switchover")?;
+    log_failure(&run);
+    let settled = settle::after_mha(paths, &setup, &state, &id, &run)?;
+    let journal = Journal::open_path(&state.closed_journal(&id, "completed"))?;
+    let note = |k: &str| journal.as_ref().and_then(|j| j.note_value(k).cloned());
+    let (stop, start) = (note("stop-report"), note("start-report"));
+    if json {
+        let mut v = summary_json(&settled, &run);
+        v["stop"] = stop.unwrap_or_default();
+        v["start"] = start.unwrap_or_default();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_summary("online switchover", &settled, &run);
+        if settled.new.is_some() && matches!(settled.ending, settle::Ending::Switched) {
+            print_hook_reports(&stop, &start);
+        }
+        print_cluster(&settled, &run);
+    }
+    ending_code(&settled, &run, "online switchover")
+}
+
+/// Take the application's lock for a switch this command runs, refusing
+/// while another switch's journal is open; returns the lock and the new
+/// switch's id (which the hooks MHA runs will use).
+fn lock_for_switch(setup: &Setup, state: &StateDir, command: &str) -> Result<(AppLock, String)> {
+    let mut lock = crate::ssh::keeper::acquire(state, command).map_err(|e| e.context(Refused))?;
+    if let Some(j) = Journal::open(state)? {
+        bail!(
+            "an unfinished switch is recorded in {}; run `mha-helper recover --conf {}` first",
+            j.path().display(),
+            setup.mha.app_path.display()
+        );
+    }
+    let id = new_id();
+    lock.set_switch(&id);
+    Ok((lock, id))
+}
+
+fn log_failure(run: &SwitchRun) {
+    if !run.success {
+        log::error!(
+            "masterha_master_switch ended ({}{}) after {:?}:\n{}",
+            run.status,
+            run.interrupted
+                .map(|s| format!(", interrupted by signal {s}"))
+                .unwrap_or_default(),
+            run.elapsed,
+            tail(&run.output, 15)
+        );
+    }
+}
+
+/// How MHA ended, for the summary.
+fn mha_ending(run: &SwitchRun) -> String {
+    match run.interrupted {
+        Some(sig) => format!(
+            "MHA was interrupted (signal {sig}; it ended with {})",
+            run.status
+        ),
+        None => format!("MHA ended with {}", run.status),
+    }
+}
+
+/// The first line of the summary, saying how the switch ended.
+fn print_summary(what: &str, s: &settle::Settled, run: &SwitchRun) {
+    let ms = run.elapsed.as_millis();
+    let (orig, new) = (
+        s.orig.as_deref().unwrap_or("?"),
+        s.new.as_deref().unwrap_or("?"),
+    );
+    match &s.ending {
+        settle::Ending::Switched if s.orig.is_some() && what == "dead-master failover" => {
+            println!("failed over from {orig} to {new} in {ms} ms")
+        }
+        settle::Ending::Switched if s.orig.is_some() => {
+            println!("switched {orig} -> {new} in {ms} ms")
+        }
+        settle::Ending::Switched => println!(
+            "{what}: MHA switched in {ms} ms, but no hook of mha-helper ran (nothing was blocked \
+             or journaled)"
+        ),
+        settle::Ending::Finished { repointed } => {
+            println!(
+                "switched {orig} -> {new} in {ms} ms, finished by mha-helper: {} after {new} was \
+                 opened",
+                mha_ending(run)
+            );
+            if !repointed.is_empty() {
+                println!("  repointed to {new}: {}", repointed.join(", "));
+            }
+        }
+        settle::Ending::RolledBack => println!(
+            "{what} failed: {}; mha-helper undid every change it had made: {orig} is the master \
+             as before",
+            mha_ending(run)
+        ),
+        settle::Ending::Untouched => println!(
+            "{what} failed before mha-helper changed anything: {}",
+            mha_ending(run)
+        ),
+    }
+}
+
+/// Every host as it is now, and where MHA's output is.
+fn print_cluster(s: &settle::Settled, run: &SwitchRun) {
+    println!("  cluster now:");
+    for h in &s.cluster {
+        println!("    {}", h.describe());
+    }
+    println!("  MHA output: {}", run.log_file.display());
+}
+
+fn summary_json(s: &settle::Settled, run: &SwitchRun) -> serde_json::Value {
+    serde_json::json!({
+        "outcome": s.outcome(),
+        "orig_master": s.orig,
+        "new_master": s.new,
+        "repointed": match &s.ending {
+            settle::Ending::Finished { repointed } => repointed.clone(),
+            _ => Vec::new(),
+        },
+        "mha": {
+            "status": run.status,
+            "interrupted_by_signal": run.interrupted,
+            "log": run.log_file.display().to_string(),
+        },
+        "elapsed_ms": run.elapsed.as_millis() as u64,
+        "mha_log": run.log_file.display().to_string(),
+        "cluster": s.cluster,
+    })
+}
+
+/// Exit 0 when the switch is done (by MHA or finished by us), 1 when the
+/// cluster is as it was.
+fn ending_code(s: &settle::Settled, run: &SwitchRun, what: &str) -> Result<Code> {
+    match s.ending {
+        settle::Ending::Switched | settle::Ending::Finished { .. } => Ok(Code::Ok),
+        settle::Ending::RolledBack | settle::Ending::Untouched => Err(anyhow!(
+            "{what} failed ({}); the cluster is as it was; MHA's output is in {}",
+            mha_ending(run),
+            run.log_file.display()
+        )),
+    }
+}
+
+/// What the hooks recorded: the write-block window, sessions killed,
+/// accounts blocked, warnings.
+fn print_hook_reports(stop: &Option<serde_json::Value>, start: &Option<serde_json::Value>) {
+    let get = |v: &Option<serde_json::Value>, k: &str| v.as_ref().and_then(|v| v.get(k)).cloned();
+    let orig = get(start, "orig_master")
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    if let Some(ms) = get(start, "write_block_ms") {
+        println!("  write-block window (first revoke to new master writable): {ms} ms");
+    }
+    if let Some(k) = get(stop, "killed_sessions").and_then(|v| v.as_array().cloned()) {
+        println!("  sessions killed on {orig}: {}", k.len());
+        for s in k {
+            let t = |k: &str| {
+                s[k].as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| s[k].to_string())
+            };
+            println!(
+                "    id={} user={} host={} command={} time={}s",
+                t("id"),
+                t("user"),
+                t("host"),
+                t("command"),
+                t("time")
+            );
+        }
+    }
+    if let Some(a) = get(stop, "accounts_changed").and_then(|v| v.as_array().cloned()) {
+        println!("  accounts blocked then restored on {orig}: {}", a.len());
+    }
+    for w in [stop, start]
+        .iter()
+        .filter_map(|r| r.as_ref()?.get("warnings")?.as_array().cloned())
+        .flatten()
+    {
+        println!("  warning: {}", w.as_str().unwrap_or_default());
+    }
+}
+
+/// `mha-helper failover`.
+pub fn failover(
+    paths: &ConfigPaths,
+    dead: &str,
+    new_master: Option<&str>,
+    json: bool,
+) -> Result<Code> {
+    let setup = paths.load()?;
+    let dead_host = setup.hostname(dead)?;
+    if let Some(n) = new_master {
+        if setup.hostname(n)? == dead_host {
+            return Err(bad_input(anyhow!(
+                "--new-master cannot be the dead master {dead_host}"
+            )));
+        }
+    }
+    check_hook(&setup, "master_ip_failover_script");
+    let state = setup.state()?;
+    let (_lock, id) = lock_for_switch(&setup, &state, "failover")?;
+    let server = setup
+        .mha
+        .server(&dead_host)
+        .ok_or_else(|| anyhow!("no block for {dead_host}"))?;
+    let mut args = base_args(&setup, paths);
+    args.push("--master_state=dead".into());
+    args.push(format!("--dead_master_host={}", server.hostname));
+    args.push(format!("--dead_master_ip={}", server.ip));
+    args.push(format!("--dead_master_port={}", server.port));
+    if let Some(n) = new_master {
+        args.push(format!("--new_master_host={n}"));
+    }
+    args.push("--interactive=0".into());
+    args.push("--ignore_last_failover".into());
+    let run = run_switch(&setup, &state, &args, &id, "dead-master failover")?;
+    log_failure(&run);
+    let mut settled = settle::after_mha(paths, &setup, &state, &id, &run)?;
+    let summary = FailoverSummary::parse(&run.output);
+    settled.orig.get_or_insert(dead_host.clone());
+    if settled.new.is_none() && settled.ending == settle::Ending::Switched {
+        settled.new = summary.new_master.clone();
+    }
+    if json {
+        let mut v = summary_json(&settled, &run);
+        v["dead_master"] = dead_host.clone().into();
+        v["replicas"] = summary.replicas.clone().into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_summary("dead-master failover", &settled, &run);
+        if settled.ending == settle::Ending::Switched {
+            for r in &summary.replicas {
+                println!("  replica {r} now replicates from the new master");
+            }
+        }
+        print_cluster(&settled, &run);
+    }
+    ending_code(&settled, &run, &format!("failover from {dead_host}"))
+}
+
+/// What MHA's output says about the result of a failover.
+#[derive(Debug, Default, PartialEq)]
+pub struct FailoverSummary {
+    pub new_master: Option<String>,
+    pub replicas: Vec<String>,
+}
+
+impl FailoverSummary {
+    pub fn parse(lines: &[String]) -> FailoverSummary {
+        let mut s = FailoverSummary::default();
+        for l in lines {
+            if let Some(rest) = l.split("Master failover to ").nth(1) {
+                if l.contains("completed successfully") {
+                    s.new_master = rest.split('(').next().map(|h| h.trim().to_string());
+                }
+            }
+            if l.contains("Slave started, replicating from") {
+                if let Some(host) = l.split('(').next() {
+                    let host = host
+                        .trim()
+                        .rsplit(' ')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    if !host.is_empty() && !s.replicas.contains(&host) {
+                        s.replicas.push(host);
+                    }
+                }
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failover_summary_reads_mha_report_lines() {
+        let out: Vec<String> = [
+            "Selected db1(198.51.100.11:3306) as a new master.",
+            "db3(198.51.100.13:3306): OK: Applying all logs succeeded. Slave started, replicating from db1(198.51.100.11:3306)",
+            "Master failover to db1(198.51.100.11:3306) completed successfully.",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let s = FailoverSummary::parse(&out);
+        assert_eq!(s.new_master.as_deref(), Some("db1"));
+        assert_eq!(s.replicas, vec!["db3"]);
+    }
+}
