@@ -36,7 +36,7 @@ use crate::online::{emit, HookOptions};
 use crate::ops;
 use crate::report::Report;
 use crate::setup::Setup;
-use crate::state::journal::{new_id, Entry, Journal};
+use crate::state::journal::{new_id, Entry, Journal, NEW_MASTER_NOTE};
 use crate::state::StateDir;
 use crate::steps::read_only::{MakeWritable, SetReadOnly};
 use crate::steps::vip::MoveVip;
@@ -409,6 +409,14 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
     let lock = crate::ssh::keeper::acquire_within(&state, "master-ip-failover start", LOCK_WAIT)
         .map_err(|e| e.context(crate::exit::Refused))?;
     let mut journal = failover_journal(&state, orig.as_deref().unwrap_or(""), &new)?;
+    if let Some(j) = journal
+        .as_mut()
+        .filter(|j| j.masters().is_some_and(|m| m.1.is_empty()))
+    {
+        if let Err(e) = j.note(NEW_MASTER_NOTE, new.clone().into()) {
+            log::error!("{e:#}");
+        }
+    }
     let result = run_steps(
         &mut steps,
         &mut ctx,

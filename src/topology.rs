@@ -135,23 +135,30 @@ pub fn read_cluster(
 /// What keeps the cluster from being settled on `master`: it writable and
 /// nobody's replica, every other host answering, read-only and
 /// replicating from it with both threads running — but for `alone` (the
-/// old master of a switch that did not ask it to follow the new one),
-/// which may also stand alone, read-only. Empty when settled.
+/// old master of a switch that did not ask it to follow the new one, or
+/// the dead one of a failover), which may also stand alone, read-only, or
+/// not answer. Empty when settled.
 pub fn unsettled(hosts: &[HostFacts], master: &str, alone: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
     for h in hosts {
-        if h.down.is_some() {
-            out.push(h.describe());
-        } else if h.name == master {
-            if h.read_only || h.source.is_some() {
-                out.push(format!("{} (the master)", h.describe()));
-            }
-        } else if Some(h.name.as_str()) == alone && h.source.is_none() {
-            if !h.read_only {
-                out.push(format!("{} (the old master)", h.describe()));
-            }
-        } else if h.source.as_deref() != Some(master) || !h.replicating || !h.read_only {
-            out.push(h.describe());
+        let follows = h.source.as_deref() == Some(master) && h.replicating && h.read_only;
+        let ok = if h.name == master {
+            h.down.is_none() && !h.read_only && h.source.is_none()
+        } else if Some(h.name.as_str()) == alone {
+            // down (a dead master), or read-only on its own, or following
+            h.down.is_some() || (h.source.is_none() && h.read_only) || follows
+        } else {
+            h.down.is_none() && follows
+        };
+        if !ok {
+            let role = if h.name == master {
+                " (the master)"
+            } else if Some(h.name.as_str()) == alone {
+                " (the old master)"
+            } else {
+                ""
+            };
+            out.push(format!("{}{role}", h.describe()));
         }
     }
     out
@@ -210,5 +217,9 @@ mod tests {
             unsettled(&down, "db2", Some("db1")),
             vec!["db3: does not answer (no SSH)".to_string()]
         );
+        // a failover's dead master may stay down
+        let mut dead = no_orig.clone();
+        dead[0] = HostFacts::down("db1", "no SSH".into());
+        assert!(unsettled(&dead, "db2", Some("db1")).is_empty());
     }
 }

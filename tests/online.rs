@@ -209,30 +209,61 @@ fn kill_9_at_each_mutation_point_then_recover_restores_the_snapshot() {
 }
 
 #[test]
-fn start_killed_makes_mha_abort_and_recover_undoes_the_switch_that_did_not_happen() {
+fn start_killed_before_it_opens_the_new_master_makes_mha_abort_and_the_switch_is_undone() {
     let lab = Lab::lock();
     let before = lab.state();
-    for point in ["after:start-begun", "after:new-master-writable"] {
-        let fault = format!("kill@{point}");
-        let o = lab.switchover("db2", &[("MHA_HELPER_FAULT", &fault)]);
-        // MHA sees the start hook die and aborts before it repoints any
-        // replica; `switchover` notices the open journal and recovers: the
-        // cluster says the switch did not happen, so it is undone.
-        assert_ne!(o.status.code(), Some(0), "{point}: {}", both(&o));
-        assert!(
-            stderr(&o).contains("not switched: db2 still replicates from db1"),
-            "{point}: {}",
-            both(&o)
-        );
-        let r = lab.recover();
-        assert_eq!(r.status.code(), Some(0), "{point}: {}", both(&r));
-        assert!(stderr(&r).contains("nothing to recover"), "{}", both(&r));
-        assert_eq!(
-            lab.settled_state(),
-            before,
-            "{point}: the cluster is not as it was before the switch"
-        );
+    let o = lab.switchover(
+        "db2",
+        &[("MHA_HELPER_FAULT", "start/kill@after:start-begun")],
+    );
+    // MHA sees the start hook die and aborts before it repoints any
+    // replica; `switchover` finds the open journal and settles it: the
+    // cluster says the switch did not happen, so it is undone.
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("not switched: db2 still replicates from db1"),
+        "{}",
+        both(&o)
+    );
+    assert!(
+        stdout(&o).contains("db1 is the master as before"),
+        "{}",
+        both(&o)
+    );
+    let r = lab.recover();
+    assert_eq!(r.status.code(), Some(0), "{}", both(&r));
+    assert!(stderr(&r).contains("nothing to recover"), "{}", both(&r));
+    assert_eq!(
+        lab.settled_state(),
+        before,
+        "the cluster is not as it was before the switch"
+    );
+}
+
+#[test]
+fn start_killed_after_it_opened_the_new_master_makes_mha_abort_and_the_switch_is_finished() {
+    let lab = Lab::lock();
+    let before = lab.state();
+    let o = lab.switchover(
+        "db2",
+        &[("MHA_HELPER_FAULT", "start/kill@after:new-master-writable")],
+    );
+    // db2 is open: going back could strand what it took; MHA aborted
+    // before repointing anyone, so mha-helper finishes the switch.
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("finished by mha-helper")
+            && stdout(&o).contains("repointed to db2: db3, db1"),
+        "{}",
+        both(&o)
+    );
+    lab.assert_settled_on("db2");
+    let after = lab.state();
+    for (b, a) in before.hosts.iter().zip(&after.hosts) {
+        assert_eq!(b.grants, a.grants, "grants on {} changed", b.host);
     }
+    let r = lab.recover();
+    assert!(stderr(&r).contains("nothing to recover"), "{}", both(&r));
 }
 
 #[test]

@@ -352,6 +352,15 @@ fn print_summary(what: &str, s: &settle::Settled, run: &SwitchRun) {
             "{what}: MHA switched in {ms} ms, but no hook of mha-helper ran (nothing was blocked \
              or journaled)"
         ),
+        settle::Ending::Finished { repointed } if run.success => {
+            println!(
+                "switched {orig} -> {new} in {ms} ms; mha-helper finished what its hooks had left \
+                 (see the recover report above)"
+            );
+            if !repointed.is_empty() {
+                println!("  repointed to {new}: {}", repointed.join(", "));
+            }
+        }
         settle::Ending::Finished { repointed } => {
             println!(
                 "switched {orig} -> {new} in {ms} ms, finished by mha-helper: {} after {new} was \

@@ -144,7 +144,8 @@ fn alone<'a>(journal: &Journal, orig: &'a str) -> Option<&'a str> {
 /// Wait until nothing of switch `id` runs any more: MHA may have died
 /// while a hook ran, or while its own children repointed replicas, and
 /// neither ends with it. They are found by the switch id in their
-/// environment; the session keeper is left to recover.
+/// environment (the session keeper and a background fencer are started
+/// without it: they outlive the switch by design).
 fn wait_for_hooks(id: &str, wait: Duration) -> Result<()> {
     let until = Instant::now() + wait;
     let mut said = false;
@@ -170,8 +171,8 @@ fn wait_for_hooks(id: &str, wait: Duration) -> Result<()> {
     }
 }
 
-/// Pids of this user's processes (other than us and the session keeper)
-/// whose environment names switch `id`.
+/// Pids of this user's processes (other than us) whose environment names
+/// switch `id`.
 fn processes_of(id: &str) -> Vec<u32> {
     let want = format!("{}={id}", crate::online::stop::SWITCH_ID_VAR);
     let me = std::process::id();
@@ -184,8 +185,6 @@ fn processes_of(id: &str) -> Vec<u32> {
         .filter(|pid| {
             let env = std::fs::read(PathBuf::from(format!("/proc/{pid}/environ")));
             env.is_ok_and(|e| e.split(|b| *b == 0).any(|kv| kv == want.as_bytes()))
-                && !crate::state::lock::cmdline(*pid)
-                    .is_some_and(|c| c.contains("mha-helper keeper") || c.is_empty())
         })
         .collect()
 }

@@ -238,6 +238,13 @@ fn read_journal(path: &Path, outcome: &str) -> Option<Switch> {
             Some("end") if s.outcome.is_empty() || s.outcome == "open" => {
                 s.outcome = str_of("outcome")
             }
+            // The hooks' part is done; only the operator's command, which
+            // saw MHA finish, has yet to close the journal.
+            Some("phase")
+                if s.outcome == "open" && str_of("phase") == crate::online::HOOKS_DONE =>
+            {
+                s.outcome = "completed".into()
+            }
             Some("note") => {
                 let r = &v["value"];
                 match v["key"].as_str() {
@@ -245,6 +252,9 @@ fn read_journal(path: &Path, outcome: &str) -> Option<Switch> {
                         s.sessions_killed += r["killed_sessions"].as_array().map_or(0, Vec::len);
                         s.accounts_blocked.extend(strings(&r["accounts_changed"]));
                         s.warnings.extend(strings(&r["warnings"]));
+                    }
+                    Some(crate::state::journal::NEW_MASTER_NOTE) if s.new_master.is_empty() => {
+                        s.new_master = r.as_str().unwrap_or("").into();
                     }
                     Some("start-report") => {
                         s.write_block_ms = r["write_block_ms"].as_u64().or(s.write_block_ms);
@@ -266,6 +276,30 @@ fn read_journal(path: &Path, outcome: &str) -> Option<Switch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_failover_journal_names_its_new_master_and_is_completed_once_the_hooks_are_done() {
+        let d = crate::state::tests::temp_dir("event-open");
+        let state = StateDir::open(&d, "app1").unwrap();
+        let p = state.journal();
+        let mut lines = vec![
+            r#"{"t":"begin","id":"f1","kind":"failover","orig":"db1","new":"","at":"2026-12-04T04:00:00Z","pid":1}"#,
+            r#"{"t":"note","key":"new-master","value":"db2"}"#,
+        ];
+        let write = |lines: &[&str]| {
+            std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        };
+        write(&lines);
+        let s = last_switch(&state, Duration::from_secs(600)).unwrap();
+        assert_eq!((s.new_master.as_str(), s.outcome.as_str()), ("db2", "open"));
+        lines.push(r#"{"t":"phase","phase":"hooks-done"}"#);
+        write(&lines);
+        let s = last_switch(&state, Duration::from_secs(600)).unwrap();
+        assert_eq!(s.outcome, "completed");
+        std::fs::remove_dir_all(d).unwrap();
+    }
 
     #[test]
     fn a_closed_online_journal_gives_the_window_sessions_and_accounts() {

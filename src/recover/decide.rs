@@ -289,25 +289,40 @@ fn forward(
         .filter(|h| !done(h))
         .chain(old_master)
         .collect();
-    if !n.gtid || behind.iter().any(|h| !h.gtid) {
+    // Nobody left behind: the switch happened (the rows below say so).
+    if behind.is_empty() || !n.gtid || behind.iter().any(|h| !h.gtid) {
         return None;
     }
     let repoint: Vec<String> = behind.iter().map(|h| h.name.clone()).collect();
-    let why = if repoint.is_empty() {
-        format!(
-            "{} was opened by this switch and every host follows it; completing",
-            f.new
-        )
-    } else {
-        format!(
-            "{} was opened by this switch (its point of no return) and is writable; finishing \
-             the switch forward: repointing {} to it once each is proven by GTID to have nothing \
-             it lacks",
-            f.new,
-            repoint.join(", ")
-        )
-    };
+    let why = format!(
+        "{} was opened by this switch (its point of no return) and is writable; finishing the \
+         switch forward: repointing {} to it once each is proven by GTID to have nothing it lacks",
+        f.new,
+        repoint.join(", ")
+    );
     Some((Decision::Complete { repoint }, why))
+}
+
+impl Facts {
+    /// A failover journal from before MHA named the new master: the one
+    /// host the others now follow, if exactly one (besides the old master).
+    pub fn with_inferred_new(mut self) -> Facts {
+        if self.new.is_empty() {
+            let mut sources: Vec<&str> = self
+                .hosts
+                .iter()
+                .filter(|h| h.down.is_none())
+                .filter_map(|h| h.source.as_deref())
+                .filter(|s| *s != self.orig)
+                .collect();
+            sources.sort_unstable();
+            sources.dedup();
+            if let [one] = sources.as_slice() {
+                self.new = one.to_string();
+            }
+        }
+        self
+    }
 }
 
 /// A failover journal from before MHA named the new master (stopssh only):

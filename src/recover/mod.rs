@@ -145,7 +145,10 @@ fn read_and_decide(
         mha_state_file(setup, journal, "complete"),
         mha_state_file(setup, journal, "error"),
     );
-    let facts = gather(journal, &mut ctx, &orig, &new, &resolve, mha);
+    let facts = gather(journal, &mut ctx, &orig, &new, &resolve, mha).with_inferred_new();
+    if !facts.new.is_empty() {
+        ctx.report.new_master = Some(facts.new.clone());
+    }
     ctx.report.cluster = facts.hosts.iter().map(|h| h.describe()).collect();
     let (decision, why) = decide::decide(&facts);
     log::info!("recover: {why}");
@@ -393,9 +396,9 @@ fn completion(
     }
 }
 
-/// The steps that point `hosts` at the new master (`ops::repoint` proves
-/// each first), then end the new master's own replication as MHA's last
-/// step does, when it still has one.
+/// The steps that end the new master's own replication when it still has
+/// one (MHA's last step), then point `hosts` at it (`ops::repoint` proves
+/// each first).
 fn repoints(
     setup: &Setup,
     ctx: &Ctx,
@@ -405,6 +408,15 @@ fn repoints(
     new: &str,
 ) -> Result<Vec<Box<dyn Step>>> {
     let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    // The new master stops following the old one first, as MHA does
+    // before it repoints anyone: never a moment of circular replication.
+    if ctx
+        .find(new)
+        .and_then(|h| h.info.as_ref())
+        .is_some_and(|i| i.replica.is_some())
+    {
+        steps.push(Box::new(DetachNewMaster::new(new)));
+    }
     if !hosts.is_empty() {
         let server = setup
             .mha
@@ -440,13 +452,6 @@ fn repoints(
                 },
             )));
         }
-    }
-    if ctx
-        .find(new)
-        .and_then(|h| h.info.as_ref())
-        .is_some_and(|i| i.replica.is_some())
-    {
-        steps.push(Box::new(DetachNewMaster::new(new)));
     }
     Ok(steps)
 }

@@ -426,6 +426,7 @@ pub fn spawn(p: &Spawn) -> Result<(KeeperRef, Tether)> {
         .arg("--tether-fd")
         .arg(TETHER_FD.to_string())
         .env_remove(crate::fault::VAR)
+        .env_remove(crate::online::stop::SWITCH_ID_VAR)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log);

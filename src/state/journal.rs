@@ -297,9 +297,17 @@ impl Journal {
         }
     }
 
-    /// (orig, new) masters of the switch.
+    /// (orig, new) masters of the switch. A failover begun before MHA
+    /// named the new master (its stopssh phase) learns it later, as the
+    /// note [`NEW_MASTER_NOTE`].
     pub fn masters(&self) -> Option<(&str, &str)> {
         match self.begin()? {
+            Entry::Begin { orig, new, .. } if new.is_empty() => Some((
+                orig,
+                self.note_value(NEW_MASTER_NOTE)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(""),
+            )),
             Entry::Begin { orig, new, .. } => Some((orig, new)),
             _ => None,
         }
@@ -374,6 +382,9 @@ impl Journal {
 }
 
 /// A switch id: UTC time plus pid, sortable and unique enough per manager.
+/// The note naming a failover's new master once MHA has chosen it.
+pub const NEW_MASTER_NOTE: &str = "new-master";
+
 pub fn new_id() -> String {
     let t = crate::logger::utc_now();
     let compact: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
