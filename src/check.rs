@@ -556,7 +556,7 @@ pub fn run(paths: &ConfigPaths, json: bool, notify: bool) -> Result<Code> {
     }
     let specs: Vec<HostSpec> = setup.specs(&[])?;
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    let bar = crate::mha::spinner(std::io::stderr().is_terminal(), "checking hosts");
+    let bar = crate::logger::spinner(std::io::stderr().is_terminal(), "checking hosts");
     let mut hosts = Vec::new();
     let mut probes: Vec<Option<Probe>> = Vec::new();
     for (name, r) in names.iter().zip(cluster::connect(specs)) {

@@ -313,7 +313,8 @@ pub fn run(cli: Cli) -> Result<Code> {
             crate::fence::run(&conf.paths(), wait, format == Format::Json)
         }
         Command::GenerateDocs { dir } => {
-            for f in crate::docs::generate(&dir)? {
+            let cli = <Cli as clap::CommandFactory>::command();
+            for f in crate::docs::generate(&dir, cli, VERSION)? {
                 println!("{}", f.display());
             }
             Ok(Code::Ok)

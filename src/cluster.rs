@@ -11,7 +11,7 @@ use crate::config::mha::{MhaConfig, Server};
 use crate::mysql::{self, Access, Results, Script, ServerInfo};
 use crate::ssh::{self, Exec, SshOptions, Target};
 
-pub use crate::ssh::keeper::KeeperRef;
+pub use crate::ssh::KeeperRef;
 
 /// Everything needed to reach one host, before any connection is made.
 #[derive(Debug, Clone)]
@@ -135,40 +135,6 @@ impl Host {
             timeout,
             flavor,
         )
-    }
-
-    /// `@@GLOBAL.read_only` now, and with `gtid` (MySQL with GTID on)
-    /// `@@GLOBAL.gtid_executed` read with it: asked of the client kept
-    /// running on the host when the transport keeps one (fast), else by a
-    /// script.
-    pub fn read_only_now(
-        &mut self,
-        timeout: Duration,
-        gtid: bool,
-    ) -> Result<(bool, Option<String>)> {
-        match mysql::ask_read_only(self.conn.as_mut(), &self.spec.access, timeout, gtid) {
-            Ok(r) => return Ok(r),
-            Err(e) => log::debug!(
-                "{}: no kept client ({e:#}); asking with a script",
-                self.name()
-            ),
-        }
-        let mut s = Script::new(timeout);
-        s.query("ro", crate::ops::read_only::READ);
-        if gtid {
-            s.query("gtid", "SELECT @@GLOBAL.gtid_executed AS gtid");
-        }
-        let r = self.run_with(&s, timeout)?;
-        let ro = crate::ops::read_only::read_back(&r, "ro")
-            .ok_or_else(|| anyhow!("{}: read_only did not read back", self.name()))?;
-        let set = gtid.then(|| {
-            r.set("gtid")
-                .records()
-                .next()
-                .map(|x| mysql::server::gtid_set(&x.text("gtid")))
-                .unwrap_or_default()
-        });
-        Ok((ro, set))
     }
 
     /// Read (or re-read) what kind of server this is and its state.

@@ -7,10 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
 use clap_complete::Shell;
-
-use crate::cli::Cli;
 
 const BIN: &str = "mha-helper";
 
@@ -25,15 +22,13 @@ pub const HISTORIC: [(&str, &str); 4] = [
 
 /// The command without its hidden subcommands: clap_complete would offer
 /// them (clap_mangen already leaves them out).
-fn visible(cmd: clap::Command) -> clap::Command {
+fn visible(cmd: clap::Command, version: &'static str) -> clap::Command {
     let subs: Vec<clap::Command> = cmd
         .get_subcommands()
         .filter(|s| !s.is_hide_set())
         .cloned()
         .collect();
-    let mut top = clap::Command::new(BIN)
-        .version(crate::cli::VERSION)
-        .subcommands(subs);
+    let mut top = clap::Command::new(BIN).version(version).subcommands(subs);
     if let Some(a) = cmd.get_about() {
         top = top.about(a.clone());
     }
@@ -41,14 +36,15 @@ fn visible(cmd: clap::Command) -> clap::Command {
 }
 
 /// Write `DIR/man/*.1` and `DIR/completions/{mha-helper.bash,_mha-helper,
-/// mha-helper.fish}`; return the files written, sorted.
-pub fn generate(dir: &Path) -> Result<Vec<PathBuf>> {
+/// mha-helper.fish}` for the command line `cli` (the clap definition of
+/// `mha-helper`, of `version`); return the files written, sorted.
+pub fn generate(dir: &Path, cli: clap::Command, version: &'static str) -> Result<Vec<PathBuf>> {
     let man = dir.join("man");
     let completions = dir.join("completions");
     for d in [&man, &completions] {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
-    clap_mangen::generate_to(Cli::command(), &man)
+    clap_mangen::generate_to(cli.clone(), &man)
         .with_context(|| format!("cannot write the man pages into {}", man.display()))?;
     for (name, sub) in HISTORIC {
         let page = man.join(format!("{name}.1"));
@@ -56,7 +52,7 @@ pub fn generate(dir: &Path) -> Result<Vec<PathBuf>> {
             .with_context(|| format!("cannot write {}", page.display()))?;
     }
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        clap_complete::generate_to(shell, &mut visible(Cli::command()), BIN, &completions)
+        clap_complete::generate_to(shell, &mut visible(cli.clone(), version), BIN, &completions)
             .with_context(|| {
                 format!(
                     "cannot write the {shell} completion into {}",
@@ -81,7 +77,8 @@ mod tests {
     #[test]
     fn a_man_page_per_visible_subcommand_and_three_completions() {
         let d = std::env::temp_dir().join(format!("mha-helper-docs-{}", std::process::id()));
-        let files = generate(&d).unwrap();
+        let cli = <crate::cli::Cli as clap::CommandFactory>::command();
+        let files = generate(&d, cli, crate::cli::VERSION).unwrap();
         let names: Vec<String> = files
             .iter()
             .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())

@@ -153,7 +153,7 @@ fn failover_journal(state: &StateDir, orig: &str, new: &str) -> Result<Option<Jo
         None => Journal::create(
             state,
             Entry::Begin {
-                id: crate::online::stop::switch_id(),
+                id: crate::state::journal::switch_id(),
                 kind: "failover".into(),
                 orig: orig.to_string(),
                 new: new.to_string(),

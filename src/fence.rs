@@ -181,7 +181,7 @@ fn spawn(paths: &ConfigPaths, state: &StateDir) -> Result<u32> {
         .args(paths.as_args())
         .arg("--wait")
         .env_remove(crate::fault::VAR)
-        .env_remove(crate::online::stop::SWITCH_ID_VAR)
+        .env_remove(crate::state::journal::SWITCH_ID_VAR)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log);

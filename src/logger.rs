@@ -4,9 +4,9 @@
 
 use std::io::Write;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use indicatif::ProgressBar;
+use indicatif::{ProgressBar, ProgressStyle};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
@@ -106,4 +106,21 @@ mod tests {
         assert_eq!(format_utc(1_795_651_184, 123), "2026-11-25T23:59:44.123Z");
         assert_eq!(format_utc(951_782_400, 5), "2000-02-29T00:00:00.005Z");
     }
+}
+
+/// A spinner on stderr when it is a terminal (so MHA's captured logs stay
+/// clean); log lines go through it while it spins.
+pub fn spinner(show: bool, msg: &str) -> Option<ProgressBar> {
+    if !show {
+        return None;
+    }
+    let b = ProgressBar::new_spinner();
+    b.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    b.enable_steady_tick(Duration::from_millis(120));
+    b.set_message(msg.to_string());
+    set_progress(Some(b.clone()));
+    Some(b)
 }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ini::{error_at, Ini, Section, ROOT};
 use super::mha::{MhaConfig, Server};
+use super::value::{parse_seconds, seconds};
 
 /// Name of the section every host starts from.
 pub const DEFAULT_SECTION: &str = "default";
@@ -161,10 +162,6 @@ impl<'de> Deserialize<'de> for WriterVip {
         let text = String::deserialize(d)?;
         text.parse().map_err(serde::de::Error::custom)
     }
-}
-
-pub(super) fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
 }
 
 /// The settings that apply to one host (or the defaults).
@@ -544,28 +541,6 @@ fn parse_bool(value: &str) -> Result<bool, String> {
         "no" | "false" | "0" => Ok(false),
         _ => Err("expected yes, no, true, false, 1 or 0".into()),
     }
-}
-
-pub(super) fn parse_seconds(value: &str, zero_ok: bool) -> Result<Duration, String> {
-    let what = if zero_ok {
-        "expected a number of seconds, e.g. 5 or 2.5"
-    } else {
-        "expected a number of seconds above 0, e.g. 30 or 2.5"
-    };
-    let (int, frac) = value.split_once('.').unwrap_or((value, "0"));
-    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    if !digits(int) || !digits(frac) {
-        return Err(what.into());
-    }
-    let d = value
-        .parse::<f64>()
-        .ok()
-        .and_then(|f| Duration::try_from_secs_f64(f).ok())
-        .ok_or(what)?;
-    if d.is_zero() && !zero_ok {
-        return Err(what.into());
-    }
-    Ok(d)
 }
 
 /// A comma-separated list of accounts; commas inside quotes do not split; empty items are skipped.

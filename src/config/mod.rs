@@ -7,6 +7,7 @@ pub mod helper;
 pub mod ini;
 pub mod mha;
 pub mod notify;
+pub mod value;
 
 pub use helper::{AccountName, BlockMethod, HelperConfig, HostSettings, SuperReadOnly, WriterVip};
 pub use ini::Ini;

@@ -66,7 +66,7 @@ pub struct NotifySettings {
     /// Run with `/bin/sh -c`, the event as JSON on its stdin.
     pub command: Option<String>,
     /// Each sink's whole budget, retries included.
-    #[serde(serialize_with = "super::helper::seconds")]
+    #[serde(serialize_with = "super::value::seconds")]
     pub timeout: Duration,
     /// Further attempts after a failed one, while the budget lasts.
     pub retries: u32,
@@ -163,7 +163,7 @@ impl NotifySettings {
             "notify_ca_file" => self.ca_file = path(value)?,
             "notify_command" => self.command = opt(value),
             "notify_timeout" => {
-                self.timeout = super::helper::parse_seconds(value, false)?;
+                self.timeout = super::value::parse_seconds(value, false)?;
             }
             "notify_retries" => {
                 self.retries = value

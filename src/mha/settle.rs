@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 
-use super::SwitchRun;
+use super::run::SwitchRun;
 use crate::exit::NeedsRecover;
 use crate::online::HOOKS_DONE;
 use crate::recover::decide::Decision;
@@ -174,7 +174,7 @@ fn wait_for_hooks(id: &str, wait: Duration) -> Result<()> {
 /// Pids of this user's processes (other than us) whose environment names
 /// switch `id`.
 fn processes_of(id: &str) -> Vec<u32> {
-    let want = format!("{}={id}", crate::online::stop::SWITCH_ID_VAR);
+    let want = format!("{}={id}", crate::state::journal::SWITCH_ID_VAR);
     let me = std::process::id();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();

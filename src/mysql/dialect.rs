@@ -10,8 +10,17 @@
 //! STATUS` left in 8.4. MariaDB took the new statement names in 10.5.1 but
 //! kept its old column names, and still accepts every old form.
 
+use serde::{Deserialize, Serialize};
+
 use super::output::Record;
-use super::Flavor;
+
+/// Which server: the dialect follows from it and the version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    MariaDb,
+    MySql,
+}
 
 /// One server's dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

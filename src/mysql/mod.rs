@@ -16,21 +16,25 @@
 //! statement time limit are set below the timeout.
 
 pub mod dialect;
+pub mod error;
 pub mod gtid;
 pub mod output;
+pub mod script;
 pub mod server;
 
-use std::collections::HashMap;
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::quote::{option_file_value, shell_word, sql_ident, sql_string};
+use crate::quote::{option_file_value, shell_word};
 use crate::ssh::Exec;
 
+pub use dialect::Flavor;
+pub use error::{failed_at, script_error, server_down, Error, ErrorKind};
 pub use output::{Record, ResultSet};
-pub use server::{Flavor, ServerInfo};
+use script::SESSION_SET;
+pub use script::{server_limit, Results, Script};
+pub use server::ServerInfo;
 
 /// How the client on a host reaches that host's server, and as whom.
 #[derive(Debug, Clone)]
@@ -107,237 +111,6 @@ impl Access {
 
 /// The line the remote shell prints on stderr before it becomes the client.
 const PID_TAG: &str = "mha-helper-pid=";
-
-/// The hidden first query of every script: our session's connection id.
-const SESSION_SET: &str = "session";
-
-/// How long the server may spend on one statement, or wait for a lock,
-/// inside a script allowed `timeout`: less, so the server gives up first.
-pub fn server_limit(timeout: Duration) -> Duration {
-    let margin = (timeout / 5).max(Duration::from_secs(1));
-    timeout.saturating_sub(margin).max(Duration::from_secs(1))
-}
-
-/// An ordered SQL script with named result sets.
-#[derive(Debug, Clone)]
-pub struct Script {
-    stmts: Vec<Stmt>,
-}
-
-#[derive(Debug, Clone)]
-struct Stmt {
-    label: String,
-    sql: String,
-    query: bool,
-    /// What a person is shown instead of `sql` (it holds a secret).
-    shown: Option<String>,
-}
-
-impl Script {
-    /// A script whose session reads our string quoting correctly and waits
-    /// for locks less long than `timeout`, the time it will be given.
-    pub fn new(timeout: Duration) -> Script {
-        let mut s = Script { stmts: Vec::new() };
-        s.exec(
-            "session setup",
-            "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
-        );
-        s.exec(
-            "session setup",
-            &format!(
-                "SET SESSION lock_wait_timeout = {}",
-                server_limit(timeout).as_secs().max(1)
-            ),
-        );
-        s
-    }
-
-    /// The session's own changes stay out of the binary log.
-    pub fn without_binlog(mut self) -> Script {
-        self.exec("session setup", "SET SESSION sql_log_bin = 0");
-        self
-    }
-
-    pub fn exec(&mut self, label: &str, sql: &str) -> &mut Script {
-        self.stmts.push(Stmt {
-            label: label.to_string(),
-            sql: one_line(sql),
-            query: false,
-            shown: None,
-        });
-        self
-    }
-
-    /// A statement that holds a secret: sent as `sql`, shown to people
-    /// (dry run, reports) as `shown`.
-    pub fn exec_secret(&mut self, label: &str, sql: &str, shown: &str) -> &mut Script {
-        self.exec(label, sql);
-        if let Some(last) = self.stmts.last_mut() {
-            last.shown = Some(one_line(shown));
-        }
-        self
-    }
-
-    pub fn query(&mut self, name: &str, sql: &str) -> &mut Script {
-        self.stmts.push(Stmt {
-            label: name.to_string(),
-            sql: one_line(sql),
-            query: true,
-            shown: None,
-        });
-        self
-    }
-
-    /// The statements a human should see (dry run), setup included.
-    pub fn statements(&self) -> Vec<String> {
-        self.stmts
-            .iter()
-            .map(|s| format!("{};", s.shown.as_deref().unwrap_or(&s.sql)))
-            .collect()
-    }
-
-    /// The text fed to the client: one statement per line, so an error's
-    /// line number names its statement. First the hidden session query,
-    /// then (where the server has one) the statement time limit for
-    /// `timeout`, then the script. Returns the text and the label of each
-    /// line.
-    fn render(&self, flavor: Option<Flavor>, timeout: Duration) -> (String, Vec<String>) {
-        let mut text = String::new();
-        let mut labels = Vec::new();
-        let mut line = |text: &mut String, label: &str, sql: &str| {
-            text.push_str(sql);
-            text.push_str(";\n");
-            labels.push(label.to_string());
-        };
-        let marker = |name: &str| {
-            format!(
-                "SELECT {} AS {}",
-                sql_string(&format!("{}{name}", output::MARKER_PREFIX)),
-                sql_ident(output::MARKER_COLUMN)
-            )
-        };
-        line(&mut text, SESSION_SET, &marker(SESSION_SET));
-        line(&mut text, SESSION_SET, "SELECT CONNECTION_ID() AS id");
-        let limit = server_limit(timeout);
-        let hang = crate::fault::hang_now();
-        match flavor {
-            Some(Flavor::MariaDb) => {
-                let secs = if hang { 0.0 } else { limit.as_secs_f64() };
-                line(
-                    &mut text,
-                    "session setup",
-                    &format!("SET SESSION max_statement_time = {secs:.3}"),
-                )
-            }
-            Some(Flavor::MySql) => {
-                let ms = if hang { 0 } else { limit.as_millis() };
-                line(
-                    &mut text,
-                    "session setup",
-                    &format!("SET SESSION max_execution_time = {ms}"),
-                )
-            }
-            None => {}
-        }
-        if hang {
-            line(&mut text, "hang (fault injection)", "DO SLEEP(86400)");
-        }
-        for s in &self.stmts {
-            if s.query {
-                line(&mut text, &s.label, &marker(&s.label));
-            }
-            line(&mut text, &s.label, &s.sql);
-        }
-        (text, labels)
-    }
-}
-
-fn one_line(sql: &str) -> String {
-    sql.trim().trim_end_matches(';').replace(['\n', '\r'], " ")
-}
-
-/// Why a script failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// SSH could not run the command at all.
-    Transport,
-    /// The client program is not on the host.
-    ClientMissing,
-    /// The client could not log in or reach the server (the client's
-    /// error code: 2002/2003 mean nothing listens, 1045 a refused login).
-    Connect { code: u32 },
-    /// A statement failed; the script stopped there.
-    Statement { code: u32 },
-    /// The script ran past its timeout. `gone`: its session was ended on
-    /// the server and is proven gone (nothing of it can still run).
-    Timeout { gone: bool },
-}
-
-#[derive(Debug, Clone)]
-pub struct Error {
-    pub host: String,
-    pub kind: ErrorKind,
-    /// The label of the failing statement, when known.
-    pub step: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.step {
-            Some(step) => write!(f, "{}: {} failed: {}", self.host, step, self.message),
-            None => write!(f, "{}: {}", self.host, self.message),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl Error {
-    /// The server is not running (or not listening) there: nothing can be
-    /// written through it.
-    pub fn server_down(&self) -> bool {
-        matches!(
-            self.kind,
-            ErrorKind::Connect {
-                code: 2002 | 2003 | 2005 | 2013
-            }
-        )
-    }
-}
-
-/// The script's own error in `e`'s chain, if there is one.
-pub fn script_error(e: &anyhow::Error) -> Option<&Error> {
-    e.chain().find_map(|c| c.downcast_ref::<Error>())
-}
-
-/// Whether `e` says the server does not answer at all.
-pub fn server_down(e: &anyhow::Error) -> bool {
-    script_error(e).is_some_and(Error::server_down)
-}
-
-/// Whether `e` is the failure of the statement labelled `step`.
-pub fn failed_at(e: &anyhow::Error, step: &str) -> bool {
-    script_error(e).is_some_and(|m| m.step.as_deref() == Some(step))
-}
-
-/// What a script returned.
-#[derive(Debug, Default)]
-pub struct Results {
-    pub sets: HashMap<String, ResultSet>,
-    pub elapsed: Duration,
-}
-
-impl Results {
-    /// The named result set (empty when the query returned no rows).
-    pub fn set(&self, name: &str) -> &ResultSet {
-        static EMPTY: ResultSet = ResultSet {
-            columns: Vec::new(),
-            rows: Vec::new(),
-        };
-        self.sets.get(name).unwrap_or(&EMPTY)
-    }
-}
 
 /// Run `script` on the host behind `conn`, as `access`. `flavor` (when
 /// known) picks the server's statement time limit.

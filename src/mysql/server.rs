@@ -5,16 +5,9 @@
 use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
-use super::dialect::{self, column, Dialect};
+use super::dialect::{self, column, Dialect, Flavor};
 use super::output::Record;
-use super::{Results, Script};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    MariaDb,
-    MySql,
-}
+use super::script::{Results, Script};
 
 /// Replication as the replica status reports it (under MySQL's old names
 /// or new ones: see [`Replica::from_record`]).
@@ -134,9 +127,9 @@ impl ServerInfo {
     /// Whether a detection script failed only because the server predates
     /// `SHOW REPLICA STATUS` (a syntax error at that statement).
     pub fn needs_old_replica_status(e: &anyhow::Error) -> bool {
-        super::failed_at(e, "replica")
-            && super::script_error(e)
-                .is_some_and(|m| m.kind == super::ErrorKind::Statement { code: 1064 })
+        super::error::failed_at(e, "replica")
+            && super::error::script_error(e)
+                .is_some_and(|m| m.kind == super::error::ErrorKind::Statement { code: 1064 })
     }
 
     pub fn parse(r: &Results) -> Result<ServerInfo> {

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 
-use super::{emit, phase_lock, HookOptions, Masters};
+use super::phase::{closed_by_operator, emit, phase_lock, HookOptions, Masters, HOOKS_DONE};
 use crate::cluster;
 use crate::engine::{self, JournalUse, OnFailure, Policy};
 use crate::exit::{is_refusal, Code, Refused};
@@ -212,7 +212,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     ctx.unreachable = unreachable;
     ctx.report.journal = Some(journal.path().display().to_string());
     let owed = Owed::from_journal(Some(&journal), &m);
-    let operator_closes = super::closed_by_operator(&lock, &journal);
+    let operator_closes = closed_by_operator(&lock, &journal);
     let (mut open, mut restore) = plan_parts(&ctx, &m, &owed);
     let policy = Policy {
         on_failure: OnFailure::Continue,
@@ -241,7 +241,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
                 log::warn!("{e:#}");
             }
             if operator_closes {
-                if let Err(e) = journal.phase_lazy(super::HOOKS_DONE) {
+                if let Err(e) = journal.phase_lazy(HOOKS_DONE) {
                     log::warn!("{e:#}");
                 }
             } else {

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 
-use super::{emit, phase_lock, preflight, HookOptions, Masters, KEEPER_NOTE};
+use super::phase::{emit, phase_lock, HookOptions, Masters, KEEPER_NOTE};
+use super::preflight;
 use crate::cluster;
 use crate::config::helper::BlockMethod;
 use crate::engine::{self, JournalUse, OnFailure, Policy};
@@ -24,23 +25,13 @@ use crate::ops;
 use crate::report::Report;
 use crate::setup::Setup;
 use crate::ssh::keeper;
-use crate::state::journal::{new_id, Entry, Journal};
+use crate::state::journal::{Entry, Journal};
 use crate::state::lock::Held;
 use crate::steps::accounts::BlockAccounts;
 use crate::steps::read_only::SetReadOnly;
 use crate::steps::sessions::{DrainSessions, KillSessions, VerifyFence};
 use crate::steps::vip::MoveVip;
 use crate::steps::{Ctx, Step};
-
-/// Environment variable through which `mha-helper switchover` hands its
-/// switch id to the hooks MHA runs (so it can find their report).
-pub const SWITCH_ID_VAR: &str = "MHA_HELPER_SWITCH_ID";
-
-/// The id of the switch this hook works on: the one `mha-helper switchover`
-/// or `failover` handed to MHA, else a new one.
-pub fn switch_id() -> String {
-    std::env::var(SWITCH_ID_VAR).unwrap_or_else(|_| new_id())
-}
 
 /// The journal note with each host's server kind, as stop read it.
 pub const SERVERS_NOTE: &str = "servers";
@@ -152,7 +143,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     let sel = ops::accounts::selection(setup, orig_spec);
     let admin = orig_spec.access.user.clone();
     let undo_timeout = orig_spec.settings.undo_timeout;
-    let id = switch_id();
+    let id = crate::state::journal::switch_id();
     lock.set_switch(&id);
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let keeper = if opts.dry_run {
@@ -203,7 +194,7 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
             .filter(|h| h.spec.name != m.new)
             .collect();
         let t = std::time::Duration::from_secs(5);
-        cluster::parallel(&mut others, |h| h.read_only_now(t, false));
+        cluster::parallel(&mut others, |h| ops::read_only::now(h, t, false));
     }
     let mut steps = plan(&ctx, &m, &admin, sel)?;
 

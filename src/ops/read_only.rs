@@ -72,6 +72,36 @@ pub fn read_back(r: &crate::mysql::Results, name: &str) -> Option<bool> {
     r.set(name).records().next().map(|r| r.flag("read_only"))
 }
 
+/// `@@GLOBAL.read_only` of `host` now, and with `gtid` (MySQL with GTID
+/// on) `@@GLOBAL.gtid_executed` read with it: asked of the client kept
+/// running on the host when the transport keeps one (fast), else by a
+/// script.
+pub fn now(host: &mut Host, timeout: Duration, gtid: bool) -> Result<(bool, Option<String>)> {
+    match crate::mysql::ask_read_only(host.conn.as_mut(), &host.spec.access, timeout, gtid) {
+        Ok(r) => return Ok(r),
+        Err(e) => log::debug!(
+            "{}: no kept client ({e:#}); asking with a script",
+            host.name()
+        ),
+    }
+    let mut s = Script::new(timeout);
+    s.query("ro", READ);
+    if gtid {
+        s.query("gtid", "SELECT @@GLOBAL.gtid_executed AS gtid");
+    }
+    let r = host.run_with(&s, timeout)?;
+    let ro = read_back(&r, "ro")
+        .ok_or_else(|| anyhow!("{}: read_only did not read back", host.name()))?;
+    let set = gtid.then(|| {
+        r.set("gtid")
+            .records()
+            .next()
+            .map(|x| crate::mysql::server::gtid_set(&x.text("gtid")))
+            .unwrap_or_default()
+    });
+    Ok((ro, set))
+}
+
 /// Run `stmts`, then read read_only back and insist it is `expect`.
 pub fn run_and_verify(
     host: &mut Host,
@@ -165,7 +195,7 @@ pub fn prove_read_only(
     let results = cluster::parallel(others, |h| {
         let gtid =
             required.iter().any(|r| r == h.name()) && h.info.as_ref().is_some_and(|i| i.gtid_mode);
-        h.read_only_now(timeout, gtid)
+        now(h, timeout, gtid)
     });
     let mut proof = Proof {
         unreachable: unreachable.to_vec(),

@@ -31,7 +31,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,8 +39,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::connection::{Connection, Exec, KeeperRef, Output, Stats, Target};
 use super::known_hosts::{base64_decode, base64_encode};
-use super::{Connection, Exec, Output, Stats, Target};
 use crate::state::journal::Journal;
 use crate::state::lock::{AppLock, Busy, Owner};
 use crate::state::StateDir;
@@ -92,13 +92,6 @@ fn tether_pipe() -> Result<(std::fs::File, std::fs::File)> {
             std::fs::File::from_raw_fd(high[1]),
         )
     })
-}
-
-/// A keeper to talk to: its socket and the pid it must have.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeeperRef {
-    pub socket: PathBuf,
-    pub pid: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -426,7 +419,7 @@ pub fn spawn(p: &Spawn) -> Result<(KeeperRef, Tether)> {
         .arg("--tether-fd")
         .arg(TETHER_FD.to_string())
         .env_remove(crate::fault::VAR)
-        .env_remove(crate::online::stop::SWITCH_ID_VAR)
+        .env_remove(crate::state::journal::SWITCH_ID_VAR)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log);
@@ -901,6 +894,7 @@ fn ask(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn dir(name: &str) -> PathBuf {
         crate::state::tests::temp_dir(&format!("keeper-{name}"))

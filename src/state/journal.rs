@@ -382,6 +382,17 @@ impl Journal {
 }
 
 /// A switch id: UTC time plus pid, sortable and unique enough per manager.
+/// Environment variable through which `mha-helper switchover` and
+/// `failover` hand the switch's id to the hooks MHA runs (so that their
+/// journal is that switch's).
+pub const SWITCH_ID_VAR: &str = "MHA_HELPER_SWITCH_ID";
+
+/// The id of the switch a hook works on: the one an operator's command
+/// handed to MHA, else a new one.
+pub fn switch_id() -> String {
+    std::env::var(SWITCH_ID_VAR).unwrap_or_else(|_| new_id())
+}
+
 /// The note naming a failover's new master once MHA has chosen it.
 pub const NEW_MASTER_NOTE: &str = "new-master";
 

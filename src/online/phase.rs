@@ -1,0 +1,139 @@
+//! What both phases of the online hook share (and what the failover
+//! hook, recover and the operator's commands use of them): MHA's two
+//! masters, the hook's own options, the report's output, the lock a phase
+//! works under, and the journal's marks of a switch.
+
+use anyhow::{anyhow, Result};
+
+use crate::cluster::HostSpec;
+use crate::exit::bad_input;
+use crate::mha_args::HookArgs;
+use crate::report::Report;
+use crate::setup::{ConfigPaths, Setup};
+
+/// Options of the hook that are ours, not MHA's.
+#[derive(Debug, Clone, Default)]
+pub struct HookOptions {
+    pub paths: ConfigPaths,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+/// The two masters of an online switch, as MHA named them.
+pub struct Masters {
+    pub orig: String,
+    pub new: String,
+}
+
+impl Masters {
+    pub fn from_args(setup: &Setup, args: &HookArgs) -> Result<Masters> {
+        let orig = setup.hostname(args.require("orig_master_host").map_err(bad_input)?)?;
+        let new = setup.hostname(args.require("new_master_host").map_err(bad_input)?)?;
+        if orig == new {
+            return Err(bad_input(anyhow!("orig and new master are both {orig}")));
+        }
+        Ok(Masters { orig, new })
+    }
+
+    /// Specs of every host of the cluster, the two masters with the MySQL
+    /// credentials MHA passed.
+    pub fn cluster_specs(&self, setup: &Setup, args: &HookArgs) -> Result<Vec<HostSpec>> {
+        let specs = setup.specs(&[]).map_err(bad_input)?;
+        Ok(specs
+            .into_iter()
+            .map(|s| {
+                if s.name == self.orig {
+                    s.with_credentials(
+                        args.get("orig_master_user"),
+                        args.get("orig_master_password"),
+                    )
+                } else if s.name == self.new {
+                    s.with_credentials(args.get("new_master_user"), args.get("new_master_password"))
+                } else {
+                    s
+                }
+            })
+            .collect())
+    }
+}
+
+/// Print the report as the user asked (text is also logged).
+pub fn emit(report: &Report, json: bool) {
+    let mut report = report.clone();
+    report.peak_rss_kb = crate::report::peak_rss_kb();
+    let report = &report;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        for line in report.to_text().lines() {
+            log::info!("{line}");
+        }
+    }
+}
+
+/// Whether an operator's command (`mha-helper switchover` or `failover`)
+/// runs this hook's switch and holds its lock: it then closes the journal
+/// itself once it has seen MHA finish, so that a switch MHA does not finish
+/// (MHA dies after the new master opened) stays open for it, and for
+/// `recover`, to settle.
+pub fn closed_by_operator(
+    lock: &crate::state::lock::AppLock,
+    journal: &crate::state::journal::Journal,
+) -> bool {
+    matches!(lock.held(), crate::state::lock::Held::Ancestor(o)
+        if o.switch.is_some() && o.switch.as_deref() == journal.id())
+}
+
+/// The phase a journal reaches when the switch's own work is done but an
+/// operator's command still has to see MHA finish (`closed_by_operator`).
+pub const HOOKS_DONE: &str = "hooks-done";
+
+/// The journal note that names the switch's session keeper.
+pub const KEEPER_NOTE: &str = "keeper";
+
+/// The session keeper a journal names, if any.
+pub fn keeper_of(journal: &crate::state::journal::Journal) -> Option<crate::cluster::KeeperRef> {
+    serde_json::from_value(journal.note_value(KEEPER_NOTE)?.clone()).ok()
+}
+
+/// Take the application's lock for a phase of the switch `journal`
+/// records, or work under the lock its session keeper holds, once the
+/// keeper has proven to be that switch's (same uid, recorded pid, same
+/// switch id). Returns the lock and the keeper to use, if any. Someone else
+/// holding the lock is a refusal.
+pub fn phase_lock(
+    state: &crate::state::StateDir,
+    command: &str,
+    journal: Option<&crate::state::journal::Journal>,
+) -> Result<(
+    crate::state::lock::AppLock,
+    Option<crate::cluster::KeeperRef>,
+)> {
+    use crate::state::lock::{AppLock, Busy};
+    let keeper = journal.and_then(keeper_of);
+    let busy = match crate::ssh::keeper::acquire(state, command) {
+        Ok(lock) => return Ok((lock, keeper)),
+        Err(e) => e.downcast::<Busy>()?,
+    };
+    if let (Some(owner), Some(k), Some(j)) = (&busy.owner, &keeper, journal) {
+        if owner.command == "keeper" && owner.pid == k.pid {
+            match crate::ssh::keeper::ping(k) {
+                Ok(st) if st.switch.as_deref() == j.id() => {
+                    log::debug!(
+                        "working under the lock of the session keeper (pid {})",
+                        k.pid
+                    );
+                    return Ok((AppLock::under_keeper(state, owner.clone()), keeper));
+                }
+                Ok(st) => log::warn!(
+                    "the session keeper (pid {}) serves switch {:?}, not {:?}",
+                    k.pid,
+                    st.switch,
+                    j.id()
+                ),
+                Err(e) => log::warn!("{e:#}"),
+            }
+        }
+    }
+    Err(anyhow::Error::new(busy).context(crate::exit::Refused))
+}

@@ -1,0 +1,710 @@
+//! One libssh2 session to a database host and the commands run on it.
+//!
+//! Sessions are opened in parallel (one thread per host), each with its own
+//! connect timeout, and then each session is used by one thread at a time
+//! (libssh2 sessions must not be shared between threads). A command runs on
+//! its own channel with a non-blocking loop that feeds stdin and drains
+//! stdout and stderr together, so neither side can fill a pipe and stall.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::io::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ssh2::{BlockDirections, MethodType, Session};
+
+use super::known_hosts;
+use super::options::{self, HostKeyPolicy, SshOptions};
+
+/// A session keeper to talk to (see `keeper`): its socket and the pid it
+/// must have.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeeperRef {
+    pub socket: PathBuf,
+    pub pid: u32,
+}
+
+/// Where and how to log in to one database host.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The MHA hostname, used in every message.
+    pub name: String,
+    pub ssh_host: String,
+    pub ssh_ip: String,
+    pub port: u16,
+    pub user: String,
+    pub options: SshOptions,
+    /// MHA's ssh_connection_timeout, unless ssh_options set ConnectTimeout.
+    pub connect_timeout: Duration,
+    /// Where host keys learnt on first use go when the configured
+    /// known_hosts cannot take them (`/dev/null`, unwritable); also read.
+    pub own_known_hosts: Option<PathBuf>,
+    /// Run commands through this session keeper (one SSH session per host
+    /// for a whole switch), falling back to a direct session.
+    pub keeper: Option<KeeperRef>,
+}
+
+impl Target {
+    fn known_hosts_files(&self) -> Vec<PathBuf> {
+        let mut files = if self.options.known_hosts_files.is_empty() {
+            let ssh = options::home_dir().join(".ssh");
+            vec![ssh.join("known_hosts"), ssh.join("known_hosts2")]
+        } else {
+            self.options.known_hosts_files.clone()
+        };
+        if self.options.global_known_hosts_files.is_empty() {
+            files.push("/etc/ssh/ssh_known_hosts".into());
+            files.push("/etc/ssh/ssh_known_hosts2".into());
+        } else {
+            files.extend(self.options.global_known_hosts_files.iter().cloned());
+        }
+        if let Some(own) = &self.own_known_hosts {
+            files.push(own.clone());
+        }
+        files
+    }
+
+    /// Give up connecting after `limit` at most, whatever is configured.
+    pub fn cap_connect_timeout(&mut self, limit: Duration) {
+        self.connect_timeout = self.connect_timeout.min(limit);
+        if let Some(c) = self.options.connect_timeout.as_mut() {
+            *c = (*c).min(limit);
+        }
+    }
+
+    fn policy(&self) -> HostKeyPolicy {
+        self.options
+            .host_key_policy
+            .unwrap_or(HostKeyPolicy::Strict)
+    }
+}
+
+/// What one remote command did.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub status: i32,
+    /// Set when the command was killed by a signal (libssh2 then reports
+    /// exit status 0).
+    pub signal: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Set when the deadline passed first: the channel was closed after
+    /// this long, stdout and stderr hold what had arrived, and the command
+    /// may still be running on the host.
+    pub timed_out: Option<Duration>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == 0 && self.signal.is_none() && self.timed_out.is_none()
+    }
+
+    /// An error when the command timed out.
+    pub fn check_timeout(self, host: &str) -> Result<Output> {
+        match self.timed_out {
+            Some(d) => bail!(
+                "{host}: the command timed out after {:.1} s (raise step_timeout if the host is just slow)",
+                d.as_secs_f64()
+            ),
+            None => Ok(self),
+        }
+    }
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_string()
+    }
+}
+
+/// Something that runs a shell command on one host: a real SSH connection,
+/// or a scripted fake in unit tests.
+pub trait Exec: Send {
+    fn host(&self) -> &str;
+    fn exec(&mut self, command: &str, stdin: &[u8], timeout: Duration) -> Result<Output>;
+    /// Connection counters, when the transport keeps them.
+    fn stats(&self) -> Option<Stats> {
+        None
+    }
+
+    /// Ask a long-lived process one question: `command` is started once
+    /// (with `prefix` as the first bytes of its stdin) and kept running
+    /// between calls; `line` is written to it and the first output line
+    /// starting with `tag` is the answer. For the read-only proof, where
+    /// starting a client per question would be most of the cost. A
+    /// transport may not keep processes: the caller then asks another way.
+    fn ask(
+        &mut self,
+        _command: &str,
+        _prefix: &[u8],
+        _line: &str,
+        _tag: &str,
+        _timeout: Duration,
+    ) -> Result<String> {
+        bail!("{}: this transport keeps no processes", self.host())
+    }
+}
+
+/// Counters a benchmark or a report can show.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Stats {
+    pub connections: u32,
+    pub execs: u32,
+    pub connect_ms: u64,
+    /// Commands went through the session keeper's connection.
+    pub via_keeper: bool,
+}
+
+/// An open, authenticated session to one host.
+pub struct Connection {
+    name: String,
+    session: Session,
+    stream_fd: i32,
+    _stream: TcpStream,
+    keepalive: bool,
+    /// The process kept running for `ask`, with the key of how it was
+    /// started.
+    kept: Option<(u64, ssh2::Channel)>,
+    pub stats: Stats,
+}
+
+impl Connection {
+    /// Connect, verify the host key, authenticate. Errors name the host and
+    /// say what to check.
+    pub fn open(t: &Target) -> Result<Connection> {
+        let started = Instant::now();
+        let attempts = t.options.connection_attempts.unwrap_or(1).max(1);
+        let mut last_err = None;
+        for attempt in 1..=attempts {
+            match Self::open_once(t) {
+                Ok(mut c) => {
+                    c.stats.connect_ms = started.elapsed().as_millis() as u64;
+                    return Ok(c);
+                }
+                Err(e) => {
+                    log::debug!("{}: ssh attempt {attempt}/{attempts} failed: {e:#}", t.name);
+                    last_err = Some(e);
+                    if attempt < attempts {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow!("no attempt made")))
+    }
+
+    fn open_once(t: &Target) -> Result<Connection> {
+        let timeout = t.options.connect_timeout.unwrap_or(t.connect_timeout);
+        let stream = tcp_connect(&t.ssh_ip, t.port, timeout).with_context(|| {
+            format!(
+                "{}: cannot reach sshd at {}:{} (is the host up and sshd running?)",
+                t.name, t.ssh_ip, t.port
+            )
+        })?;
+        stream.set_nodelay(true).ok();
+        let mut session = Session::new().context("cannot create an SSH session")?;
+        session.set_tcp_stream(stream.try_clone()?);
+        session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+
+        let names = [t.ssh_host.as_str(), t.ssh_ip.as_str()];
+        let files = t.known_hosts_files();
+        let known = known_hosts::lookup(&files, &names, t.port)
+            .with_context(|| format!("{}: cannot read known_hosts", t.name))?;
+        let methods = known.hostkey_methods();
+        if !methods.is_empty() {
+            session
+                .method_pref(MethodType::HostKey, &methods)
+                .with_context(|| format!("{}: cannot set host key methods {methods}", t.name))?;
+        }
+        session.handshake().with_context(|| {
+            format!(
+                "{}: SSH handshake with {}:{} failed",
+                t.name, t.ssh_ip, t.port
+            )
+        })?;
+        verify_host_key(t, &session, &known, &files)?;
+        authenticate(t, &session)?;
+        session.set_timeout(0);
+        if let Some(interval) = t.options.server_alive_interval.filter(|i| *i > 0) {
+            session.set_keepalive(true, interval);
+        }
+        let keepalive = t.options.server_alive_interval.unwrap_or(0) > 0;
+        Ok(Connection {
+            name: t.name.clone(),
+            stream_fd: stream.as_raw_fd(),
+            _stream: stream,
+            session,
+            keepalive,
+            kept: None,
+            stats: Stats {
+                connections: 1,
+                ..Stats::default()
+            },
+        })
+    }
+
+    /// Wait until the socket can make progress in the direction libssh2
+    /// is blocked on, or until `limit`.
+    fn wait_socket(&self, limit: Duration) {
+        let events = match self.session.block_directions() {
+            BlockDirections::Inbound => libc::POLLIN,
+            BlockDirections::Outbound => libc::POLLOUT,
+            BlockDirections::Both => libc::POLLIN | libc::POLLOUT,
+            BlockDirections::None => libc::POLLIN,
+        };
+        let mut pfd = libc::pollfd {
+            fd: self.stream_fd,
+            events,
+            revents: 0,
+        };
+        let ms = limit.as_millis().clamp(1, 100) as i32;
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe {
+            libc::poll(&mut pfd, 1, ms);
+        }
+    }
+}
+
+impl Drop for Connection {
+    /// libssh2 says goodbye to the server when the session is freed, in
+    /// blocking mode: over a cut link that would wait for TCP to give up
+    /// (minutes). Bound it.
+    fn drop(&mut self) {
+        self.session.set_timeout(500);
+    }
+}
+
+impl Exec for Connection {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    fn exec(&mut self, command: &str, stdin: &[u8], timeout: Duration) -> Result<Output> {
+        self.stats.execs += 1;
+        let started = Instant::now();
+        self.session.set_blocking(false);
+        let result = self.exec_nonblocking(command, stdin, started, timeout);
+        self.session.set_blocking(true);
+        result.with_context(|| format!("{}: remote command failed", self.name))
+    }
+
+    fn stats(&self) -> Option<Stats> {
+        Some(self.stats)
+    }
+
+    fn ask(
+        &mut self,
+        command: &str,
+        prefix: &[u8],
+        line: &str,
+        tag: &str,
+        timeout: Duration,
+    ) -> Result<String> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (command, prefix).hash(&mut h);
+        let key = h.finish();
+        let deadline = Instant::now() + timeout;
+        self.session.set_blocking(false);
+        let result = self.ask_nonblocking(key, command, prefix, line, tag, deadline);
+        if result.is_err() {
+            if let Some((_, mut c)) = self.kept.take() {
+                let _ = c.close();
+            }
+        }
+        self.session.set_blocking(true);
+        result.with_context(|| format!("{}: kept client", self.name))
+    }
+}
+
+impl Connection {
+    fn ask_nonblocking(
+        &mut self,
+        key: u64,
+        command: &str,
+        prefix: &[u8],
+        line: &str,
+        tag: &str,
+        deadline: Instant,
+    ) -> Result<String> {
+        if self.kept.as_ref().map(|k| k.0) != Some(key) {
+            if let Some((_, mut c)) = self.kept.take() {
+                let _ = c.close();
+            }
+            let mut channel = self.retry(deadline, "open a channel", || {
+                self.session.channel_session()
+            })?;
+            self.retry(deadline, "start the command", || channel.exec(command))?;
+            self.stats.execs += 1;
+            self.write_all(&mut channel, prefix, deadline)?;
+            self.kept = Some((key, channel));
+        }
+        let (_, mut channel) = self.kept.take().expect("kept above");
+        let answer = (|| {
+            self.write_all(&mut channel, line.as_bytes(), deadline)?;
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let mut progress = false;
+                match channel.read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        out.extend_from_slice(&buf[..n]);
+                        progress = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e).context("reading the kept client's output"),
+                }
+                match channel.stderr().read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        err.extend_from_slice(&buf[..n]);
+                        progress = true;
+                    }
+                    _ => {}
+                }
+                let text = String::from_utf8_lossy(&out);
+                if let Some(l) = text.lines().find(|l| l.starts_with(tag)) {
+                    return Ok(l.to_string());
+                }
+                if channel.eof() && !progress {
+                    bail!(
+                        "the kept client ended: {}",
+                        String::from_utf8_lossy(&err).trim()
+                    );
+                }
+                if Instant::now() >= deadline {
+                    bail!("no answer in time");
+                }
+                if !progress {
+                    self.wait_socket(deadline.saturating_duration_since(Instant::now()));
+                }
+            }
+        })();
+        if answer.is_ok() {
+            self.kept = Some((key, channel));
+        } else {
+            let _ = channel.close();
+        }
+        answer
+    }
+
+    fn write_all(&self, channel: &mut ssh2::Channel, data: &[u8], deadline: Instant) -> Result<()> {
+        let mut written = 0;
+        while written < data.len() {
+            match channel.write(&data[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        bail!("timed out writing to the command");
+                    }
+                    self.wait_socket(deadline.saturating_duration_since(Instant::now()));
+                }
+                Err(e) => return Err(e).context("writing to the command"),
+            }
+        }
+        let _ = channel.flush();
+        Ok(())
+    }
+    fn exec_nonblocking(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        started: Instant,
+        timeout: Duration,
+    ) -> Result<Output> {
+        let deadline = started + timeout;
+        let mut channel = self.retry(deadline, "open a channel", || {
+            self.session.channel_session()
+        })?;
+        self.retry(deadline, "start the command", || channel.exec(command))?;
+        let mut out = Output::default();
+        let mut written = 0;
+        let mut eof_sent = false;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut last_keepalive = Instant::now();
+        loop {
+            let mut progress = false;
+            if written < stdin.len() {
+                match channel.write(&stdin[written..]) {
+                    Ok(n) => {
+                        written += n;
+                        progress |= n > 0;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    // The command stopped reading (it exited early, e.g.
+                    // on an SQL error): keep collecting its output.
+                    Err(_) if channel.eof() => {
+                        written = stdin.len();
+                        eof_sent = true;
+                    }
+                    Err(e) => return Err(e).context("writing the command's input"),
+                }
+            } else if !eof_sent {
+                match channel.send_eof() {
+                    Ok(()) => {
+                        eof_sent = true;
+                        progress = true;
+                    }
+                    Err(e) if is_would_block(&e) => {}
+                    Err(e) => return Err(e).context("closing the command's input"),
+                }
+            }
+            match channel.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    out.stdout.extend_from_slice(&buf[..n]);
+                    progress = true;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e).context("reading the command's output"),
+            }
+            match channel.stderr().read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    out.stderr.extend_from_slice(&buf[..n]);
+                    progress = true;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e).context("reading the command's errors"),
+            }
+            if channel.eof() && !progress {
+                break;
+            }
+            if Instant::now() >= deadline {
+                // Closing the channel does not stop the command: the caller
+                // stops it on the host (see `mysql::run`) before going on.
+                let _ = channel.close();
+                out.timed_out = Some(started.elapsed());
+                return Ok(out);
+            }
+            if !progress {
+                if self.keepalive && last_keepalive.elapsed() > Duration::from_secs(1) {
+                    let _ = self.session.keepalive_send();
+                    last_keepalive = Instant::now();
+                }
+                self.wait_socket(deadline.saturating_duration_since(Instant::now()));
+            }
+        }
+        self.retry(deadline, "close the channel", || channel.close())?;
+        self.retry(deadline, "wait for the channel to close", || {
+            channel.wait_close()
+        })?;
+        out.status = channel.exit_status().unwrap_or(-1);
+        out.signal = channel
+            .exit_signal()
+            .ok()
+            .and_then(|s| s.exit_signal)
+            .filter(|s| !s.is_empty());
+        Ok(out)
+    }
+
+    /// Repeat a libssh2 call that may say "would block" until it completes
+    /// or the deadline passes.
+    fn retry<T>(
+        &self,
+        deadline: Instant,
+        what: &str,
+        mut f: impl FnMut() -> std::result::Result<T, ssh2::Error>,
+    ) -> Result<T> {
+        loop {
+            match f() {
+                Ok(v) => return Ok(v),
+                Err(e) if is_would_block(&e) => {
+                    if Instant::now() >= deadline {
+                        bail!("timed out trying to {what}");
+                    }
+                    self.wait_socket(deadline.saturating_duration_since(Instant::now()));
+                }
+                Err(e) => return Err(anyhow!("cannot {what}: {e}")),
+            }
+        }
+    }
+}
+
+fn is_would_block(e: &ssh2::Error) -> bool {
+    matches!(e.code(), ssh2::ErrorCode::Session(-37))
+}
+
+fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e.into()),
+        None => bail!("{host} resolves to no address"),
+    }
+}
+
+fn hostkey_type_name(t: ssh2::HostKeyType) -> &'static str {
+    use ssh2::HostKeyType::*;
+    match t {
+        Rsa => "ssh-rsa",
+        Dss => "ssh-dss",
+        Ecdsa256 => "ecdsa-sha2-nistp256",
+        Ecdsa384 => "ecdsa-sha2-nistp384",
+        Ecdsa521 => "ecdsa-sha2-nistp521",
+        Ed25519 => "ssh-ed25519",
+        Unknown => "unknown",
+    }
+}
+
+fn verify_host_key(
+    t: &Target,
+    session: &Session,
+    known: &known_hosts::Lookup,
+    files: &[PathBuf],
+) -> Result<()> {
+    let (blob, kind) = session
+        .host_key()
+        .ok_or_else(|| anyhow!("{}: the server sent no host key", t.name))?;
+    let key_type = hostkey_type_name(kind);
+    let file_list = || {
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match known.verdict(key_type, blob) {
+        known_hosts::Verdict::Match => Ok(()),
+        known_hosts::Verdict::Revoked => bail!(
+            "{}: host key of {} is marked @revoked in known_hosts; refusing to connect",
+            t.name,
+            t.ssh_host
+        ),
+        known_hosts::Verdict::Mismatch => bail!(
+            "{}: HOST KEY MISMATCH for {} ({}:{}): the {key_type} key it shows is not the one recorded in {}; \
+             if the host was reinstalled, fix the entry (ssh-keygen -R {}), otherwise suspect an impostor",
+            t.name,
+            t.ssh_host,
+            t.ssh_ip,
+            t.port,
+            file_list(),
+            t.ssh_host
+        ),
+        known_hosts::Verdict::NotFound => match t.policy() {
+            HostKeyPolicy::Strict => bail!(
+                "{}: host key of {} ({}:{}) is not in known_hosts ({}); add it (ssh-keyscan -p {} {} >> FILE, \
+                 after checking the fingerprint) or set StrictHostKeyChecking=accept-new in ssh_options",
+                t.name,
+                t.ssh_host,
+                t.ssh_ip,
+                t.port,
+                file_list(),
+                t.port,
+                t.ssh_host
+            ),
+            HostKeyPolicy::AcceptNew => {
+                let file = record_new_key(t, files, key_type, blob)?;
+                log::warn!(
+                    "{}: host key of {} was not known: trusted on first use and recorded in {} \
+                     ({key_type} {}); a different key later will be refused. Compare it with the \
+                     host's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)",
+                    t.name,
+                    t.ssh_host,
+                    file.display(),
+                    known_hosts::fingerprint(blob)
+                );
+                Ok(())
+            }
+        },
+    }
+}
+
+/// Where a key learnt on first use can be written: the first configured
+/// known_hosts file when it is a real file we may write (or may create),
+/// else the helper's own file. Never `/dev/null` or a file that refuses.
+fn record_new_key(t: &Target, files: &[PathBuf], key_type: &str, blob: &[u8]) -> Result<PathBuf> {
+    let label = known_hosts::host_label(&t.ssh_host, t.port);
+    let mut tried = Vec::new();
+    let first = files.first().filter(|f| known_hosts::recordable(f));
+    for file in first.into_iter().chain(t.own_known_hosts.iter()) {
+        match known_hosts::append(file, &label, key_type, blob) {
+            Ok(()) => return Ok(file.clone()),
+            Err(e) => tried.push(format!("{e:#}")),
+        }
+    }
+    if first.is_none() {
+        if let Some(f) = files.first() {
+            tried.insert(0, format!("{} cannot take new keys", f.display()));
+        }
+    }
+    bail!(
+        "{}: host key of {} ({}:{}) is not known and cannot be recorded ({}); add it to a \
+         known_hosts file (ssh-keyscan -p {} {} >> FILE, after checking the fingerprint {})",
+        t.name,
+        t.ssh_host,
+        t.ssh_ip,
+        t.port,
+        tried.join("; "),
+        t.port,
+        t.ssh_host,
+        known_hosts::fingerprint(blob)
+    )
+}
+
+fn authenticate(t: &Target, session: &Session) -> Result<()> {
+    let user = t.options.user.as_deref().unwrap_or(&t.user);
+    let mut tried = Vec::new();
+    let explicit = !t.options.identity_files.is_empty();
+    let mut keys: Vec<PathBuf> = t.options.identity_files.clone();
+    if !(explicit && t.options.identities_only) && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        match session.userauth_agent(user) {
+            Ok(()) if session.authenticated() => return Ok(()),
+            Ok(()) => tried.push("ssh-agent".to_string()),
+            Err(e) => tried.push(format!("ssh-agent ({e})")),
+        }
+    }
+    if !explicit {
+        let ssh = options::home_dir().join(".ssh");
+        keys = ["id_ed25519", "id_ecdsa", "id_rsa"]
+            .iter()
+            .map(|k| ssh.join(k))
+            .filter(|p| p.exists())
+            .collect();
+    }
+    for key in &keys {
+        match session.userauth_pubkey_file(user, None, key, None) {
+            Ok(()) if session.authenticated() => return Ok(()),
+            Ok(()) => tried.push(key.display().to_string()),
+            Err(e) => tried.push(format!("{} ({})", key.display(), e.message())),
+        }
+    }
+    bail!(
+        "{}: SSH login as {user}@{} refused (tried: {}); check the key in ssh_options (-i) and the \
+         user's authorized_keys on the host",
+        t.name,
+        t.ssh_host,
+        if tried.is_empty() {
+            "no key found".to_string()
+        } else {
+            tried.join(", ")
+        }
+    )
+}
+
+/// Open sessions to all targets at once; one result per target, in order.
+pub fn open_all(targets: &[Target]) -> Vec<Result<Connection>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|t| s.spawn(move || Connection::open(t)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(targets)
+            .map(|(h, t)| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("{}: SSH connect thread panicked", t.name)))
+            })
+            .collect()
+    })
+}
