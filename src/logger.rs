@@ -96,18 +96,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formatting_matches_known_instants() {
-        assert_eq!(format_utc(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_utc(1_795_651_184, 123), "2026-11-25T23:59:44.123Z");
-        assert_eq!(format_utc(951_782_400, 5), "2000-02-29T00:00:00.005Z");
-    }
-}
-
 /// A spinner on stderr when it is a terminal (so MHA's captured logs stay
 /// clean); log lines go through it while it spins.
 pub fn spinner(show: bool, msg: &str) -> Option<ProgressBar> {
@@ -123,4 +111,16 @@ pub fn spinner(show: bool, msg: &str) -> Option<ProgressBar> {
     b.set_message(msg.to_string());
     set_progress(Some(b.clone()));
     Some(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting_matches_known_instants() {
+        assert_eq!(format_utc(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_utc(1_795_651_184, 123), "2026-11-25T23:59:44.123Z");
+        assert_eq!(format_utc(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+    }
 }
