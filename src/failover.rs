@@ -32,9 +32,9 @@ use crate::exit::{bad_input, is_refusal, Code};
 use crate::fence;
 use crate::grants::Snapshot;
 use crate::mha_args::HookArgs;
-use crate::online::{emit, HookOptions};
+use crate::online::HookOptions;
 use crate::ops;
-use crate::report::Report;
+use crate::report::{emit, Report};
 use crate::setup::Setup;
 use crate::state::journal::{new_id, Entry, Journal, NEW_MASTER_NOTE};
 use crate::state::StateDir;
@@ -140,7 +140,10 @@ fn check_vip_on(setup: &Setup, master: &str) -> Result<Option<String>> {
 /// none (another switch's journal is open; its steps still run, warned).
 fn failover_journal(state: &StateDir, orig: &str, new: &str) -> Result<Option<Journal>> {
     match Journal::open(state)? {
-        Some(j) if j.kind() == Some("failover") && j.masters().map(|m| m.0) == Some(orig) => {
+        Some(j)
+            if j.kind() == Some(crate::state::journal::Kind::Failover)
+                && j.masters().map(|m| m.0) == Some(orig) =>
+        {
             Ok(Some(j))
         }
         Some(j) => {
@@ -154,7 +157,7 @@ fn failover_journal(state: &StateDir, orig: &str, new: &str) -> Result<Option<Jo
             state,
             Entry::Begin {
                 id: crate::state::journal::switch_id(),
-                kind: "failover".into(),
+                kind: crate::state::journal::Kind::Failover,
                 orig: orig.to_string(),
                 new: new.to_string(),
                 at: crate::logger::utc_now(),
@@ -183,7 +186,7 @@ fn run_steps(
         None => {
             let mut j = Journal::in_memory(Entry::Begin {
                 id: new_id(),
-                kind: "failover-unjournaled".into(),
+                kind: crate::state::journal::Kind::FailoverUnjournaled,
                 orig: String::new(),
                 new: String::new(),
                 at: crate::logger::utc_now(),

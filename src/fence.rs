@@ -316,7 +316,7 @@ pub fn attempt(setup: &Setup, state: &StateDir) -> Result<Attempt> {
             state,
             Entry::Begin {
                 id: new_id(),
-                kind: "fence".into(),
+                kind: crate::state::journal::Kind::Fence,
                 orig: p.host.clone(),
                 new: masters.first().cloned().unwrap_or_default(),
                 at: crate::logger::utc_now(),
@@ -397,7 +397,7 @@ pub fn run(paths: &ConfigPaths, wait: bool, json: bool) -> Result<Code> {
                 return Ok(Code::Ok);
             }
             Ok(Attempt::Fenced(r)) => {
-                crate::online::emit(&r, json);
+                crate::report::emit(&r, json);
                 return Ok(Code::Ok);
             }
             Ok(Attempt::NotYet(why)) if wait && started.elapsed() < RETRY_FOR => {

@@ -33,6 +33,7 @@ pub mod ops;
 pub mod quote;
 pub mod recover;
 pub mod report;
+pub mod runner;
 pub mod scrub;
 pub mod setup;
 pub mod shutdown;

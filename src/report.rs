@@ -83,6 +83,20 @@ pub fn peak_rss_kb() -> u64 {
     }
 }
 
+/// Print the report as the user asked (text is also logged).
+pub fn emit(report: &Report, json: bool) {
+    let mut report = report.clone();
+    report.peak_rss_kb = peak_rss_kb();
+    let report = &report;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        for line in report.to_text().lines() {
+            log::info!("{line}");
+        }
+    }
+}
+
 impl Report {
     pub fn new(command: &str, phase: &str) -> Report {
         Report {

@@ -133,7 +133,7 @@ pub fn after_mha(
 /// a failover (it is dead), after an online switch unless it was to
 /// follow the new master.
 fn alone<'a>(journal: &Journal, orig: &'a str) -> Option<&'a str> {
-    let follows = journal.kind() == Some("online")
+    let follows = journal.kind() == Some(crate::state::journal::Kind::Online)
         && journal
             .note_value(crate::online::stop::ORIG_FOLLOWS_NOTE)
             .and_then(|v| v.as_bool())

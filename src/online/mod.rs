@@ -13,7 +13,7 @@ use crate::exit::{bad_input, Code};
 use crate::mha_args::HookArgs;
 
 pub use phase::{
-    closed_by_operator, emit, keeper_of, phase_lock, HookOptions, Masters, HOOKS_DONE, KEEPER_NOTE,
+    closed_by_operator, keeper_of, phase_lock, HookOptions, Masters, HOOKS_DONE, KEEPER_NOTE,
 };
 
 /// Entry point of `mha-helper master-ip-online-change`.

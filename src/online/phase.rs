@@ -8,7 +8,6 @@ use anyhow::{anyhow, Result};
 use crate::cluster::HostSpec;
 use crate::exit::bad_input;
 use crate::mha_args::HookArgs;
-use crate::report::Report;
 use crate::setup::{ConfigPaths, Setup};
 
 /// Options of the hook that are ours, not MHA's.
@@ -54,20 +53,6 @@ impl Masters {
                 }
             })
             .collect())
-    }
-}
-
-/// Print the report as the user asked (text is also logged).
-pub fn emit(report: &Report, json: bool) {
-    let mut report = report.clone();
-    report.peak_rss_kb = crate::report::peak_rss_kb();
-    let report = &report;
-    if json {
-        println!("{}", report.to_json());
-    } else {
-        for line in report.to_text().lines() {
-            log::info!("{line}");
-        }
     }
 }
 

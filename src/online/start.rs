@@ -14,19 +14,20 @@
 //! writable: a refusal (another host, the old master above all, is not
 //! proven read-only), and another mha-helper holding the lock.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use super::phase::{closed_by_operator, emit, phase_lock, HookOptions, Masters, HOOKS_DONE};
-use crate::cluster;
+use super::phase::{closed_by_operator, phase_lock, HookOptions, Masters, HOOKS_DONE};
+use crate::cluster::{self, HostSpec};
 use crate::engine::{self, JournalUse, OnFailure, Policy};
 use crate::exit::{is_refusal, Code, Refused};
 use crate::mha_args::HookArgs;
 use crate::report::Report;
+use crate::runner::Runner;
 use crate::setup::Setup;
 use crate::ssh::keeper;
-use crate::state::journal::{new_id, Entry, Journal};
+use crate::state::journal::{new_id, Journal, Kind};
 use crate::steps::accounts::{RestoreGrants, BLOCK};
 use crate::steps::read_only::MakeWritable;
 use crate::steps::vip::MoveVip;
@@ -111,79 +112,35 @@ fn plan_parts(ctx: &Ctx, m: &Masters, owed: &Owed) -> (Steps, Steps) {
     (open, restore)
 }
 
+/// The start phase of one switch.
+struct Start<'a> {
+    run: Runner<'a>,
+    m: Masters,
+}
+
 pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
-    let started = Instant::now();
-    crate::fault::set_phase("start");
+    let start = Start {
+        run: Runner::new(setup, "start", opts.json)?,
+        m: Masters::from_args(setup, args)?,
+    };
     crate::fault::point("before:start")?;
-    let m = Masters::from_args(setup, args)?;
-    let mut report = Report::new("master-ip-online-change", "start");
-    report.orig_master = Some(m.orig.clone());
-    report.new_master = Some(m.new.clone());
-    let state = setup.state()?;
-    let existing = Journal::open(&state)?;
-    if let Some(j) = &existing {
-        if j.masters() != Some((m.orig.as_str(), m.new.as_str())) {
-            return Err(anyhow!(
-                "journal {} belongs to switch {}, not {} -> {}; refusing to open {} (run `mha-helper \
-                 recover` to settle that switch first)",
-                j.path().display(),
-                j.masters()
-                    .map(|(o, n)| format!("{o} -> {n}"))
-                    .unwrap_or_default(),
-                m.orig,
-                m.new,
-                m.new
-            )
-            .context(Refused));
-        }
-    }
-    let (lock, keeper) = phase_lock(&state, "master-ip-online-change start", existing.as_ref())?;
-    let mut specs = m.cluster_specs(setup, args)?;
-    let undo_timeout = specs
-        .iter()
-        .find(|s| s.name == m.new)
-        .map(|s| s.settings.undo_timeout)
-        .unwrap_or_default();
+    let mut report = start.report();
+    let existing = start.journal_of_this_switch()?;
+    let (lock, keeper) = phase_lock(
+        &start.run.state,
+        "master-ip-online-change start",
+        existing.as_ref(),
+    )?;
+    let mut specs = start.m.cluster_specs(setup, args)?;
     if opts.dry_run {
-        let (hosts, unreachable) = cluster::connect_split(specs);
-        let mut ctx = Ctx::new(hosts, report);
-        ctx.unreachable = unreachable;
-        let owed = Owed::from_journal(existing.as_ref(), &m);
-        let mut steps = plan(&ctx, &m, &owed);
-        ctx.report.plan = engine::plan(&mut steps, &mut ctx)?;
-        ctx.report.outcome = "dry-run: nothing changed".into();
-        emit(&ctx.report, opts.json);
-        return Ok(Code::Ok);
+        let mut ctx = start.run.connect(specs, report);
+        let owed = Owed::from_journal(existing.as_ref(), &start.m);
+        return start
+            .run
+            .dry_run(&mut plan(&ctx, &start.m, &owed), &mut ctx);
     }
-    let mut journal = match existing {
-        Some(j) => j,
-        None => {
-            report.warn(format!(
-                "no journal of a stop for {} -> {}: nothing to give back on {}; {} is still made \
-                 writable only once {} is proven read-only",
-                m.orig, m.new, m.orig, m.new, m.orig
-            ));
-            match Journal::create(
-                &state,
-                Entry::Begin {
-                    id: new_id(),
-                    kind: "online".into(),
-                    orig: m.orig.clone(),
-                    new: m.new.clone(),
-                    at: crate::logger::utc_now(),
-                    pid: std::process::id(),
-                },
-            ) {
-                Ok(j) => j,
-                Err(e) => {
-                    // Without a journal of our own we still must not leave
-                    // the old master unproven: MHA goes on and opens the
-                    // new master itself.
-                    report.warn(format!("{e:#}"));
-                    return proof_only(&m, specs, report, opts, started);
-                }
-            }
-        }
+    let Some(mut journal) = start.journal(existing, &mut report)? else {
+        return proof_only(&start, specs, report);
     };
     if let Err(e) = journal.phase("start-begun") {
         log::error!("{e:#}; going on (MHA has switched)");
@@ -192,95 +149,184 @@ pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
     for s in &mut specs {
         s.target.keeper = keeper.clone();
     }
-    let (mut hosts, unreachable) = cluster::connect_split(specs);
-    // Each server's kind as stop read it: flavour, version and GTID mode do
-    // not change between the phases (what start needs of them: the dialect
-    // of the new master's SET and of the old master's grant restore, and
-    // whether to prove the catch-up by GTID). Its read state is as of stop;
-    // nothing in start decides by it.
-    let servers = journal.note_value(super::stop::SERVERS_NOTE);
-    for h in hosts.iter_mut() {
-        if let Some(info) = servers
-            .as_ref()
-            .and_then(|v| v.get(&h.spec.name))
-            .and_then(|v| serde_json::from_value::<crate::mysql::ServerInfo>(v.clone()).ok())
-        {
-            h.info = Some(info);
-        }
-    }
-    let mut ctx = Ctx::new(hosts, report);
-    ctx.unreachable = unreachable;
+    let undo_timeout = start.setting(&specs, |s| s.undo_timeout);
+    let mut ctx = start.run.connect(specs, report);
+    known_servers(&mut ctx, &journal);
     ctx.report.journal = Some(journal.path().display().to_string());
-    let owed = Owed::from_journal(Some(&journal), &m);
     let operator_closes = closed_by_operator(&lock, &journal);
-    let (mut open, mut restore) = plan_parts(&ctx, &m, &owed);
-    let policy = Policy {
-        on_failure: OnFailure::Continue,
-        journal: JournalUse::BestEffort,
-        undo_timeout,
-    };
-    let mut result = engine::run(&mut open, &mut ctx, &mut journal, policy);
-    if !matches!(&result, Err(e) if is_refusal(e)) {
-        // The old master's grants, and (at the same time, on the other
-        // host) the new master's compared with them.
-        let rest = after_open(&mut ctx, &m, &owed, &mut restore, &mut journal, policy);
-        result = match (result, rest) {
-            (Ok(()), r) => r,
-            (Err(e), Ok(())) => Err(e),
-            (Err(a), Err(b)) => Err(a.context(crate::exit::message(&b))),
-        };
-    }
-    ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
-    ctx.collect_stats();
-    let code = match result {
-        Ok(()) => {
-            ctx.report.outcome = "new master writable, grants restored".into();
-            ctx.report.peak_rss_kb = crate::report::peak_rss_kb();
-            let r = serde_json::to_value(&ctx.report).unwrap_or_default();
-            if let Err(e) = journal.note_lazy("start-report", r) {
-                log::warn!("{e:#}");
-            }
-            if operator_closes {
-                if let Err(e) = journal.phase_lazy(HOOKS_DONE) {
-                    log::warn!("{e:#}");
-                }
-            } else {
-                match journal.close(&state, "completed") {
-                    Ok(p) => ctx.report.journal = Some(p.display().to_string()),
-                    Err(e) => log::error!("{e:#}"),
-                }
-            }
-            // (A kill here leaves the keeper holding the lock with no open
-            // journal: an orphan the next command ends.)
-            let _ = crate::fault::point("after:start-closed");
-            Code::Ok
-        }
-        Err(e) if is_refusal(&e) => {
-            ctx.report.outcome = format!(
-                "refused: {}; MHA stops here, run `mha-helper recover`",
-                crate::exit::message(&e)
-            );
-            log::error!("{e:#}");
-            Code::Failed
-        }
-        Err(e) => {
-            ctx.report.outcome =
-                "incomplete; MHA proceeds, run `mha-helper recover` to finish".into();
-            log::error!("{e:#}");
-            let r = serde_json::to_value(&ctx.report).unwrap_or_default();
-            if let Err(e) = journal.note_lazy("start-report", r) {
-                log::warn!("{e:#}");
-            }
-            Code::Proceed
-        }
-    };
-    emit(&ctx.report, opts.json);
+    let result = start.open_and_restore(&mut ctx, &mut journal, undo_timeout);
+    start.run.stamp(&mut ctx);
+    let code = start.finish(result, &mut ctx, journal, operator_closes);
+    start.run.emit(&ctx.report);
     // An operator's command reads the cluster through it once MHA is done,
     // and ends it then.
     if let Some(k) = keeper.as_ref().filter(|_| !operator_closes) {
         keeper::stop(k);
     }
     Ok(code)
+}
+
+impl Start<'_> {
+    fn report(&self) -> Report {
+        let mut report = Report::new("master-ip-online-change", "start");
+        report.orig_master = Some(self.m.orig.clone());
+        report.new_master = Some(self.m.new.clone());
+        report
+    }
+
+    /// The open journal, which must be this switch's (orig -> new): start
+    /// never opens a new master for a switch it does not belong to.
+    fn journal_of_this_switch(&self) -> Result<Option<Journal>> {
+        let existing = Journal::open(&self.run.state)?;
+        if let Some(j) = &existing {
+            if j.masters() != Some((self.m.orig.as_str(), self.m.new.as_str())) {
+                return Err(anyhow!(
+                    "journal {} belongs to switch {}, not {} -> {}; refusing to open {} (run \
+                     `mha-helper recover` to settle that switch first)",
+                    j.path().display(),
+                    j.masters()
+                        .map(|(o, n)| format!("{o} -> {n}"))
+                        .unwrap_or_default(),
+                    self.m.orig,
+                    self.m.new,
+                    self.m.new
+                )
+                .context(Refused));
+            }
+        }
+        Ok(existing)
+    }
+
+    /// The switch's journal: stop's, else one of its own (stop was not
+    /// ours: nothing to give back). None when none can be made: then the
+    /// old master is only proven read-only and MHA opens the new one.
+    fn journal(&self, existing: Option<Journal>, report: &mut Report) -> Result<Option<Journal>> {
+        if existing.is_some() {
+            return Ok(existing);
+        }
+        let (orig, new) = (&self.m.orig, &self.m.new);
+        report.warn(format!(
+            "no journal of a stop for {orig} -> {new}: nothing to give back on {orig}; {new} is \
+             still made writable only once {orig} is proven read-only"
+        ));
+        match self.run.begin(Kind::Online, new_id(), orig, new) {
+            Ok(j) => Ok(Some(j)),
+            Err(e) => {
+                report.warn(format!("{e:#}"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// A setting of the new master, where start's changes begin.
+    fn setting<T: Default>(
+        &self,
+        specs: &[HostSpec],
+        f: impl Fn(&crate::config::HostSettings) -> T,
+    ) -> T {
+        specs
+            .iter()
+            .find(|s| s.name == self.m.new)
+            .map(|s| f(&s.settings))
+            .unwrap_or_default()
+    }
+
+    /// Open the new master (and the VIP), then — unless that was refused —
+    /// give the old master's grants back while the new master's are
+    /// compared with them. MHA has switched: a failure goes on.
+    fn open_and_restore(
+        &self,
+        ctx: &mut Ctx,
+        journal: &mut Journal,
+        undo_timeout: Duration,
+    ) -> Result<()> {
+        let owed = Owed::from_journal(Some(journal), &self.m);
+        let (mut open, mut restore) = plan_parts(ctx, &self.m, &owed);
+        let policy = Policy {
+            on_failure: OnFailure::Continue,
+            journal: JournalUse::BestEffort,
+            undo_timeout,
+        };
+        let result = engine::run(&mut open, ctx, journal, policy);
+        if matches!(&result, Err(e) if is_refusal(e)) {
+            return result;
+        }
+        let rest = after_open(ctx, &self.m, &owed, &mut restore, journal, policy);
+        match (result, rest) {
+            (Ok(()), r) => r,
+            (Err(e), Ok(())) => Err(e),
+            (Err(a), Err(b)) => Err(a.context(crate::exit::message(&b))),
+        }
+    }
+
+    /// Done: the journal closed, or left at `hooks-done` for the
+    /// operator's command. A refusal exits 1 (MHA stops before opening the
+    /// new master itself); any other failure 10 (MHA proceeds; recover
+    /// finishes what is left).
+    fn finish(
+        &self,
+        result: Result<()>,
+        ctx: &mut Ctx,
+        mut journal: Journal,
+        operator_closes: bool,
+    ) -> Code {
+        let e = match result {
+            Ok(()) => {
+                ctx.report.outcome = "new master writable, grants restored".into();
+                ctx.report.peak_rss_kb = crate::report::peak_rss_kb();
+                let r = serde_json::to_value(&ctx.report).unwrap_or_default();
+                if let Err(e) = journal.note_lazy("start-report", r) {
+                    log::warn!("{e:#}");
+                }
+                if operator_closes {
+                    if let Err(e) = journal.phase_lazy(HOOKS_DONE) {
+                        log::warn!("{e:#}");
+                    }
+                } else {
+                    match journal.close(&self.run.state, "completed") {
+                        Ok(p) => ctx.report.journal = Some(p.display().to_string()),
+                        Err(e) => log::error!("{e:#}"),
+                    }
+                }
+                // (A kill here leaves the keeper holding the lock with no
+                // open journal: an orphan the next command ends.)
+                let _ = crate::fault::point("after:start-closed");
+                return Code::Ok;
+            }
+            Err(e) => e,
+        };
+        log::error!("{e:#}");
+        if is_refusal(&e) {
+            ctx.report.outcome = format!(
+                "refused: {}; MHA stops here, run `mha-helper recover`",
+                crate::exit::message(&e)
+            );
+            return Code::Failed;
+        }
+        ctx.report.outcome = "incomplete; MHA proceeds, run `mha-helper recover` to finish".into();
+        let r = serde_json::to_value(&ctx.report).unwrap_or_default();
+        if let Err(e) = journal.note_lazy("start-report", r) {
+            log::warn!("{e:#}");
+        }
+        Code::Proceed
+    }
+}
+
+/// Each server's kind as stop read it: flavour, version and GTID mode do
+/// not change between the phases (what start needs of them: the dialect
+/// of the new master's SET and of the old master's grant restore, and
+/// whether to prove the catch-up by GTID). Its read state is as of stop;
+/// nothing in start decides by it.
+fn known_servers(ctx: &mut Ctx, journal: &Journal) {
+    let servers = journal.note_value(super::stop::SERVERS_NOTE);
+    for h in ctx.hosts.iter_mut() {
+        if let Some(info) = servers
+            .and_then(|v| v.get(&h.spec.name))
+            .and_then(|v| serde_json::from_value::<crate::mysql::ServerInfo>(v.clone()).ok())
+        {
+            h.info = Some(info);
+        }
+    }
 }
 
 /// Run `restore` (the old master) while the new master's application
@@ -332,13 +378,8 @@ fn after_open(
 
 /// No journal and none can be made: prove the old master (and every other
 /// host) read-only and leave the new master to MHA (exit 10), or refuse.
-fn proof_only(
-    m: &Masters,
-    specs: Vec<crate::cluster::HostSpec>,
-    mut report: Report,
-    opts: &HookOptions,
-    started: Instant,
-) -> Result<Code> {
+fn proof_only(start: &Start, specs: Vec<HostSpec>, mut report: Report) -> Result<Code> {
+    let m = &start.m;
     let (mut hosts, unreachable) = cluster::connect_split(specs);
     let down: Vec<String> = unreachable.iter().map(|(n, _)| n.clone()).collect();
     let t = hosts
@@ -352,7 +393,7 @@ fn proof_only(
         std::slice::from_ref(&m.orig),
         t,
     );
-    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.elapsed_ms = start.run.started.elapsed().as_millis() as u64;
     match proof {
         Ok(p) => {
             report.outcome = format!(
@@ -360,12 +401,12 @@ fn proof_only(
                 m.new,
                 p.describe()
             );
-            emit(&report, opts.json);
+            start.run.emit(&report);
             Ok(Code::Proceed)
         }
         Err(e) => {
             report.outcome = format!("refused: {}", crate::exit::message(&e));
-            emit(&report, opts.json);
+            start.run.emit(&report);
             Err(e)
         }
     }

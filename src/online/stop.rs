@@ -9,24 +9,25 @@
 //! kill the rest; old master read_only; prove the fence; the writer VIP
 //! leaves.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use super::phase::{emit, phase_lock, HookOptions, Masters, KEEPER_NOTE};
+use super::phase::{phase_lock, HookOptions, Masters, KEEPER_NOTE};
 use super::preflight;
-use crate::cluster;
+use crate::cluster::{self, HostSpec};
 use crate::config::helper::BlockMethod;
-use crate::engine::{self, JournalUse, OnFailure, Policy};
+use crate::engine::{JournalUse, OnFailure, Policy};
 use crate::exit::{bad_input, Code, NeedsRecover, Refused};
 use crate::grants::Selection;
 use crate::mha_args::HookArgs;
 use crate::ops;
 use crate::report::Report;
+use crate::runner::Runner;
 use crate::setup::Setup;
 use crate::ssh::keeper;
-use crate::state::journal::{Entry, Journal};
-use crate::state::lock::Held;
+use crate::state::journal::{Journal, Kind};
+use crate::state::lock::{AppLock, Held};
 use crate::steps::accounts::BlockAccounts;
 use crate::steps::read_only::SetReadOnly;
 use crate::steps::sessions::{DrainSessions, KillSessions, VerifyFence};
@@ -42,7 +43,7 @@ pub const SERVERS_NOTE: &str = "servers";
 pub const ORIG_FOLLOWS_NOTE: &str = "orig-follows-new";
 
 /// How long the session keeper waits for `start` before it gives up.
-const KEEPER_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+const KEEPER_IDLE: Duration = Duration::from_secs(600);
 
 /// The steps, in order, for the block method of the old master.
 pub fn plan(ctx: &Ctx, m: &Masters, admin: &str, sel: Selection) -> Result<Vec<Box<dyn Step>>> {
@@ -97,196 +98,244 @@ pub fn plan(ctx: &Ctx, m: &Masters, admin: &str, sel: Selection) -> Result<Vec<B
     Ok(steps)
 }
 
+/// The stop phase of one switch: its masters, the run and what it reads
+/// before the first change.
+struct Stop<'a> {
+    run: Runner<'a>,
+    args: &'a HookArgs,
+    opts: &'a HookOptions,
+    m: Masters,
+}
+
 pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
-    let started = Instant::now();
-    crate::fault::set_phase("stop");
-    let m = Masters::from_args(setup, args)?;
-    let mut report = Report::new("master-ip-online-change", "stop");
-    report.orig_master = Some(m.orig.clone());
-    report.new_master = Some(m.new.clone());
-    let state = setup.state()?;
-    let existing = Journal::open(&state)?;
-    let (mut lock, _) = phase_lock(&state, "master-ip-online-change stop", existing.as_ref())?;
-
-    if let Some(j) = existing {
-        if j.masters() == Some((m.orig.as_str(), m.new.as_str()))
-            && j.reached("stop-complete")
-            && !j.reached("start-begun")
-        {
-            log::info!(
-                "stop already completed for {} -> {} (journal {}); nothing to do",
-                m.orig,
-                m.new,
-                j.path().display()
-            );
-            report.outcome = "already-stopped".into();
-            report.journal = Some(j.path().display().to_string());
-            emit(&report, opts.json);
-            return Ok(Code::Ok);
-        }
-        return Err(anyhow!(
-            "an unfinished switch {} is recorded in {}; run `mha-helper recover --conf {}` first",
-            j.masters()
-                .map(|(o, n)| format!("{o} -> {n}"))
-                .unwrap_or_default(),
-            j.path().display(),
-            setup.app_path().display()
-        )
-        .context(Refused));
-    }
-
-    let mut specs = m.cluster_specs(setup, args)?;
-    let orig_spec = specs
-        .iter()
-        .find(|s| s.name == m.orig)
-        .ok_or_else(|| bad_input(anyhow!("{}: no server block", m.orig)))?;
-    let sel = ops::accounts::selection(setup, orig_spec);
-    let admin = orig_spec.access.user.clone();
-    let undo_timeout = orig_spec.settings.undo_timeout;
+    let stop = Stop {
+        run: Runner::new(setup, "stop", opts.json)?,
+        args,
+        opts,
+        m: Masters::from_args(setup, args)?,
+    };
+    let report = stop.report();
+    let Some(mut lock) = stop.lock(&report)? else {
+        return Ok(Code::Ok);
+    };
+    let mut specs = stop.m.cluster_specs(setup, args)?;
+    let (sel, admin, undo_timeout) = stop.old_master(&specs)?;
     let id = crate::state::journal::switch_id();
     lock.set_switch(&id);
-    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    let keeper = if opts.dry_run {
-        None
-    } else {
-        let hosts: Vec<&str> = names.iter().map(String::as_str).collect();
-        // The keeper takes over our lock only when it is ours to hand on.
-        let lock_fd = match lock.held() {
-            Held::Own => lock.raw_fd(),
-            _ => None,
-        };
-        match keeper::spawn(&keeper::Spawn {
-            conf_args: opts.paths.as_args(),
-            socket: &state.keeper_socket(),
-            log: &state.keeper_log(),
-            hosts: &hosts,
-            idle: KEEPER_IDLE,
-            switch: &id,
-            lock_fd,
-        }) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                log::debug!("no session keeper ({e:#}); connecting directly");
-                None
-            }
-        }
-    };
-    crate::fault::point("after:keeper-spawned")?;
-    let (keeper, guard) = match keeper {
-        Some((k, tether)) => (Some(k.clone()), KeeperGuard(Some((k, tether)))),
-        None => (None, KeeperGuard(None)),
-    };
+    let (keeper, guard) = stop.keeper(&lock, &specs, &id)?;
     for s in &mut specs {
         s.target.keeper = keeper.clone();
     }
-    let (hosts, unreachable) = cluster::connect_split(specs);
-    let mut ctx = Ctx::new(hosts, report);
-    ctx.unreachable = unreachable;
-    refuse_unreachable(setup, &ctx)?;
-    preflight::run(&mut ctx, &m.orig, &m.new, &sel)?;
-    if keeper.is_some() {
-        // Start the clients start's read-only proof asks (before the block,
-        // so that inside the outage the proof costs a round trip, not a
-        // client start and a login).
-        let mut others: Vec<&mut crate::cluster::Host> = ctx
-            .hosts
-            .iter_mut()
-            .filter(|h| h.spec.name != m.new)
-            .collect();
-        let t = std::time::Duration::from_secs(5);
-        cluster::parallel(&mut others, |h| ops::read_only::now(h, t, false));
-    }
-    let mut steps = plan(&ctx, &m, &admin, sel)?;
-
+    let mut ctx = stop.run.connect(specs, report);
+    stop.check(&mut ctx, &sel, keeper.is_some())?;
+    let mut steps = plan(&ctx, &stop.m, &admin, sel)?;
     if opts.dry_run {
-        ctx.report.plan = engine::plan(&mut steps, &mut ctx)?;
-        ctx.report.outcome = "dry-run: nothing changed".into();
-        ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
-        ctx.collect_stats();
-        emit(&ctx.report, opts.json);
-        return Ok(Code::Ok);
+        return stop.run.dry_run(&mut steps, &mut ctx);
     }
-
-    let mut journal = Journal::create(
-        &state,
-        Entry::Begin {
-            id,
-            kind: "online".into(),
-            orig: m.orig.clone(),
-            new: m.new.clone(),
-            at: crate::logger::utc_now(),
-            pid: std::process::id(),
-        },
-    )?;
-    ctx.report.journal = Some(journal.path().display().to_string());
-    // What kind of server each host runs, so start need not ask again
-    // inside the write outage.
-    let servers: serde_json::Map<String, serde_json::Value> = ctx
-        .hosts
-        .iter()
-        .filter_map(|h| {
-            Some((
-                h.spec.name.clone(),
-                serde_json::to_value(h.info.as_ref()?).ok()?,
-            ))
-        })
-        .collect();
-    let begun = keeper
-        .as_ref()
-        .map(|k| journal.note(KEEPER_NOTE, serde_json::to_value(k).unwrap_or_default()))
-        .unwrap_or(Ok(()))
-        .and_then(|_| journal.note_lazy(SERVERS_NOTE, servers.into()))
-        .and_then(|_| {
-            let follows = args.flag("orig_master_is_new_slave");
-            journal.note_lazy(ORIG_FOLLOWS_NOTE, follows.into())
-        })
-        .and_then(|_| journal.phase("stop-begun"));
-    if let Err(e) = begun {
-        // Nothing changed yet: put the journal aside and refuse.
-        let _ = journal.close(&state, "rolled-back");
-        return Err(e.context("nothing was changed"));
-    }
-
+    let mut journal = stop.begin(&mut ctx, id, keeper.as_ref())?;
     let policy = Policy {
         on_failure: OnFailure::RollBack,
         journal: JournalUse::Required,
         undo_timeout,
     };
-    let result = engine::run(&mut steps, &mut ctx, &mut journal, policy);
-    ctx.report.elapsed_ms = started.elapsed().as_millis() as u64;
-    ctx.collect_stats();
-    match result {
-        Ok(()) => {
-            // Writes are blocked: from here on a journal that cannot be
-            // written only costs the report, never the switch (exit 0).
-            ctx.report.outcome = "writes blocked on the old master".into();
-            ctx.report.peak_rss_kb = crate::report::peak_rss_kb();
-            let report = serde_json::to_value(&ctx.report).unwrap_or_default();
-            if let Err(e) = journal
-                .phase_lazy("stop-complete")
-                .and_then(|_| journal.note("stop-report", report))
-            {
-                log::error!("{e:#}; stop is complete all the same");
-            }
-            guard.keep();
-            emit(&ctx.report, opts.json);
-            Ok(Code::Ok)
+    let result = stop.run.apply(&mut steps, &mut ctx, &mut journal, policy);
+    stop.finish(result, ctx, journal, guard)
+}
+
+impl Stop<'_> {
+    fn report(&self) -> Report {
+        let mut report = Report::new("master-ip-online-change", "stop");
+        report.orig_master = Some(self.m.orig.clone());
+        report.new_master = Some(self.m.new.clone());
+        report
+    }
+
+    /// The application's lock (or the one a keeper or an operator's
+    /// command holds for this switch). None when this stop already ran
+    /// for these masters (MHA runs it again): nothing to do. Any other
+    /// unfinished switch is a refusal.
+    fn lock(&self, report: &Report) -> Result<Option<AppLock>> {
+        let state = &self.run.state;
+        let existing = Journal::open(state)?;
+        let (lock, _) = phase_lock(state, "master-ip-online-change stop", existing.as_ref())?;
+        let Some(j) = existing else {
+            return Ok(Some(lock));
+        };
+        let (orig, new) = (self.m.orig.as_str(), self.m.new.as_str());
+        if j.masters() == Some((orig, new))
+            && j.reached("stop-complete")
+            && !j.reached("start-begun")
+        {
+            log::info!(
+                "stop already completed for {orig} -> {new} (journal {}); nothing to do",
+                j.path().display()
+            );
+            let mut report = report.clone();
+            report.outcome = "already-stopped".into();
+            report.journal = Some(j.path().display().to_string());
+            self.run.emit(&report);
+            return Ok(None);
         }
-        Err(e) => {
-            let needs_recover = e.downcast_ref::<NeedsRecover>().is_some();
-            ctx.report.outcome = if needs_recover {
-                "failed; rollback incomplete".into()
-            } else {
-                "failed; rolled back".into()
-            };
-            emit(&ctx.report, opts.json);
-            if !needs_recover {
-                if let Err(c) = journal.close(&state, "rolled-back") {
-                    log::error!("{c:#}");
+        Err(anyhow!(
+            "an unfinished switch {} is recorded in {}; run `mha-helper recover --conf {}` first",
+            j.masters()
+                .map(|(o, n)| format!("{o} -> {n}"))
+                .unwrap_or_default(),
+            j.path().display(),
+            self.run.setup.app_path().display()
+        )
+        .context(Refused))
+    }
+
+    /// What the old master's settings say: whose accounts are the
+    /// application's, the MHA account, and how long an undo may take.
+    fn old_master(&self, specs: &[HostSpec]) -> Result<(Selection, String, Duration)> {
+        let spec = specs
+            .iter()
+            .find(|s| s.name == self.m.orig)
+            .ok_or_else(|| bad_input(anyhow!("{}: no server block", self.m.orig)))?;
+        Ok((
+            ops::accounts::selection(self.run.setup, spec),
+            spec.access.user.clone(),
+            spec.settings.undo_timeout,
+        ))
+    }
+
+    /// The session keeper for this switch (none in a dry run, or when it
+    /// cannot start: then each phase connects directly). It takes over the
+    /// lock only when the lock is ours to hand on.
+    fn keeper(
+        &self,
+        lock: &AppLock,
+        specs: &[HostSpec],
+        id: &str,
+    ) -> Result<(Option<crate::cluster::KeeperRef>, KeeperGuard)> {
+        if self.opts.dry_run {
+            return Ok((None, KeeperGuard(None)));
+        }
+        let hosts: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        let lock_fd = match lock.held() {
+            Held::Own => lock.raw_fd(),
+            _ => None,
+        };
+        let state = &self.run.state;
+        let spawned = keeper::spawn(&keeper::Spawn {
+            conf_args: self.opts.paths.as_args(),
+            socket: &state.keeper_socket(),
+            log: &state.keeper_log(),
+            hosts: &hosts,
+            idle: KEEPER_IDLE,
+            switch: id,
+            lock_fd,
+        });
+        crate::fault::point("after:keeper-spawned")?;
+        Ok(match spawned {
+            Ok((k, tether)) => (Some(k.clone()), KeeperGuard(Some((k, tether)))),
+            Err(e) => {
+                log::debug!("no session keeper ({e:#}); connecting directly");
+                (None, KeeperGuard(None))
+            }
+        })
+    }
+
+    /// Every host answers, the preflight passes (reads only); with a
+    /// keeper, the clients start's read-only proof asks are started now,
+    /// before the block, so that inside the outage the proof costs a round
+    /// trip, not a client start and a login.
+    fn check(&self, ctx: &mut Ctx, sel: &Selection, kept: bool) -> Result<()> {
+        refuse_unreachable(self.run.setup, ctx)?;
+        preflight::run(ctx, &self.m.orig, &self.m.new, sel)?;
+        if kept {
+            let mut others: Vec<&mut crate::cluster::Host> = ctx
+                .hosts
+                .iter_mut()
+                .filter(|h| h.spec.name != self.m.new)
+                .collect();
+            let t = Duration::from_secs(5);
+            cluster::parallel(&mut others, |h| ops::read_only::now(h, t, false));
+        }
+        Ok(())
+    }
+
+    /// The switch's journal with what start and recover need before the
+    /// first change: the keeper, each server's kind (so that start need
+    /// not ask inside the outage), whether the old master is to follow the
+    /// new one. A journal that cannot say so is put aside: nothing changed.
+    fn begin(
+        &self,
+        ctx: &mut Ctx,
+        id: String,
+        keeper: Option<&crate::cluster::KeeperRef>,
+    ) -> Result<Journal> {
+        let mut journal = self
+            .run
+            .begin(Kind::Online, id, &self.m.orig, &self.m.new)?;
+        ctx.report.journal = Some(journal.path().display().to_string());
+        let servers: serde_json::Map<String, serde_json::Value> = ctx
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                Some((
+                    h.spec.name.clone(),
+                    serde_json::to_value(h.info.as_ref()?).ok()?,
+                ))
+            })
+            .collect();
+        let follows = self.args.flag("orig_master_is_new_slave");
+        let begun = keeper
+            .map(|k| journal.note(KEEPER_NOTE, serde_json::to_value(k).unwrap_or_default()))
+            .unwrap_or(Ok(()))
+            .and_then(|_| journal.note_lazy(SERVERS_NOTE, servers.into()))
+            .and_then(|_| journal.note_lazy(ORIG_FOLLOWS_NOTE, follows.into()))
+            .and_then(|_| journal.phase("stop-begun"));
+        if let Err(e) = begun {
+            let _ = journal.close(&self.run.state, "rolled-back");
+            return Err(e.context("nothing was changed"));
+        }
+        Ok(journal)
+    }
+
+    /// Writes blocked: the keeper goes on to start, exit 0 (from here on a
+    /// journal that cannot be written only costs the report). A failure
+    /// was rolled back (the journal is put aside) or asks for recover (it
+    /// stays open).
+    fn finish(
+        &self,
+        result: Result<()>,
+        mut ctx: Ctx,
+        mut journal: Journal,
+        guard: KeeperGuard,
+    ) -> Result<Code> {
+        let e = match result {
+            Ok(()) => {
+                ctx.report.outcome = "writes blocked on the old master".into();
+                ctx.report.peak_rss_kb = crate::report::peak_rss_kb();
+                let report = serde_json::to_value(&ctx.report).unwrap_or_default();
+                if let Err(e) = journal
+                    .phase_lazy("stop-complete")
+                    .and_then(|_| journal.note("stop-report", report))
+                {
+                    log::error!("{e:#}; stop is complete all the same");
                 }
+                guard.keep();
+                self.run.emit(&ctx.report);
+                return Ok(Code::Ok);
             }
-            Err(e)
+            Err(e) => e,
+        };
+        let needs_recover = e.downcast_ref::<NeedsRecover>().is_some();
+        ctx.report.outcome = if needs_recover {
+            "failed; rollback incomplete".into()
+        } else {
+            "failed; rolled back".into()
+        };
+        self.run.emit(&ctx.report);
+        if !needs_recover {
+            if let Err(c) = journal.close(&self.run.state, "rolled-back") {
+                log::error!("{c:#}");
+            }
         }
+        Err(e)
     }
 }
 
@@ -334,8 +383,10 @@ impl Drop for KeeperGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine;
     use crate::exit::{code_for, Code};
     use crate::grants::{Account, Selection, Snapshot};
+    use crate::state::journal::Entry;
     use crate::state::StateDir;
     use crate::testing::{self, FakeExec, Log};
 
@@ -408,7 +459,7 @@ mod tests {
             &state,
             Entry::Begin {
                 id: "t".into(),
-                kind: "online".into(),
+                kind: crate::state::journal::Kind::Online,
                 orig: "db1".into(),
                 new: "db2".into(),
                 at: "now".into(),

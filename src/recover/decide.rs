@@ -17,14 +17,7 @@
 
 use serde::Serialize;
 
-/// What kind of switch the journal records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Online,
-    Failover,
-    Fence,
-}
+pub use crate::state::journal::Kind;
 
 pub use crate::topology::HostFacts;
 
@@ -65,203 +58,274 @@ pub enum Decision {
     Refuse,
 }
 
-/// The decision, and the row of the table that gave it (for the report).
+/// The decision, and the row of the table that gave it (for the report):
+/// the rows in the order README gives them, the first that applies wins.
 pub fn decide(f: &Facts) -> (Decision, String) {
-    let host = |n: &str| f.hosts.iter().find(|h| h.name == n);
     if f.kind == Kind::Fence {
         return (
             Decision::Close,
             "a fence is never undone; a pending fence stays for the fencer".into(),
         );
     }
-    // Every host must answer, except a dead master in a failover.
+    if let Some(row) = hosts_down(f) {
+        return row;
+    }
+    if f.new.is_empty() {
+        return decide_without_new(f);
+    }
+    let Some(v) = View::of(f) else {
+        return (
+            Decision::Refuse,
+            format!("{} is not a host of this cluster any more", f.new),
+        );
+    };
+    third_master(f)
+        .or_else(|| forward(f, v.n, v.o, &v.others))
+        .or_else(|| half_way(f, &v))
+        .or_else(|| switched(f, &v))
+        .or_else(|| stray_replicas(&v))
+        .or_else(|| writes_since(f, &v))
+        .or_else(|| not_switched(f, &v))
+        .or_else(|| two_hosts(f, &v))
+        .unwrap_or_else(|| cannot_tell(f, &v))
+}
+
+/// A row of the table: its decision and why, when it applies.
+type Row = Option<(Decision, String)>;
+
+/// The hosts of a switch as the rows look at them.
+struct View<'a> {
+    /// The new master and the old one.
+    n: &'a HostFacts,
+    o: Option<&'a HostFacts>,
+    /// Every other host that answers.
+    others: Vec<&'a HostFacts>,
+    /// Which of them replicate from new, and from orig.
+    on_new: Vec<&'a str>,
+    on_orig: Vec<&'a str>,
+    /// The old master replicates from new.
+    orig_on_new: bool,
+}
+
+impl<'a> View<'a> {
+    fn of(f: &'a Facts) -> Option<View<'a>> {
+        let host = |n: &str| f.hosts.iter().find(|h| h.name == n);
+        let n = host(&f.new)?;
+        let o = host(&f.orig);
+        let others: Vec<&HostFacts> = f
+            .hosts
+            .iter()
+            .filter(|h| h.name != f.orig && h.name != f.new && h.down.is_none())
+            .collect();
+        let from = |m: &str| -> Vec<&'a str> {
+            others
+                .iter()
+                .filter(|h| h.source.as_deref() == Some(m))
+                .map(|h| h.name.as_str())
+                .collect()
+        };
+        Some(View {
+            n,
+            o,
+            on_new: from(&f.new),
+            on_orig: from(&f.orig),
+            orig_on_new: o
+                .is_some_and(|o| o.down.is_none() && o.source.as_deref() == Some(f.new.as_str())),
+            others,
+        })
+    }
+
+    /// The hosts that replicate from new, the old master last.
+    fn moved(&self, f: &'a Facts) -> Vec<&'a str> {
+        self.on_new
+            .iter()
+            .copied()
+            .chain(self.orig_on_new.then_some(f.orig.as_str()))
+            .collect()
+    }
+}
+
+/// Every host must answer, except a dead master in a failover.
+fn hosts_down(f: &Facts) -> Row {
     let down: Vec<String> = f
         .hosts
         .iter()
         .filter(|h| h.down.is_some() && !(f.kind == Kind::Failover && h.name == f.orig))
         .map(|h| format!("{} ({})", h.name, h.down.as_deref().unwrap_or_default()))
         .collect();
-    if !down.is_empty() {
-        return (
+    (!down.is_empty()).then(|| {
+        (
             Decision::Refuse,
             format!(
-                "{} not answering: what the cluster looks like cannot be known; bring it back and run recover again",
+                "{} not answering: what the cluster looks like cannot be known; bring it back and \
+                 run recover again",
                 down.join(", ")
             ),
-        );
-    }
-    if f.new.is_empty() {
-        return decide_without_new(f);
-    }
-    let (Some(n), o) = (host(&f.new), host(&f.orig)) else {
-        return (
-            Decision::Refuse,
-            format!("{} is not a host of this cluster any more", f.new),
-        );
-    };
-    let up = |h: &&HostFacts| h.down.is_none();
-    let others: Vec<&HostFacts> = f
+        )
+    })
+}
+
+/// A third host as master: someone replicates from it.
+fn third_master(f: &Facts) -> Row {
+    let third = f
         .hosts
         .iter()
-        .filter(|h| h.name != f.orig && h.name != f.new)
-        .filter(up)
-        .collect();
-    // A third host as master: someone replicates from it, or it is the one
-    // writable non-replica while orig and new replicate from elsewhere.
-    let third: Vec<&str> = f
-        .hosts
-        .iter()
-        .filter(up)
+        .filter(|h| h.down.is_none())
         .filter_map(|h| h.source.as_deref())
-        .filter(|s| *s != f.orig && *s != f.new)
-        .collect();
-    if let Some(t) = third.first() {
-        return (
-            Decision::Refuse,
-            format!(
-                "hosts replicate from {t}, which is neither {} nor {} of this journal: the master \
-                 moved since; settle the cluster by hand, then close this journal (recover --abandon)",
-                f.orig, f.new
-            ),
-        );
-    }
-    if let Some(forward) = forward(f, n, o, &others) {
-        return forward;
-    }
-    let on_new: Vec<&str> = others
-        .iter()
-        .filter(|h| h.source.as_deref() == Some(f.new.as_str()))
-        .map(|h| h.name.as_str())
-        .collect();
-    let on_orig: Vec<&str> = others
-        .iter()
-        .filter(|h| h.source.as_deref() == Some(f.orig.as_str()))
-        .map(|h| h.name.as_str())
-        .collect();
-    let orig_on_new =
-        o.is_some_and(|o| o.down.is_none() && o.source.as_deref() == Some(f.new.as_str()));
-    if (!on_new.is_empty() || orig_on_new) && !on_orig.is_empty() {
-        let moved: Vec<&str> = on_new
-            .iter()
-            .copied()
-            .chain(orig_on_new.then_some(f.orig.as_str()))
-            .collect();
-        return (
+        .find(|s| *s != f.orig && *s != f.new)?;
+    Some((
+        Decision::Refuse,
+        format!(
+            "hosts replicate from {third}, which is neither {} nor {} of this journal: the master \
+             moved since; settle the cluster by hand, then close this journal (recover --abandon)",
+            f.orig, f.new
+        ),
+    ))
+}
+
+/// Some hosts follow new, others still orig (and no GTID to finish it).
+fn half_way(f: &Facts, v: &View) -> Row {
+    let moved = v.moved(f);
+    (!moved.is_empty() && !v.on_orig.is_empty()).then(|| {
+        (
             Decision::Refuse,
             format!(
                 "MHA stopped half-way: {} replicate from {} but {} still from {}; finish the switch \
                  (repoint them) or undo it by hand, then run recover again",
                 moved.join(", "),
                 f.new,
-                on_orig.join(", "),
+                v.on_orig.join(", "),
                 f.orig
             ),
-        );
-    }
-    let writes_since = match (&f.new_binlog_at_writable, &n.binlog) {
-        (Some(then), Some(now)) => then != now,
-        // Made writable, position unknown: assume it may have taken writes.
-        _ => f.new_made_writable && !n.read_only,
-    };
-    let switched =
-        !on_new.is_empty() || orig_on_new || (f.kind == Kind::Failover && f.mha_complete);
-    if switched {
-        return (
+        )
+    })
+}
+
+/// The others (or orig) follow new, or MHA says the failover completed.
+fn switched(f: &Facts, v: &View) -> Row {
+    let moved = v.moved(f);
+    (!moved.is_empty() || (f.kind == Kind::Failover && f.mha_complete)).then(|| {
+        (
             Decision::Complete {
                 repoint: Vec::new(),
             },
             format!(
                 "switched: {} replicate from {}; completing",
-                on_new
-                    .iter()
-                    .copied()
-                    .chain(orig_on_new.then_some(f.orig.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                moved.join(", "),
                 f.new
             ),
-        );
-    }
-    // Nobody replicates from new.
-    let new_follows_orig = n.source.as_deref() == Some(f.orig.as_str());
-    if !others.is_empty() && on_orig.len() != others.len() {
-        return (
+        )
+    })
+}
+
+/// Nobody replicates from new, and some others from no host of the switch.
+fn stray_replicas(v: &View) -> Row {
+    (!v.others.is_empty() && v.on_orig.len() != v.others.len()).then(|| {
+        (
             Decision::Refuse,
             format!(
-                "{} replicate from no host of this switch; settle replication by hand, then run recover again",
-                others
+                "{} replicate from no host of this switch; settle replication by hand, then run \
+                 recover again",
+                v.others
                     .iter()
                     .filter(|h| h.source.is_none())
                     .map(|h| h.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        );
-    }
-    if !n.read_only && writes_since {
-        return (
+        )
+    })
+}
+
+/// Nobody replicates from new, but new is writable and may have taken
+/// writes since this switch made it so: undoing would strand them.
+fn writes_since(f: &Facts, v: &View) -> Row {
+    let n = v.n;
+    let moved = match (&f.new_binlog_at_writable, &n.binlog) {
+        (Some(then), Some(now)) => then != now,
+        // Made writable, position unknown: assume it may have taken writes.
+        _ => f.new_made_writable && !n.read_only,
+    };
+    (!n.read_only && moved).then(|| {
+        (
             Decision::Refuse,
             format!(
-                "{} is writable and may have taken writes (binary log {} since it was made writable at \
-                 {}), but the switch was not made (nobody replicates from it): undoing would strand \
-                 those writes; a person must reconcile {} with {}",
+                "{} is writable and may have taken writes (binary log {} since it was made writable \
+                 at {}), but the switch was not made (nobody replicates from it): undoing would \
+                 strand those writes; a person must reconcile {} with {}",
                 f.new,
                 n.binlog.as_deref().unwrap_or("unknown"),
-                f.new_binlog_at_writable.as_deref().unwrap_or("an unknown position"),
+                f.new_binlog_at_writable
+                    .as_deref()
+                    .unwrap_or("an unknown position"),
                 f.new,
                 f.orig
             ),
-        );
+        )
+    })
+}
+
+/// Nobody replicates from new, and everything says the switch was not
+/// made: undo (restarting new's replication threads MHA stopped).
+fn not_switched(f: &Facts, v: &View) -> Row {
+    let n = v.n;
+    let follows = n.source.as_deref() == Some(f.orig.as_str());
+    if !(follows || (!v.others.is_empty() && n.read_only) || f.kind == Kind::Failover) {
+        return None;
     }
-    if new_follows_orig || (!others.is_empty() && n.read_only) || f.kind == Kind::Failover {
-        let restart =
-            (f.kind == Kind::Online && new_follows_orig && !n.replicating).then(|| f.new.clone());
-        let why = if f.kind == Kind::Failover {
-            format!(
-                "not switched: nobody replicates from {}{}; undoing what this failover changed",
-                f.new,
-                if f.mha_error {
-                    " and MHA recorded a failover error"
-                } else {
-                    ""
-                }
-            )
-        } else if new_follows_orig {
-            format!(
-                "not switched: {} still replicates from {} and nobody from it; undoing",
-                f.new, f.orig
-            )
-        } else {
-            format!(
-                "not switched: {} no longer replicates (reset by hand?), but every other host still \
-                 follows {}; undoing ({} stays detached)",
-                f.new, f.orig, f.new
-            )
-        };
-        return (Decision::Undo { restart }, why);
-    }
-    // Two hosts only, new detached, nobody replicating.
-    if n.source.is_none() && !n.read_only && o.is_some_and(|o| o.read_only) {
-        return (
+    let restart = (f.kind == Kind::Online && follows && !n.replicating).then(|| f.new.clone());
+    let why = if f.kind == Kind::Failover {
+        format!(
+            "not switched: nobody replicates from {}{}; undoing what this failover changed",
+            f.new,
+            if f.mha_error {
+                " and MHA recorded a failover error"
+            } else {
+                ""
+            }
+        )
+    } else if follows {
+        format!(
+            "not switched: {} still replicates from {} and nobody from it; undoing",
+            f.new, f.orig
+        )
+    } else {
+        format!(
+            "not switched: {} no longer replicates (reset by hand?), but every other host still \
+             follows {}; undoing ({} stays detached)",
+            f.new, f.orig, f.new
+        )
+    };
+    Some((Decision::Undo { restart }, why))
+}
+
+/// Two hosts only: new detached and writable, orig read-only.
+fn two_hosts(f: &Facts, v: &View) -> Row {
+    (v.n.source.is_none() && !v.n.read_only && v.o.is_some_and(|o| o.read_only)).then(|| {
+        (
             Decision::Complete {
                 repoint: Vec::new(),
             },
             format!(
-                "switched (no replicas to tell): {} is detached and writable, {} read-only; completing",
+                "switched (no replicas to tell): {} is detached and writable, {} read-only; \
+                 completing",
                 f.new, f.orig
             ),
-        );
-    }
+        )
+    })
+}
+
+fn cannot_tell(f: &Facts, v: &View) -> (Decision, String) {
     (
         Decision::Refuse,
         format!(
-            "cannot tell whether {} -> {} happened ({} replicates from {}, read_only={}); settle it by \
-             hand, then close this journal (recover --abandon)",
+            "cannot tell whether {} -> {} happened ({} replicates from {}, read_only={}); settle \
+             it by hand, then close this journal (recover --abandon)",
             f.orig,
             f.new,
             f.new,
-            n.source.as_deref().unwrap_or("nobody"),
-            u8::from(n.read_only)
+            v.n.source.as_deref().unwrap_or("nobody"),
+            u8::from(v.n.read_only)
         ),
     )
 }

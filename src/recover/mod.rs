@@ -20,8 +20,8 @@ use anyhow::{anyhow, Context, Result};
 use crate::cluster;
 use crate::engine::{self, JournalUse, OnFailure, Policy};
 use crate::exit::{Code, NeedsRecover, Refused};
-use crate::online::{emit, keeper_of, start, Masters};
-use crate::report::Report;
+use crate::online::{keeper_of, start, Masters};
+use crate::report::{emit, Report};
 use crate::setup::{ConfigPaths, Setup};
 use crate::ssh::keeper;
 use crate::state::journal::Journal;
@@ -329,11 +329,7 @@ fn gather(
     mha: (bool, bool),
 ) -> Facts {
     let hosts = crate::topology::read(&mut ctx.hosts, &ctx.unreachable, resolve);
-    let kind = match journal.kind() {
-        Some("failover") => Kind::Failover,
-        Some("fence") => Kind::Fence,
-        _ => Kind::Online,
-    };
+    let kind = journal.kind().unwrap_or(Kind::Online);
     Facts {
         kind,
         orig: orig.to_string(),
@@ -500,7 +496,7 @@ mod tests {
             &s,
             Entry::Begin {
                 id: "t".into(),
-                kind: "online".into(),
+                kind: crate::state::journal::Kind::Online,
                 orig: "db1".into(),
                 new: "db2".into(),
                 at: "now".into(),

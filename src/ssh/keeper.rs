@@ -1008,7 +1008,7 @@ mod tests {
             &state,
             Entry::Begin {
                 id: "s1".into(),
-                kind: "online".into(),
+                kind: crate::state::journal::Kind::Online,
                 orig: "db1".into(),
                 new: "db2".into(),
                 at: "now".into(),

@@ -23,13 +23,28 @@ use serde::{Deserialize, Serialize};
 use super::{create_private, open_private, sync_dir, StateDir};
 use crate::undo::Undo;
 
+/// What a journal records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// An online switch (the online hook's stop and start).
+    Online,
+    /// A dead-master failover (the failover hook's phases).
+    Failover,
+    /// The fence of an old master a failover left unfenced.
+    Fence,
+    /// A failover's changes while another switch's journal was open (kept
+    /// in memory only).
+    FailoverUnjournaled,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "kebab-case")]
 pub enum Entry {
     /// A switch starts.
     Begin {
         id: String,
-        kind: String,
+        kind: Kind,
         orig: String,
         new: String,
         at: String,
@@ -290,9 +305,9 @@ impl Journal {
         }
     }
 
-    pub fn kind(&self) -> Option<&str> {
+    pub fn kind(&self) -> Option<Kind> {
         match self.begin()? {
-            Entry::Begin { kind, .. } => Some(kind),
+            Entry::Begin { kind, .. } => Some(*kind),
             _ => None,
         }
     }
@@ -412,7 +427,7 @@ mod tests {
     fn begin() -> Entry {
         Entry::Begin {
             id: "1".into(),
-            kind: "online".into(),
+            kind: Kind::Online,
             orig: "db1".into(),
             new: "db2".into(),
             at: "now".into(),
