@@ -73,7 +73,7 @@ pub fn run(
     let mut recorded: Vec<(String, Undo)> = Vec::new();
     let mut failures: Vec<anyhow::Error> = Vec::new();
     for (step, undo) in steps.iter_mut().zip(undos) {
-        let (id, host) = (step.id(), step.host().to_string());
+        let (id, host) = (step.id().as_str(), step.host().to_string());
         fault::set_step(id);
         log::info!("{host}: {id}: {}", step.what());
         let started = Instant::now();
@@ -135,7 +135,7 @@ fn run_one(
     policy: Policy,
     recorded: &mut Vec<(String, Undo)>,
 ) -> Result<Option<String>> {
-    let id = step.id();
+    let id = step.id().as_str();
     let host = step.host().to_string();
     if let Some(undo) = undo {
         let written = journal.append(Entry::Intent {

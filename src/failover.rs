@@ -22,6 +22,7 @@
 //! Every change goes through the engine with its undo in a journal of kind
 //! `failover`, which `start` closes.
 
+use crate::step_id::StepId;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -38,8 +39,6 @@ use crate::report::{emit, Report};
 use crate::setup::Setup;
 use crate::state::journal::{new_id, Entry, Journal, NEW_MASTER_NOTE};
 use crate::state::StateDir;
-use crate::steps::read_only::{MakeWritable, SetReadOnly};
-use crate::steps::vip::MoveVip;
 use crate::steps::{Ctx, Step, Undo};
 
 /// How long a phase waits for the lock (a fence attempt holds it briefly).
@@ -207,16 +206,20 @@ fn stop(
     let orig = setup.hostname(args.require("orig_master_host").map_err(bad_input)?)?;
     report.orig_master = Some(orig.clone());
     let state = setup.state()?;
+    let pending = |why: &str, ssh: bool| {
+        if !dry_run {
+            fence::leave_pending(setup, &state, &orig, why, ssh);
+        }
+    };
     if !ssh_reachable {
         report.outcome = format!(
             "{orig} is unreachable (MHA could not SSH to it): nothing can be fenced there now"
         );
         report.warn(format!(
-            "{orig} may still be running and writable behind a partition; mha-helper fences it as soon as it answers"
+            "{orig} may still be running and writable behind a partition; mha-helper fences it as \
+             soon as it answers"
         ));
-        if !dry_run {
-            fence::leave_pending(setup, &state, &orig, "no SSH during the failover", false);
-        }
+        pending("no SSH during the failover", false);
         return Ok(Code::Ok);
     }
     let specs = setup.specs(&[&orig])?;
@@ -228,37 +231,21 @@ fn stop(
                 "{orig}: cannot reach it over SSH after all ({e:#}); not fenced"
             ));
             report.outcome = "not fenced".into();
-            if !dry_run {
-                fence::leave_pending(setup, &state, &orig, "no SSH during the failover", false);
-            }
+            pending("no SSH during the failover", false);
             return Ok(Code::Proceed);
         }
         None => bail!("no host"),
     };
-    // Its mysqld may be gone (nothing to fence now, but it may come back).
-    let answers = match host.refresh_info() {
-        Ok(_) => true,
-        Err(e) if crate::mysql::server_down(&e) => false,
-        Err(e) => {
-            report.warn(format!("{orig}: cannot inspect mysqld: {e:#}"));
-            false
-        }
-    };
-    let mut steps: Vec<Box<dyn Step>> = Vec::new();
-    if answers {
-        steps.push(Box::new(SetReadOnly::new(
-            "fence-read-only",
-            &orig,
-            settings.super_read_only,
-        )));
-    }
-    if settings.writer_vip.is_some() {
-        steps.push(Box::new(MoveVip::new(
-            "vip-leave-dead-master",
-            &orig,
-            false,
-        )));
-    }
+    let answers = mysqld_answers(&mut host, report);
+    let mut steps = crate::plans::fence(
+        &orig,
+        &settings,
+        crate::plans::Fence {
+            read_only: answers.then_some(StepId::FenceReadOnly),
+            vip: StepId::VipLeaveDeadMaster,
+            kill_as: None,
+        },
+    );
     let mut ctx = Ctx::new(vec![host], report.clone());
     if dry_run {
         ctx.report.plan = engine::plan(&mut steps, &mut ctx)?;
@@ -271,13 +258,7 @@ fn stop(
             Ok(l) => l,
             Err(e) => {
                 report.warn(format!("{e:#}; not fencing {orig} now"));
-                fence::leave_pending(
-                    setup,
-                    &state,
-                    &orig,
-                    "the lock was held by another mha-helper",
-                    true,
-                );
+                pending("the lock was held by another mha-helper", true);
                 report.outcome = "not fenced".into();
                 return Ok(Code::Proceed);
             }
@@ -290,34 +271,7 @@ fn stop(
         settings.undo_timeout,
     );
     *report = ctx.report;
-    let fenced = answers && result.is_ok();
-    if let Err(e) = &result {
-        report.warn(format!("{orig}: {}", crate::exit::message(e)));
-    }
-    if !fenced {
-        let why = if answers {
-            "setting read_only failed"
-        } else {
-            "its mysqld did not answer (it may come back writable)"
-        };
-        fence::leave_pending(setup, &state, &orig, why, true);
-    }
-    let vip = report
-        .steps
-        .iter()
-        .find(|s| s.step == "vip-leave-dead-master" && s.status == "done")
-        .map(|s| match s.detail.as_deref() {
-            Some("VIP removed") => "; writer VIP removed",
-            _ => "; writer VIP was not there",
-        })
-        .unwrap_or_default();
-    report.outcome = match (answers, &result) {
-        (true, Ok(())) => {
-            format!("{orig}: mysqld still answered; set read-only so it takes no more writes{vip}")
-        }
-        (false, Ok(())) => format!("{orig}: mysqld does not answer: nothing to fence now{vip}"),
-        (_, Err(_)) => format!("not fenced{vip}"),
-    };
+    stop_outcome(&orig, answers, &result, report, &pending);
     Ok(if result.is_ok() {
         Code::Ok
     } else {
@@ -325,11 +279,64 @@ fn stop(
     })
 }
 
+/// Whether the dead master's mysqld still answers (nothing to fence now
+/// if not, but it may come back).
+fn mysqld_answers(host: &mut crate::cluster::Host, report: &mut Report) -> bool {
+    match host.refresh_info() {
+        Ok(_) => true,
+        Err(e) if crate::mysql::server_down(&e) => false,
+        Err(e) => {
+            report.warn(format!("{}: cannot inspect mysqld: {e:#}", host.name()));
+            false
+        }
+    }
+}
+
+/// What stopssh did, in the report; an old master left unfenced gets a
+/// pending fence (and the background fencer).
+fn stop_outcome(
+    orig: &str,
+    answers: bool,
+    result: &Result<()>,
+    report: &mut Report,
+    pending: &dyn Fn(&str, bool),
+) {
+    if let Err(e) = result {
+        report.warn(format!("{orig}: {}", crate::exit::message(e)));
+    }
+    if !(answers && result.is_ok()) {
+        pending(
+            if answers {
+                "setting read_only failed"
+            } else {
+                "its mysqld did not answer (it may come back writable)"
+            },
+            true,
+        );
+    }
+    let vip = report
+        .steps
+        .iter()
+        .find(|s| s.step == StepId::VipLeaveDeadMaster.as_str() && s.status == "done")
+        .map(|s| match s.detail.as_deref() {
+            Some(crate::steps::vip::REMOVED) => "; writer VIP removed",
+            _ => "; writer VIP was not there",
+        })
+        .unwrap_or_default();
+    report.outcome = match (answers, result) {
+        (true, Ok(())) => {
+            format!("{orig}: mysqld still answered; set read-only so it takes no more writes{vip}")
+        }
+        (false, Ok(())) => format!("{orig}: mysqld does not answer: nothing to fence now{vip}"),
+        (_, Err(_)) => format!("not fenced{vip}"),
+    };
+}
+
 /// The application grants the cluster expects: an unfinished online
 /// switch's snapshot, else what `check` saved from the master.
 fn expected_grants(state: &StateDir) -> Option<(Vec<Snapshot>, String)> {
     if let Ok(Some(j)) = Journal::open(state) {
-        if let Some(Undo::Grants { snapshots, .. }) = j.undo_of(crate::steps::accounts::BLOCK) {
+        if let Some(Undo::Grants { snapshots, .. }) = j.undo_of(StepId::BlockAccounts) {
             return Some((snapshots.clone(), format!("journal {}", j.path().display())));
         }
     }
@@ -395,14 +402,7 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
     }
     let mut ctx = Ctx::new(hosts, report.clone());
     ctx.unreachable = unreachable;
-    let mut steps: Vec<Box<dyn Step>> = vec![Box::new(MakeWritable::new(
-        "new-master-writable",
-        &new,
-        &[],
-    ))];
-    if settings.writer_vip.is_some() {
-        steps.push(Box::new(MoveVip::new("vip-arrive-new-master", &new, true)));
-    }
+    let mut steps = crate::plans::open_new_master(&new, &settings, &[], (true, None));
     if dry_run {
         ctx.report.plan = engine::plan(&mut steps, &mut ctx)?;
         *report = ctx.report;

@@ -17,6 +17,7 @@
 //! and in the fence record. Each attempt holds the application's lock and
 //! journals its changes, like every other mutation.
 
+use crate::step_id::StepId;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -31,10 +32,7 @@ use crate::report::Report;
 use crate::setup::{ConfigPaths, Setup};
 use crate::state::journal::{new_id, Entry, Journal};
 use crate::state::StateDir;
-use crate::steps::read_only::SetReadOnly;
-use crate::steps::sessions::KillSessions;
-use crate::steps::vip::MoveVip;
-use crate::steps::{Ctx, Step};
+use crate::steps::Ctx;
 
 /// How often the background fencer tries, and for how long.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -294,19 +292,15 @@ pub fn attempt(setup: &Setup, state: &StateDir) -> Result<Attempt> {
     let r = ctx.host(&p.host)?.run(&s)?;
     let now_pos = ops::read_only::binlog_position(&r, "binlog");
     ctx.app.remaining = ops::sessions::parse(&r, "sessions");
-    let mut steps: Vec<Box<dyn Step>> = vec![Box::new(SetReadOnly::new(
-        "fence-read-only",
+    let mut steps = crate::plans::fence(
         &p.host,
-        spec.settings.super_read_only,
-    ))];
-    if spec.settings.writer_vip.is_some() {
-        steps.push(Box::new(MoveVip::new(
-            "vip-leave-old-master",
-            &p.host,
-            false,
-        )));
-    }
-    steps.push(Box::new(KillSessions::new(&p.host, &admin)));
+        &spec.settings,
+        crate::plans::Fence {
+            read_only: Some(StepId::FenceReadOnly),
+            vip: StepId::VipLeaveOldMaster,
+            kill_as: Some(&admin),
+        },
+    );
     let mut journal = match Journal::open(state)? {
         Some(j) => bail!(
             "a switch is recorded in {}; not fencing until it is settled (run `mha-helper recover`)",

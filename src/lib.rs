@@ -30,6 +30,7 @@ pub mod mysql;
 pub mod notify;
 pub mod online;
 pub mod ops;
+pub mod plans;
 pub mod quote;
 pub mod recover;
 pub mod report;
@@ -39,6 +40,7 @@ pub mod setup;
 pub mod shutdown;
 pub mod ssh;
 pub mod state;
+pub mod step_id;
 pub mod steps;
 #[cfg(test)]
 pub mod testing;

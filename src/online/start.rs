@@ -14,6 +14,7 @@
 //! writable: a refusal (another host, the old master above all, is not
 //! proven read-only), and another mha-helper holding the lock.
 
+use crate::step_id::StepId;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -28,9 +29,7 @@ use crate::runner::Runner;
 use crate::setup::Setup;
 use crate::ssh::keeper;
 use crate::state::journal::{new_id, Journal, Kind};
-use crate::steps::accounts::{RestoreGrants, BLOCK};
-use crate::steps::read_only::MakeWritable;
-use crate::steps::vip::MoveVip;
+use crate::steps::accounts::RestoreGrants;
 use crate::steps::{Ctx, Step, Undo};
 
 type Steps = Vec<Box<dyn Step>>;
@@ -49,7 +48,7 @@ impl Owed {
         let Some(j) = journal else {
             return Owed::default();
         };
-        let new_before = match j.undo_of("new-master-read-only") {
+        let new_before = match j.undo_of(StepId::NewMasterReadOnly) {
             Some(Undo::ReadOnly {
                 read_only,
                 super_read_only,
@@ -63,7 +62,7 @@ impl Owed {
         let grants = j
             .pending_undos()
             .into_iter()
-            .find(|(s, u)| s == BLOCK && u.host() == m.orig)
+            .find(|(s, u)| s == StepId::BlockAccounts.as_str() && u.host() == m.orig)
             .map(|(_, u)| u);
         Owed { new_before, grants }
     }
@@ -81,21 +80,17 @@ pub fn plan(ctx: &Ctx, m: &Masters, owed: &Owed) -> Vec<Box<dyn Step>> {
 /// The same, in two parts: what opens the new master (inside the outage),
 /// and what happens on the old master after.
 fn plan_parts(ctx: &Ctx, m: &Masters, owed: &Owed) -> (Steps, Steps) {
-    let (ro, sro) = owed.new_before.unwrap_or((true, None));
-    let mut open: Vec<Box<dyn Step>> = vec![Box::new(
-        MakeWritable::new("new-master-writable", &m.new, std::slice::from_ref(&m.orig))
-            .undoing_to(ro, sro),
-    )];
-    let vip = ctx
+    // (Not connected: the opening step fails at its turn, and says so.)
+    let settings = ctx
         .find(&m.new)
-        .is_some_and(|h| h.spec.settings.writer_vip.is_some());
-    if vip {
-        open.push(Box::new(MoveVip::new(
-            "vip-arrive-new-master",
-            &m.new,
-            true,
-        )));
-    }
+        .map(|h| h.spec.settings.clone())
+        .unwrap_or_default();
+    let open = crate::plans::open_new_master(
+        &m.new,
+        &settings,
+        std::slice::from_ref(&m.orig),
+        owed.new_before.unwrap_or((true, None)),
+    );
     let mut restore: Vec<Box<dyn Step>> = Vec::new();
     if let Some(Undo::Grants {
         host,

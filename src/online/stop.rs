@@ -9,6 +9,7 @@
 //! kill the rest; old master read_only; prove the fence; the writer VIP
 //! leaves.
 
+use crate::step_id::StepId;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -55,14 +56,14 @@ pub fn plan(ctx: &Ctx, m: &Masters, admin: &str, sel: Selection) -> Result<Vec<B
         .ok_or_else(|| anyhow!("{}: not connected", m.new))?;
     let so = &orig.spec.settings;
     let new_ro: Box<dyn Step> = Box::new(SetReadOnly::new(
-        "new-master-read-only",
+        StepId::NewMasterReadOnly,
         &m.new,
         new.spec.settings.super_read_only,
     ));
     let block: Box<dyn Step> = Box::new(BlockAccounts::new(&m.orig, so.block_method, sel));
     let drain: Box<dyn Step> = Box::new(DrainSessions::new(&m.orig, admin, so.grace_period));
     let kill: Box<dyn Step> = Box::new(KillSessions::new(&m.orig, admin));
-    let old_ro = SetReadOnly::new("old-master-read-only", &m.orig, so.super_read_only);
+    let old_ro = SetReadOnly::new(StepId::OldMasterReadOnly, &m.orig, so.super_read_only);
     let mut steps: Vec<Box<dyn Step>> = match so.block_method {
         // Accounts cannot log in again, so kill first; read_only and the
         // proof of the fence then share one round trip.
@@ -90,7 +91,7 @@ pub fn plan(ctx: &Ctx, m: &Masters, admin: &str, sel: Selection) -> Result<Vec<B
     // master once that is writable.
     if so.writer_vip.is_some() {
         steps.push(Box::new(MoveVip::new(
-            "vip-leave-old-master",
+            StepId::VipLeaveOldMaster,
             &m.orig,
             false,
         )));

@@ -13,6 +13,7 @@
 
 pub mod decide;
 
+use crate::step_id::StepId;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
@@ -27,9 +28,8 @@ use crate::ssh::keeper;
 use crate::state::journal::Journal;
 use crate::state::lock::{self, AppLock, Busy};
 use crate::state::StateDir;
-use crate::steps::read_only::{MakeWritable, SetReadOnly};
+use crate::steps::read_only::MakeWritable;
 use crate::steps::replication::{DetachNewMaster, RepointReplica, RestartReplication};
-use crate::steps::vip::MoveVip;
 use crate::steps::{Ctx, RunUndo, Step};
 use decide::{Decision, Facts, Kind};
 
@@ -338,7 +338,7 @@ fn gather(
         new_binlog_at_writable: journal
             .note_value(&MakeWritable::note_key(new))
             .and_then(|v| v.as_str().map(String::from)),
-        new_made_writable: journal.undo_of("new-master-writable").is_some(),
+        new_made_writable: journal.undo_of(StepId::NewMasterWritable).is_some(),
         orig_follows_new: journal
             .note_value(crate::online::stop::ORIG_FOLLOWS_NOTE)
             .and_then(|v| v.as_bool())
@@ -364,30 +364,30 @@ fn completion(
     };
     match kind {
         Kind::Online => {
-            let mut steps: Vec<Box<dyn Step>> = Vec::new();
-            if let Some(o) = ctx.find(orig) {
-                if o.info.as_ref().is_some_and(|i| !i.read_only) {
-                    steps.push(Box::new(SetReadOnly::new(
-                        "fence-old-master",
-                        orig,
-                        o.spec.settings.super_read_only,
-                    )));
-                }
-            }
+            let mut steps = match ctx.find(orig) {
+                // A writable old master is fenced first: it must be proven
+                // read-only anyway before the new one opens.
+                Some(o) if o.info.as_ref().is_some_and(|i| !i.read_only) => crate::plans::fence(
+                    orig,
+                    &o.spec.settings,
+                    crate::plans::Fence {
+                        read_only: Some(StepId::FenceOldMaster),
+                        vip: StepId::VipLeaveOldMaster,
+                        kill_as: None,
+                    },
+                ),
+                _ => Vec::new(),
+            };
             let owed = start::Owed::from_journal(Some(journal), &m);
             steps.extend(start::plan(ctx, &m, &owed));
             steps
         }
         _ => {
-            let mut steps: Vec<Box<dyn Step>> =
-                vec![Box::new(MakeWritable::new("new-master-writable", new, &[]))];
-            if ctx
+            let settings = ctx
                 .find(new)
-                .is_some_and(|h| h.spec.settings.writer_vip.is_some())
-            {
-                steps.push(Box::new(MoveVip::new("vip-arrive-new-master", new, true)));
-            }
-            steps
+                .map(|h| h.spec.settings.clone())
+                .unwrap_or_default();
+            crate::plans::open_new_master(new, &settings, &[], (true, None))
         }
     }
 }

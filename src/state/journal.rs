@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{create_private, open_private, sync_dir, StateDir};
+use crate::step_id::StepId;
 use crate::undo::Undo;
 
 /// What a journal records.
@@ -358,10 +359,10 @@ impl Journal {
     }
 
     /// Whether `step` on `host` finished.
-    pub fn done(&self, step: &str, host: &str) -> bool {
-        self.entries
-            .iter()
-            .any(|e| matches!(e, Entry::Done { step: s, host: h } if s == step && h == host))
+    pub fn done(&self, step: StepId, host: &str) -> bool {
+        self.entries.iter().any(
+            |e| matches!(e, Entry::Done { step: s, host: h } if s == step.as_str() && h == host),
+        )
     }
 
     /// Undos recorded and not yet run, in the order they were recorded (a
@@ -388,9 +389,9 @@ impl Journal {
     }
 
     /// The latest undo recorded for a step, whether or not it ran.
-    pub fn undo_of(&self, step: &str) -> Option<&Undo> {
+    pub fn undo_of(&self, step: StepId) -> Option<&Undo> {
         self.entries.iter().rev().find_map(|e| match e {
-            Entry::Intent { step: s, undo, .. } if s == step => Some(undo),
+            Entry::Intent { step: s, undo, .. } if s == step.as_str() => Some(undo),
             _ => None,
         })
     }

@@ -2,6 +2,7 @@
 //! master (its undo gives everything back), and [`RestoreGrants`], which
 //! gives them back once the switch is done.
 
+use crate::step_id::StepId;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -14,7 +15,6 @@ use crate::ops::{self, read_only::unix_ms, sessions};
 use crate::state::journal::{Entry, Journal};
 
 /// The id of the block step; its undo is what start and recover give back.
-pub const BLOCK: &str = "block-accounts";
 
 /// Take the application accounts' rights away (per `method`).
 ///
@@ -66,8 +66,8 @@ impl BlockAccounts {
 }
 
 impl Step for BlockAccounts {
-    fn id(&self) -> &'static str {
-        BLOCK
+    fn id(&self) -> StepId {
+        StepId::BlockAccounts
     }
     fn host(&self) -> &str {
         &self.host
@@ -148,7 +148,7 @@ impl Step for BlockAccounts {
                     changed.join(", ")
                 ));
                 journal.append(Entry::Intent {
-                    step: BLOCK.to_string(),
+                    step: StepId::BlockAccounts.to_string(),
                     host: self.host.clone(),
                     undo: Undo::Grants {
                         host: self.host.clone(),
@@ -197,8 +197,8 @@ impl RestoreGrants {
 }
 
 impl Step for RestoreGrants {
-    fn id(&self) -> &'static str {
-        "restore-grants"
+    fn id(&self) -> StepId {
+        StepId::RestoreGrants
     }
     fn host(&self) -> &str {
         &self.host
@@ -221,7 +221,7 @@ impl Step for RestoreGrants {
         let h = ctx.host(&self.host)?;
         let t = h.spec.settings.step_timeout;
         self.restored = ops::accounts::restore(h, self.method, &self.snapshots, t)?;
-        if let Err(e) = journal.undone(BLOCK, &self.host) {
+        if let Err(e) = journal.undone(StepId::BlockAccounts.as_str(), &self.host) {
             log::warn!("{e:#}");
         }
         ctx.report.accounts_changed = self

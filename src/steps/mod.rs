@@ -12,6 +12,7 @@ pub mod replication;
 pub mod sessions;
 pub mod vip;
 
+use crate::step_id::StepId;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -86,7 +87,7 @@ impl Ctx {
 /// One named, undoable change on one host.
 pub trait Step {
     /// Short kebab-case id (journal, fault points, report).
-    fn id(&self) -> &'static str;
+    fn id(&self) -> StepId;
     fn host(&self) -> &str;
     /// One line saying what the step does.
     fn what(&self) -> String;
@@ -155,8 +156,8 @@ impl RunUndo {
 }
 
 impl Step for RunUndo {
-    fn id(&self) -> &'static str {
-        "undo"
+    fn id(&self) -> StepId {
+        StepId::Undo
     }
     fn host(&self) -> &str {
         self.undo.host()

@@ -3,6 +3,7 @@
 //! [`MakeWritable`] (a host takes writes, only after every other host is
 //! proven read-only).
 
+use crate::step_id::StepId;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -15,7 +16,7 @@ use crate::state::journal::Journal;
 
 /// Turn read-only on on one host.
 pub struct SetReadOnly {
-    id: &'static str,
+    id: StepId,
     host: String,
     mode: SuperReadOnly,
     stmts: Vec<String>,
@@ -25,7 +26,7 @@ pub struct SetReadOnly {
 }
 
 impl SetReadOnly {
-    pub fn new(id: &'static str, host: &str, mode: SuperReadOnly) -> SetReadOnly {
+    pub fn new(id: StepId, host: &str, mode: SuperReadOnly) -> SetReadOnly {
         SetReadOnly {
             id,
             host: host.to_string(),
@@ -56,7 +57,7 @@ impl SetReadOnly {
 }
 
 impl Step for SetReadOnly {
-    fn id(&self) -> &'static str {
+    fn id(&self) -> StepId {
         self.id
     }
     fn host(&self) -> &str {
@@ -111,7 +112,7 @@ impl Step for SetReadOnly {
 /// round trip. The position (journal note `binlog-at-writable:<host>`)
 /// lets `recover` tell later whether the host took writes.
 pub struct MakeWritable {
-    id: &'static str,
+    id: StepId,
     host: String,
     /// Hosts that must answer for the proof (the old master of a switch).
     required: Vec<String>,
@@ -120,7 +121,7 @@ pub struct MakeWritable {
 }
 
 impl MakeWritable {
-    pub fn new(id: &'static str, host: &str, required: &[String]) -> MakeWritable {
+    pub fn new(id: StepId, host: &str, required: &[String]) -> MakeWritable {
         MakeWritable {
             id,
             host: host.to_string(),
@@ -141,7 +142,7 @@ impl MakeWritable {
 }
 
 impl Step for MakeWritable {
-    fn id(&self) -> &'static str {
+    fn id(&self) -> StepId {
         self.id
     }
     fn host(&self) -> &str {

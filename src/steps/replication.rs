@@ -3,6 +3,7 @@
 //! when a switch is undone, and pointing hosts at the new master when MHA
 //! died after opening it.
 
+use crate::step_id::StepId;
 use anyhow::Result;
 
 use super::{Ctx, Step, Undo};
@@ -22,8 +23,8 @@ impl RestartReplication {
 }
 
 impl Step for RestartReplication {
-    fn id(&self) -> &'static str {
-        "restart-replication"
+    fn id(&self) -> StepId {
+        StepId::RestartReplication
     }
     fn host(&self) -> &str {
         &self.host
@@ -65,8 +66,8 @@ impl RepointReplica {
 }
 
 impl Step for RepointReplica {
-    fn id(&self) -> &'static str {
-        "repoint-replica"
+    fn id(&self) -> StepId {
+        StepId::RepointReplica
     }
     fn host(&self) -> &str {
         &self.r.host
@@ -133,8 +134,8 @@ impl DetachNewMaster {
 }
 
 impl Step for DetachNewMaster {
-    fn id(&self) -> &'static str {
-        "detach-new-master"
+    fn id(&self) -> StepId {
+        StepId::DetachNewMaster
     }
     fn host(&self) -> &str {
         &self.host

@@ -2,6 +2,7 @@
 //! end (polling the processlist every 50 ms, up to the grace period), kill
 //! those left, and prove the fence holds (see `ops::sessions`).
 
+use crate::step_id::StepId;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -32,8 +33,8 @@ impl DrainSessions {
 }
 
 impl Step for DrainSessions {
-    fn id(&self) -> &'static str {
-        "drain-sessions"
+    fn id(&self) -> StepId {
+        StepId::DrainSessions
     }
     fn host(&self) -> &str {
         &self.host
@@ -102,8 +103,8 @@ impl KillSessions {
 }
 
 impl Step for KillSessions {
-    fn id(&self) -> &'static str {
-        "kill-sessions"
+    fn id(&self) -> StepId {
+        StepId::KillSessions
     }
     fn host(&self) -> &str {
         &self.host
@@ -219,8 +220,8 @@ impl VerifyFence {
 }
 
 impl Step for VerifyFence {
-    fn id(&self) -> &'static str {
-        "verify-fence"
+    fn id(&self) -> StepId {
+        StepId::VerifyFence
     }
     fn host(&self) -> &str {
         &self.host

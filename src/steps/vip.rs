@@ -1,23 +1,27 @@
 //! Moving the writer VIP as a step of a switch (see `ops::vip`). The undo
 //! puts the VIP back where it was found: on the host, or not.
 
+use crate::step_id::StepId;
 use anyhow::{anyhow, Result};
 
 use super::{Ctx, Step, Undo};
 use crate::ops::{self, vip::Change};
 use crate::state::journal::Journal;
 
+/// The detail of a removal that took the VIP off.
+pub const REMOVED: &str = "VIP removed";
+
 /// Move the writer VIP onto or off one host. Adding first proves the VIP
 /// is on no other host that answers.
 pub struct MoveVip {
-    id: &'static str,
+    id: StepId,
     host: String,
     add: bool,
     script: String,
 }
 
 impl MoveVip {
-    pub fn new(id: &'static str, host: &str, add: bool) -> MoveVip {
+    pub fn new(id: StepId, host: &str, add: bool) -> MoveVip {
         MoveVip {
             id,
             host: host.to_string(),
@@ -28,7 +32,7 @@ impl MoveVip {
 }
 
 impl Step for MoveVip {
-    fn id(&self) -> &'static str {
+    fn id(&self) -> StepId {
         self.id
     }
     fn host(&self) -> &str {
@@ -72,7 +76,7 @@ impl Step for MoveVip {
         Ok(Some(match (self.add, change) {
             (true, Some(Change::Done)) => "VIP added and announced".into(),
             (true, _) => "VIP was already here; announced".into(),
-            (false, Some(Change::Done)) => "VIP removed".into(),
+            (false, Some(Change::Done)) => REMOVED.into(),
             (false, _) => "VIP was already gone".into(),
         }))
     }
