@@ -1,6 +1,14 @@
 //! `mha-helper check`: look at every server block at once and say, per
 //! host, whether the helper could act there — and if not, why and what to
-//! do. Reads only. Exit 0 only when every check passes.
+//! do. Exit 0 only when every check passes.
+//!
+//! It reads the hosts and changes three things, each only when there is
+//! cause, and says so in its output: it ends a session keeper orphaned by
+//! a switch that is over (it would refuse the next switch), it fences an
+//! old master a past failover left unfenced once that answers (read_only,
+//! VIP off, sessions killed), and it records the master's application
+//! grants in the state directory (`grants.json`, what a later failover
+//! compares the new master with).
 //!
 //! Per host: SSH reachable with a verified host key; the mysql client is
 //! there; the MHA credentials work; the MHA account has the privileges the
@@ -206,13 +214,53 @@ fn privilege_listed(line: &str, p: &str) -> bool {
 
 /// Compare replication and grants across hosts; fill roles and problems.
 fn judge(setup: &Setup, probes: &mut [Probe]) -> Option<String> {
+    let master = find_master(probes);
+    let master_name = master.map(|i| probes[i].check.host.clone());
+    let master_ip = master_name
+        .as_deref()
+        .and_then(|m| setup.mha.server(m))
+        .map(|s| s.ip.clone())
+        .unwrap_or_default();
+    let master_snaps: Vec<Snapshot> = master.map(|i| probes[i].snaps.clone()).unwrap_or_default();
+    for (i, p) in probes.iter_mut().enumerate() {
+        let Some(info) = p.check.server.clone() else {
+            continue;
+        };
+        let host = p.check.host.clone();
+        if Some(i) == master {
+            p.check.role = "master".into();
+            if info.read_only {
+                p.check.problems.push(format!(
+                    "{host}: the master is read_only=1, so applications cannot write; \
+                     if a switch was interrupted run `mha-helper recover`, else SET GLOBAL read_only=0"
+                ));
+            }
+            continue;
+        }
+        judge_replica(setup, p, &info, (master_name.as_deref(), &master_ip));
+        let candidate = setup.mha.server(&host).is_some_and(|s| !s.no_master);
+        if candidate && master.is_some() {
+            for d in compare_accounts(&master_snaps, &p.snaps) {
+                p.check.problems.push(format!(
+                    "{host}: {d} — a candidate master must have the master's application grants \
+                     (copy them with sql_log_bin=0, or fix replication)"
+                ));
+            }
+        }
+    }
+    master_name
+}
+
+/// The one host that is no replica; none (every host a replica, or more
+/// than one master) is every host's problem.
+fn find_master(probes: &mut [Probe]) -> Option<usize> {
     let masters: Vec<usize> = probes
         .iter()
         .enumerate()
         .filter(|(_, p)| p.check.server.as_ref().is_some_and(|s| s.replica.is_none()))
         .map(|(i, _)| i)
         .collect();
-    let master = match masters.as_slice() {
+    match masters.as_slice() {
         [one] => Some(*one),
         [] => {
             for p in probes.iter_mut().filter(|p| p.check.server.is_some()) {
@@ -234,79 +282,51 @@ fn judge(setup: &Setup, probes: &mut [Probe]) -> Option<String> {
             }
             None
         }
-    };
-    let master_name = master.map(|i| probes[i].check.host.clone());
-    let master_ip = master_name
-        .as_deref()
-        .and_then(|m| setup.mha.server(m))
-        .map(|s| s.ip.clone())
-        .unwrap_or_default();
-    let master_snaps: Vec<Snapshot> = master.map(|i| probes[i].snaps.clone()).unwrap_or_default();
-    for (i, p) in probes.iter_mut().enumerate() {
-        let Some(info) = p.check.server.clone() else {
-            continue;
-        };
-        let host = p.check.host.clone();
-        let server = setup.mha.server(&host);
-        if Some(i) == master {
-            p.check.role = "master".into();
-            if info.read_only {
-                p.check.problems.push(format!(
-                    "{host}: the master is read_only=1, so applications cannot write; \
-                     if a switch was interrupted run `mha-helper recover`, else SET GLOBAL read_only=0"
-                ));
-            }
-            continue;
-        }
-        let Some(rep) = &info.replica else { continue };
-        let source = setup
-            .mha
-            .server(&rep.master_host)
-            .map(|s| s.hostname.clone())
-            .unwrap_or_else(|| rep.master_host.clone());
-        p.check.role = format!("replica of {source}");
-        if let Some(m) = &master_name {
-            if &rep.master_host != m && rep.master_host != master_ip {
-                p.check.problems.push(format!(
-                    "{host}: replicates from {}, not from the master {m}; repoint it ({})",
-                    rep.master_host,
-                    info.dialect().change_source()
-                ));
-            }
-        }
-        if !rep.healthy() {
+    }
+}
+
+/// A replica's role, source, threads, lag and read_only, against the
+/// master `(name, ip)`.
+fn judge_replica(setup: &Setup, p: &mut Probe, info: &ServerInfo, master: (Option<&str>, &str)) {
+    let host = p.check.host.clone();
+    let Some(rep) = &info.replica else { return };
+    let source = setup
+        .mha
+        .server(&rep.master_host)
+        .map(|s| s.hostname.clone())
+        .unwrap_or_else(|| rep.master_host.clone());
+    p.check.role = format!("replica of {source}");
+    if let (Some(m), ip) = master {
+        if rep.master_host != m && rep.master_host != ip {
             p.check.problems.push(format!(
-                "{host}: replication stopped (IO {}, SQL {}){}; {} after fixing the cause",
-                rep.io_running,
-                rep.sql_running,
-                if rep.last_error.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", rep.last_error)
-                },
-                info.dialect().start_replica()
+                "{host}: replicates from {}, not from the master {m}; repoint it ({})",
+                rep.master_host,
+                info.dialect().change_source()
             ));
-        } else if let Some(lag) = rep.seconds_behind.filter(|l| *l > 30) {
-            p.check
-                .warnings
-                .push(format!("{host}: {lag} s behind its master"));
-        }
-        if !info.read_only {
-            p.check.warnings.push(format!(
-                "{host}: replica is writable (read_only=0); applications could write to it"
-            ));
-        }
-        let candidate = server.is_some_and(|s| !s.no_master);
-        if candidate && master.is_some() {
-            for d in compare_accounts(&master_snaps, &p.snaps) {
-                p.check.problems.push(format!(
-                    "{host}: {d} — a candidate master must have the master's application grants \
-                     (copy them with sql_log_bin=0, or fix replication)"
-                ));
-            }
         }
     }
-    master_name
+    if !rep.healthy() {
+        p.check.problems.push(format!(
+            "{host}: replication stopped (IO {}, SQL {}){}; {} after fixing the cause",
+            rep.io_running,
+            rep.sql_running,
+            if rep.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", rep.last_error)
+            },
+            info.dialect().start_replica()
+        ));
+    } else if let Some(lag) = rep.seconds_behind.filter(|l| *l > 30) {
+        p.check
+            .warnings
+            .push(format!("{host}: {lag} s behind its master"));
+    }
+    if !info.read_only {
+        p.check.warnings.push(format!(
+            "{host}: replica is writable (read_only=0); applications could write to it"
+        ));
+    }
 }
 
 /// The writer VIP must be on exactly one host, the master.
@@ -525,67 +545,11 @@ pub fn run(paths: &ConfigPaths, json: bool, notify: bool) -> Result<Code> {
             None
         }
     };
-    // A session keeper left holding the lock by a switch that ended would
-    // refuse every switch until it idles out: end it.
     if let Some(st) = &state {
-        match crate::ssh::keeper::end_if_orphaned(st) {
-            Ok(Some(done)) => warnings.push(done),
-            Ok(None) => {}
-            Err(e) => problems.push(format!("{e:#}")),
-        }
+        manager_side(&setup, st, &mut problems, &mut warnings);
     }
-    // An old master a failover left unfenced comes first: fence it if it
-    // answers now.
-    if let Some(st) = &state {
-        match crate::fence::attempt(&setup, st) {
-            Ok(crate::fence::Attempt::Nothing) => {}
-            Ok(crate::fence::Attempt::Fenced(r)) => {
-                warnings.push(format!(
-                    "fenced the old master of a past failover: {}",
-                    r.outcome
-                ));
-                warnings.extend(r.warnings);
-            }
-            // It does not answer, so it takes no writes now.
-            Ok(crate::fence::Attempt::NotYet(why)) => warnings.push(format!(
-                "an old master a failover could not fence is not fenced yet ({why}); mha-helper \
-                 fences it as soon as it answers"
-            )),
-            Err(e) => problems.push(format!("fencing a past failover's old master: {e:#}")),
-        }
-    }
-    let specs: Vec<HostSpec> = setup.specs(&[])?;
-    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let bar = crate::logger::spinner(std::io::stderr().is_terminal(), "checking hosts");
-    let mut hosts = Vec::new();
-    let mut probes: Vec<Option<Probe>> = Vec::new();
-    for (name, r) in names.iter().zip(cluster::connect(specs)) {
-        match r {
-            Ok(h) => {
-                hosts.push(h);
-                probes.push(None);
-            }
-            Err(e) => probes.push(Some(failed(name, "unreachable", format!("{e:#}")))),
-        }
-    }
-    let mut refs: Vec<&mut Host> = hosts.iter_mut().collect();
-    let mut results = cluster::parallel(&mut refs, |h| {
-        let sel = accounts::selection(&setup, &h.spec);
-        probe(h, &sel)
-    })
-    .into_iter();
-    let mut probes: Vec<Probe> = probes
-        .into_iter()
-        .zip(names.iter())
-        .map(|(p, name)| match p {
-            Some(p) => p,
-            None => match results.next() {
-                Some(Ok(p)) => p,
-                Some(Err(e)) => failed(name, "unknown", format!("{name}: check failed: {e:#}")),
-                None => failed(name, "unknown", format!("{name}: no result")),
-            },
-        })
-        .collect();
+    let mut probes = probe_all(&setup)?;
     let master = judge(&setup, &mut probes);
     judge_vip(&setup, master.as_deref(), &mut probes);
     judge_writable(&mut probes);
@@ -626,6 +590,75 @@ pub fn run(paths: &ConfigPaths, json: bool, notify: bool) -> Result<Code> {
         crate::notify::alert::check_failed(&setup, count, &table(&report));
     }
     Ok(if report.ok { Code::Ok } else { Code::Failed })
+}
+
+/// What check does on the manager before it looks at the hosts: a session
+/// keeper left holding the lock by a switch that ended would refuse every
+/// switch until it idles out, so it is ended; an old master a failover
+/// left unfenced is fenced if it answers now.
+fn manager_side(
+    setup: &Setup,
+    st: &StateDir,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    match crate::ssh::keeper::end_if_orphaned(st) {
+        Ok(Some(done)) => warnings.push(done),
+        Ok(None) => {}
+        Err(e) => problems.push(format!("{e:#}")),
+    }
+    match crate::fence::attempt(setup, st) {
+        Ok(crate::fence::Attempt::Nothing) => {}
+        Ok(crate::fence::Attempt::Fenced(r)) => {
+            warnings.push(format!(
+                "fenced the old master of a past failover: {}",
+                r.outcome
+            ));
+            warnings.extend(r.warnings);
+        }
+        // It does not answer, so it takes no writes now.
+        Ok(crate::fence::Attempt::NotYet(why)) => warnings.push(format!(
+            "an old master a failover could not fence is not fenced yet ({why}); mha-helper \
+             fences it as soon as it answers"
+        )),
+        Err(e) => problems.push(format!("fencing a past failover's old master: {e:#}")),
+    }
+}
+
+/// Connect to every host and probe each (in parallel); a host that cannot
+/// be reached is a failed probe.
+fn probe_all(setup: &Setup) -> Result<Vec<Probe>> {
+    let specs: Vec<HostSpec> = setup.specs(&[])?;
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let mut hosts = Vec::new();
+    let mut probes: Vec<Option<Probe>> = Vec::new();
+    for (name, r) in names.iter().zip(cluster::connect(specs)) {
+        match r {
+            Ok(h) => {
+                hosts.push(h);
+                probes.push(None);
+            }
+            Err(e) => probes.push(Some(failed(name, "unreachable", format!("{e:#}")))),
+        }
+    }
+    let mut refs: Vec<&mut Host> = hosts.iter_mut().collect();
+    let mut results = cluster::parallel(&mut refs, |h| {
+        let sel = accounts::selection(setup, &h.spec);
+        probe(h, &sel)
+    })
+    .into_iter();
+    Ok(probes
+        .into_iter()
+        .zip(names.iter())
+        .map(|(p, name)| match p {
+            Some(p) => p,
+            None => match results.next() {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => failed(name, "unknown", format!("{name}: check failed: {e:#}")),
+                None => failed(name, "unknown", format!("{name}: no result")),
+            },
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -100,6 +100,11 @@ pub struct HookFlags {
 pub enum Command {
     /// Preflight a cluster: SSH, host keys, mysql client, credentials, privileges, roles,
     /// replication, and whether application grants match on every candidate master.
+    ///
+    /// Besides reading, it ends a session keeper orphaned by a switch that is over, fences
+    /// an old master a past failover left unfenced once that answers, and records the
+    /// master's application grants (grants.json in the state directory), saying so when it
+    /// does.
     Check {
         #[command(flatten)]
         conf: ConfArgs,

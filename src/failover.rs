@@ -363,36 +363,18 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
     let pending = fence::read(&state).ok().flatten();
     // A host MHA could not SSH to during this failover is not waited for
     // again; every other host is connected, to be proven read-only.
-    let skip: Option<&str> = pending
+    let skip: Option<String> = pending
         .as_ref()
         .filter(|p| !p.ssh_reachable && Some(&p.host) == orig.as_ref())
-        .map(|p| p.host.as_str());
-    let names: Vec<String> = setup
-        .all_hosts()
-        .into_iter()
-        .filter(|h| Some(h.as_str()) != skip)
-        .collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let specs: Vec<_> = setup
-        .specs(&refs)?
-        .into_iter()
-        .map(|s| {
-            if s.name == new {
-                s.with_credentials(args.get("new_master_user"), args.get("new_master_password"))
-            } else {
-                s
-            }
-        })
-        .collect();
+        .map(|p| p.host.clone());
+    let specs = start_specs(setup, args, &new, skip.as_deref())?;
     let settings = specs
         .iter()
         .find(|s| s.name == new)
         .map(|s| s.settings.clone())
         .ok_or_else(|| bad_input(anyhow!("{new}: no server block")))?;
     let (hosts, mut unreachable) = cluster::connect_split(specs);
-    if let Some(s) = skip {
-        unreachable.push((s.to_string(), "no SSH during this failover".into()));
-    }
+    unreachable.extend(skip.map(|s| (s, "no SSH during this failover".to_string())));
     if !hosts.iter().any(|h| h.spec.name == new) {
         report.warn(format!(
             "{new}: cannot reach it over SSH; MHA will turn read_only off itself"
@@ -442,44 +424,12 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
         }
     };
     if let Some(o) = &orig {
-        state.write_dead_mark(&crate::state::DeadMark {
-            host: o.clone(),
-            new_master: new.clone(),
-            at: crate::logger::utc_now(),
-        });
-        if pending.as_ref().is_some_and(|p| &p.host == o) {
-            fence::set_new_master(&state, &new);
-        }
+        mark_dead(&state, o, &new, pending.as_ref());
     }
     if code == Code::Ok {
-        let t = settings.step_timeout;
-        match expected_grants(&state) {
-            Some((snaps, source)) => match ops::accounts::compare(ctx.host(&new)?, &snaps, t) {
-                Ok(diffs) => {
-                    for d in diffs {
-                        ctx.report.warn(format!("{new}: {d} (compared with {source})"));
-                    }
-                }
-                Err(e) => ctx.report.warn(format!("{new}: cannot read grants: {e:#}")),
-            },
-            None => ctx.report.warn(format!(
-                "{new}: no record of the application's grants to compare with (run `mha-helper check` regularly)"
-            )),
-        }
-        if let Some(mut j) = journal.take() {
-            // What the notifications (report_script) tell of this failover.
-            let r = serde_json::to_value(&ctx.report).unwrap_or_default();
-            if let Err(e) = j.note_lazy("start-report", r) {
-                log::warn!("{e:#}");
-            }
-            let done = if crate::online::closed_by_operator(&lock, &j) {
-                j.phase_lazy(crate::online::HOOKS_DONE)
-            } else {
-                j.close(&state, "completed").map(|_| ())
-            };
-            if let Err(e) = done {
-                log::error!("{e:#}");
-            }
+        compare_grants(&state, &mut ctx, &new, settings.step_timeout)?;
+        if let Some(j) = journal.take() {
+            finish_journal(&state, &lock, j, &ctx.report);
         }
     }
     ctx.collect_stats();
@@ -491,4 +441,88 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
     *report = ctx.report;
     drop(lock);
     Ok(code)
+}
+
+/// The specs of every host start proves read-only or opens (all but
+/// `skip`), the new master's with the credentials MHA passed.
+fn start_specs(
+    setup: &Setup,
+    args: &HookArgs,
+    new: &str,
+    skip: Option<&str>,
+) -> Result<Vec<crate::cluster::HostSpec>> {
+    let names: Vec<String> = setup
+        .all_hosts()
+        .into_iter()
+        .filter(|h| Some(h.as_str()) != skip)
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    Ok(setup
+        .specs(&refs)?
+        .into_iter()
+        .map(|s| {
+            if s.name == new {
+                s.with_credentials(args.get("new_master_user"), args.get("new_master_password"))
+            } else {
+                s
+            }
+        })
+        .collect())
+}
+
+/// Remember which master died and whom MHA chose instead (check excuses
+/// the dead one; a pending fence learns the master it must not fence).
+fn mark_dead(state: &StateDir, orig: &str, new: &str, pending: Option<&fence::Pending>) {
+    state.write_dead_mark(&crate::state::DeadMark {
+        host: orig.to_string(),
+        new_master: new.to_string(),
+        at: crate::logger::utc_now(),
+    });
+    if pending.is_some_and(|p| p.host == orig) {
+        fence::set_new_master(state, new);
+    }
+}
+
+/// The new master's application grants against what the cluster expects;
+/// differences are warnings.
+fn compare_grants(state: &StateDir, ctx: &mut Ctx, new: &str, t: Duration) -> Result<()> {
+    match expected_grants(state) {
+        Some((snaps, source)) => match ops::accounts::compare(ctx.host(new)?, &snaps, t) {
+            Ok(diffs) => {
+                for d in diffs {
+                    ctx.report
+                        .warn(format!("{new}: {d} (compared with {source})"));
+                }
+            }
+            Err(e) => ctx.report.warn(format!("{new}: cannot read grants: {e:#}")),
+        },
+        None => ctx.report.warn(format!(
+            "{new}: no record of the application's grants to compare with (run `mha-helper check` \
+             regularly)"
+        )),
+    }
+    Ok(())
+}
+
+/// The failover's journal, done: what the notifications tell of it, then
+/// closed — or left at `hooks-done` for the operator's command that runs
+/// MHA.
+fn finish_journal(
+    state: &StateDir,
+    lock: &crate::state::lock::AppLock,
+    mut j: Journal,
+    report: &Report,
+) {
+    let r = serde_json::to_value(report).unwrap_or_default();
+    if let Err(e) = j.note_lazy("start-report", r) {
+        log::warn!("{e:#}");
+    }
+    let done = if crate::online::closed_by_operator(lock, &j) {
+        j.phase_lazy(crate::online::HOOKS_DONE)
+    } else {
+        j.close(state, "completed").map(|_| ())
+    };
+    if let Err(e) = done {
+        log::error!("{e:#}");
+    }
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::{self, Host};
 use crate::engine::{self, JournalUse, OnFailure, Policy};
 use crate::exit::Code;
-use crate::mysql::Script;
+use crate::mysql::{Script, ServerInfo};
 use crate::ops;
 use crate::report::Report;
 use crate::setup::{ConfigPaths, Setup};
@@ -220,78 +220,18 @@ pub fn attempt(setup: &Setup, state: &StateDir) -> Result<Attempt> {
     let Some(p) = read(state)? else {
         return Ok(Attempt::Nothing);
     };
-    let mut specs = setup.specs(&[])?;
-    for s in &mut specs {
-        s.target.cap_connect_timeout(ATTEMPT_CONNECT);
-    }
-    // The old master first: while it does not answer, nobody else is bothered.
-    let (mine, rest): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.name == p.host);
-    let (mut hosts, _) = cluster::connect_split(mine);
-    let Some(first) = hosts.first_mut() else {
-        return Ok(Attempt::NotYet(format!("{}: no SSH", p.host)));
+    let (hosts, unreachable, old, masters) = match reach(setup, &p)? {
+        Reach::Reached(r) => r,
+        Reach::NotYet(why) => return Ok(Attempt::NotYet(why)),
     };
-    if let Err(e) = first.refresh_info() {
-        return Ok(Attempt::NotYet(format!(
-            "{}: {}",
-            p.host,
-            crate::exit::message(&e)
-        )));
-    }
-    let (others, unreachable) = cluster::connect_split(rest);
-    hosts.extend(others);
-    // Read every host: the old master must answer, the new one must still
-    // be the master (never fence the master of the day).
-    let mut refs: Vec<&mut Host> = hosts.iter_mut().collect();
-    let infos = cluster::parallel(&mut refs, |h| h.refresh_info().cloned());
-    let mut old = None;
-    let mut masters = Vec::new();
-    for (h, i) in hosts.iter().zip(&infos) {
-        match i {
-            Ok(i) if h.spec.name == p.host => old = Some(i.clone()),
-            Err(e) if h.spec.name == p.host => {
-                return Ok(Attempt::NotYet(format!(
-                    "{}: {}",
-                    p.host,
-                    crate::exit::message(e)
-                )))
-            }
-            Ok(i) if i.replica.is_none() && !i.read_only => masters.push(h.spec.name.clone()),
-            _ => {}
-        }
-    }
-    let old = old.ok_or_else(|| anyhow!("{}: not in the configuration any more", p.host))?;
-    if masters.is_empty() || p.new_master.as_ref().is_some_and(|n| !masters.contains(n)) {
-        bail!(
-            "{} answers again, but no other host is clearly the master ({}); not fencing it: a \
-             person must decide which host is the master",
-            p.host,
-            if masters.is_empty() {
-                "no writable host that is not a replica".to_string()
-            } else {
-                format!("writable: {}", masters.join(", "))
-            }
-        );
-    }
     let lock = crate::ssh::keeper::acquire_within(state, "fence", Duration::from_secs(10))?;
     let mut report = Report::new("fence", "fence");
     report.orig_master = Some(p.host.clone());
     report.new_master = masters.first().cloned();
     let mut ctx = Ctx::new(hosts, report);
     ctx.unreachable = unreachable;
-    let old_host = ctx.host(&p.host)?;
-    let spec = old_host.spec.clone();
-    let sel = ops::accounts::selection(setup, &spec);
-    let loaded = ops::accounts::load(old_host, &sel)?;
-    ctx.app.accounts = loaded.accounts;
+    let (spec, now_pos) = read_old_master(setup, &mut ctx, &p.host, &old)?;
     let admin = spec.access.user.clone();
-    let t = spec.settings.step_timeout;
-    // Sessions connected now (to kill), and what it wrote since it was lost.
-    let mut s = Script::new(t);
-    ops::read_only::add_binlog_position(&mut s, &old, "binlog");
-    ops::sessions::add_query(&mut s, "sessions", &ctx.app.accounts, &admin);
-    let r = ctx.host(&p.host)?.run(&s)?;
-    let now_pos = ops::read_only::binlog_position(&r, "binlog");
-    ctx.app.remaining = ops::sessions::parse(&r, "sessions");
     let mut steps = crate::plans::fence(
         &p.host,
         &spec.settings,
@@ -324,58 +264,160 @@ pub fn attempt(setup: &Setup, state: &StateDir) -> Result<Attempt> {
         undo_timeout: spec.settings.undo_timeout,
     };
     let result = engine::run(&mut steps, &mut ctx, &mut journal, policy);
-    let divergent = match (&p.replicated_up_to, &now_pos) {
-        (Some(up_to), Some(now)) if cmp_pos(now, up_to) == std::cmp::Ordering::Greater => Some(format!(
-            "{} wrote binary log events after the failover that never reached the new master: \
-             from {up_to} to {now}; read them with mysqlbinlog --start-position={} {} on {} and \
-             reconcile them by hand",
-            p.host,
-            up_to.rsplit(':').next().unwrap_or("4"),
-            up_to.rsplit_once(':').map(|x| x.0).unwrap_or(""),
-            p.host
-        )),
-        (Some(up_to), Some(now)) => {
-            log::info!("{}: binary log at {now}, replicated up to {up_to}: no writes after the failover", p.host);
-            None
-        }
-        _ => Some(format!(
-            "{}: cannot tell what it wrote after the failover (binary log now at {}, replicated up to {}); \
-             compare it with the new master by hand",
-            p.host,
-            now_pos.as_deref().unwrap_or("unknown"),
-            p.replicated_up_to.as_deref().unwrap_or("unknown")
-        )),
-    };
+    let divergent = divergence(&p, now_pos.as_deref());
     if let Some(d) = &divergent {
         log::error!("{d}");
         ctx.report.warnings.push(d.clone());
     }
-    match result {
-        Ok(()) => {
-            ctx.report.outcome = format!(
-                "{} fenced: read_only=1{}",
-                p.host,
-                if divergent.is_some() {
-                    "; DIVERGENT WRITES, see the warning"
-                } else {
-                    ""
-                }
-            );
-            let _ = journal.note_lazy("fence-report", serde_json::to_value(&ctx.report)?);
-            journal.close(state, "completed")?;
-            let done = state
-                .fence()
-                .with_extension(format!("json.{}.done", new_id()));
-            let _ = std::fs::rename(state.fence(), done);
-            drop(lock);
-            log::warn!("{}", ctx.report.outcome);
-            Ok(Attempt::Fenced(Box::new(ctx.report)))
-        }
-        Err(e) => {
-            drop(lock);
-            Err(e.context(format!("fencing {}", p.host)))
+    let outcome = match result {
+        Ok(()) => fenced(state, &p, ctx, journal, divergent.is_some()),
+        Err(e) => Err(e.context(format!("fencing {}", p.host))),
+    };
+    drop(lock);
+    outcome
+}
+
+/// Whether the old master can be fenced now, with what was read to know.
+enum Reach {
+    /// Every host connected (and those that were not), the old master's
+    /// server, and the host(s) that are master now.
+    Reached((Vec<Host>, Vec<(String, String)>, ServerInfo, Vec<String>)),
+    NotYet(String),
+}
+
+/// Reach the old master first (while it does not answer, nobody else is
+/// bothered), then every other host; the new master must still be the
+/// master (never fence the master of the day).
+fn reach(setup: &Setup, p: &Pending) -> Result<Reach> {
+    let mut specs = setup.specs(&[])?;
+    for s in &mut specs {
+        s.target.cap_connect_timeout(ATTEMPT_CONNECT);
+    }
+    let (mine, rest): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.name == p.host);
+    let (mut hosts, _) = cluster::connect_split(mine);
+    let Some(first) = hosts.first_mut() else {
+        return Ok(Reach::NotYet(format!("{}: no SSH", p.host)));
+    };
+    if let Err(e) = first.refresh_info() {
+        return Ok(Reach::NotYet(format!(
+            "{}: {}",
+            p.host,
+            crate::exit::message(&e)
+        )));
+    }
+    let (others, unreachable) = cluster::connect_split(rest);
+    hosts.extend(others);
+    let mut refs: Vec<&mut Host> = hosts.iter_mut().collect();
+    let infos = cluster::parallel(&mut refs, |h| h.refresh_info().cloned());
+    let mut old = None;
+    let mut masters = Vec::new();
+    for (h, i) in hosts.iter().zip(&infos) {
+        match i {
+            Ok(i) if h.spec.name == p.host => old = Some(i.clone()),
+            Err(e) if h.spec.name == p.host => {
+                return Ok(Reach::NotYet(format!(
+                    "{}: {}",
+                    p.host,
+                    crate::exit::message(e)
+                )))
+            }
+            Ok(i) if i.replica.is_none() && !i.read_only => masters.push(h.spec.name.clone()),
+            _ => {}
         }
     }
+    let old = old.ok_or_else(|| anyhow!("{}: not in the configuration any more", p.host))?;
+    if masters.is_empty() || p.new_master.as_ref().is_some_and(|n| !masters.contains(n)) {
+        bail!(
+            "{} answers again, but no other host is clearly the master ({}); not fencing it: a \
+             person must decide which host is the master",
+            p.host,
+            if masters.is_empty() {
+                "no writable host that is not a replica".to_string()
+            } else {
+                format!("writable: {}", masters.join(", "))
+            }
+        );
+    }
+    Ok(Reach::Reached((hosts, unreachable, old, masters)))
+}
+
+/// The old master's spec, its application accounts and sessions (to
+/// kill) into `ctx`, and its binary log position now.
+fn read_old_master(
+    setup: &Setup,
+    ctx: &mut Ctx,
+    host: &str,
+    old: &ServerInfo,
+) -> Result<(crate::cluster::HostSpec, Option<String>)> {
+    let old_host = ctx.host(host)?;
+    let spec = old_host.spec.clone();
+    let sel = ops::accounts::selection(setup, &spec);
+    ctx.app.accounts = ops::accounts::load(old_host, &sel)?.accounts;
+    let mut s = Script::new(spec.settings.step_timeout);
+    ops::read_only::add_binlog_position(&mut s, old, "binlog");
+    ops::sessions::add_query(&mut s, "sessions", &ctx.app.accounts, &spec.access.user);
+    let r = ctx.host(host)?.run(&s)?;
+    ctx.app.remaining = ops::sessions::parse(&r, "sessions");
+    Ok((spec, ops::read_only::binlog_position(&r, "binlog")))
+}
+
+/// What the old master wrote after the failover that never reached the
+/// new master, for a person to reconcile (None: nothing).
+fn divergence(p: &Pending, now_pos: Option<&str>) -> Option<String> {
+    match (&p.replicated_up_to, now_pos) {
+        (Some(up_to), Some(now)) if cmp_pos(now, up_to) == std::cmp::Ordering::Greater => {
+            Some(format!(
+                "{} wrote binary log events after the failover that never reached the new master: \
+             from {up_to} to {now}; read them with mysqlbinlog --start-position={} {} on {} and \
+             reconcile them by hand",
+                p.host,
+                up_to.rsplit(':').next().unwrap_or("4"),
+                up_to.rsplit_once(':').map(|x| x.0).unwrap_or(""),
+                p.host
+            ))
+        }
+        (Some(up_to), Some(now)) => {
+            log::info!(
+                "{}: binary log at {now}, replicated up to {up_to}: no writes after the failover",
+                p.host
+            );
+            None
+        }
+        _ => Some(format!(
+            "{}: cannot tell what it wrote after the failover (binary log now at {}, replicated up \
+             to {}); compare it with the new master by hand",
+            p.host,
+            now_pos.unwrap_or("unknown"),
+            p.replicated_up_to.as_deref().unwrap_or("unknown")
+        )),
+    }
+}
+
+/// Fenced: the journal closed, the pending fence put aside as done.
+fn fenced(
+    state: &StateDir,
+    p: &Pending,
+    mut ctx: Ctx,
+    mut journal: Journal,
+    divergent: bool,
+) -> Result<Attempt> {
+    ctx.report.outcome = format!(
+        "{} fenced: read_only=1{}",
+        p.host,
+        if divergent {
+            "; DIVERGENT WRITES, see the warning"
+        } else {
+            ""
+        }
+    );
+    let _ = journal.note_lazy("fence-report", serde_json::to_value(&ctx.report)?);
+    journal.close(state, "completed")?;
+    let done = state
+        .fence()
+        .with_extension(format!("json.{}.done", new_id()));
+    let _ = std::fs::rename(state.fence(), done);
+    log::warn!("{}", ctx.report.outcome);
+    Ok(Attempt::Fenced(Box::new(ctx.report)))
 }
 
 /// `mha-helper fence`: one attempt, or (`--wait`) keep trying.

@@ -157,6 +157,142 @@ pub struct Server {
     pub values: BTreeMap<String, String>,
 }
 
+/// The global file: only its [server default], and only if it is a
+/// regular file (MHA skips it otherwise). Which file was used, and its
+/// defaults.
+fn read_global(
+    global_path: Option<&Path>,
+    env: &mut Env,
+) -> Result<(Option<PathBuf>, Option<Resolved>)> {
+    let global_file =
+        global_path.map_or_else(|| PathBuf::from(DEFAULT_GLOBAL_CONF), Path::to_path_buf);
+    if global_file.is_file() {
+        let ini = Ini::read_file(&global_file)?;
+        let (params, at) = section_params(&ini, "server default");
+        let sd = parse_server(&params, None, "[server default]", &at, env)?;
+        return Ok((Some(global_file), Some(sd)));
+    }
+    if global_path.is_some() {
+        log::warn!(
+            "global configuration file {} not found, skipped (as MHA does)",
+            global_file.display()
+        );
+    }
+    Ok((None, None))
+}
+
+/// The application file's [server default] over the global one, then the
+/// output of its `init_conf_load_script`, if it names one.
+fn read_server_default(ini: &Ini, global: Option<&Resolved>, env: &mut Env) -> Result<Resolved> {
+    let (params, at) = section_params(ini, "server default");
+    let sd = parse_server(&params, global, "[server default]", &at, env)?;
+    match sd.get("init_conf_load_script").map(|v| v.text.clone()) {
+        Some(script) => {
+            let (params, at) = run_init_conf_load_script(&script, &ini.origin)?;
+            parse_server(&params, Some(&sd), "init_conf_load_script output", &at, env)
+        }
+        None => Ok(sd),
+    }
+}
+
+/// A block of the application file, resolved over the defaults.
+type Block<'a> = (&'a Section, Resolved, Loc);
+
+/// The [server...] and [binlog...] blocks, in name order as MHA walks
+/// them; any other section is refused, as MHA refuses it.
+fn read_blocks<'a>(
+    ini: &'a Ini,
+    sd: &Resolved,
+    env: &mut Env,
+) -> Result<(Vec<Block<'a>>, Vec<Block<'a>>)> {
+    let mut blocks: Vec<&Section> = ini
+        .sections
+        .iter()
+        .filter(|s| s.name != "server default")
+        .collect();
+    blocks.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut servers = Vec::new();
+    let mut binlogs = Vec::new();
+    for section in blocks {
+        let at = ini.loc(section.first_line());
+        let is_server = has_prefix_and_nonblank(&section.name, "server");
+        if !is_server && !has_prefix_and_nonblank(&section.name, "binlog") {
+            let fault = if section.name == ROOT && section.line == 0 {
+                format!(
+                    "parameter '{}' outside any section {REFUSED}",
+                    section.entries.first().map_or("", |e| e.key.as_str())
+                )
+            } else {
+                format!(
+                    "unknown section [{}]: MHA accepts [server default], [server...] and \
+                     [binlog...] {REFUSED}",
+                    section.name
+                )
+            };
+            return Err(error_at(&at.origin, at.line, fault));
+        }
+        let params = entries_params(ini, section);
+        let label = format!("[{}]", section.name);
+        let resolved = parse_server(&params, Some(sd), &label, &at, env)?;
+        let item = (section, resolved, at);
+        if is_server {
+            servers.push(item);
+        } else {
+            binlogs.push(item);
+        }
+    }
+    Ok((servers, binlogs))
+}
+
+/// The server blocks in MHA's order (by their numbers when every one has
+/// one); at least one, each with a hostname, no two at the same ip:port.
+fn order_and_check<'a>(ini: &Ini, mut servers: Vec<Block<'a>>) -> Result<Vec<Block<'a>>> {
+    let numbers: Vec<Option<&str>> = servers
+        .iter()
+        .map(|(s, _, _)| block_number(&s.name))
+        .collect();
+    if numbers.iter().all(Option::is_some) {
+        let mut keyed: Vec<_> = numbers.into_iter().flatten().zip(servers).collect();
+        keyed.sort_by(|a, b| compare_digits(a.0, b.0));
+        servers = keyed.into_iter().map(|(_, s)| s).collect();
+    }
+    if servers.is_empty() {
+        return Err(anyhow!(
+            "{}: no [server...] block defined {REFUSED}",
+            ini.origin
+        ));
+    }
+    for (section, resolved, at) in &servers {
+        if !resolved.truthy("hostname") {
+            return Err(error_at(
+                &at.origin,
+                at.line,
+                format!("[{}] has no hostname {REFUSED}", section.name),
+            ));
+        }
+    }
+    for (i, (a, ra, _)) in servers.iter().enumerate() {
+        for (b, rb, at) in &servers[i + 1..] {
+            if ra.text("ip") == rb.text("ip") && ra.text("port") == rb.text("port") {
+                return Err(error_at(
+                    &at.origin,
+                    at.line,
+                    format!(
+                        "[{}] (hostname {}) and [{}] (hostname {}) have the same ip:port {}:{} {REFUSED}",
+                        a.name,
+                        ra.text("hostname").unwrap_or(""),
+                        b.name,
+                        rb.text("hostname").unwrap_or(""),
+                        ra.text("ip").unwrap_or(""),
+                        ra.text("port").unwrap_or("")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(servers)
+}
+
 impl MhaConfig {
     /// Reads `app_path` with the global file (`None`: [`DEFAULT_GLOBAL_CONF`]), resolving host names
     /// through the system resolver.
@@ -177,128 +313,11 @@ impl MhaConfig {
             timeout_pending: true,
             check_timeout: None,
         };
-
-        // Global file: only its [server default], and only if it is a regular file.
-        let global_file =
-            global_path.map_or_else(|| PathBuf::from(DEFAULT_GLOBAL_CONF), Path::to_path_buf);
-        let mut global_used = None;
-        let mut sd = None;
-        if global_file.is_file() {
-            let ini = Ini::read_file(&global_file)?;
-            let (params, at) = section_params(&ini, "server default");
-            sd = Some(parse_server(
-                &params,
-                None,
-                "[server default]",
-                &at,
-                &mut env,
-            )?);
-            global_used = Some(global_file);
-        } else if global_path.is_some() {
-            log::warn!(
-                "global configuration file {} not found, skipped (as MHA does)",
-                global_file.display()
-            );
-        }
-
+        let (global_used, global_sd) = read_global(global_path, &mut env)?;
         let ini = Ini::read_file(app_path)?;
-        let (params, at) = section_params(&ini, "server default");
-        let mut sd = parse_server(&params, sd.as_ref(), "[server default]", &at, &mut env)?;
-
-        if let Some(script) = sd.get("init_conf_load_script").map(|v| v.text.clone()) {
-            let (params, at) = run_init_conf_load_script(&script, &ini.origin)?;
-            sd = parse_server(
-                &params,
-                Some(&sd),
-                "init_conf_load_script output",
-                &at,
-                &mut env,
-            )?;
-        }
-
-        // Blocks in name order, as MHA walks them.
-        let mut blocks: Vec<&Section> = ini
-            .sections
-            .iter()
-            .filter(|s| s.name != "server default")
-            .collect();
-        blocks.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut servers = Vec::new();
-        let mut binlogs = Vec::new();
-        for section in blocks {
-            let at = ini.loc(section.first_line());
-            let is_server = has_prefix_and_nonblank(&section.name, "server");
-            if !is_server && !has_prefix_and_nonblank(&section.name, "binlog") {
-                let fault = if section.name == ROOT && section.line == 0 {
-                    format!(
-                        "parameter '{}' outside any section {REFUSED}",
-                        section.entries.first().map_or("", |e| e.key.as_str())
-                    )
-                } else {
-                    format!(
-                        "unknown section [{}]: MHA accepts [server default], [server...] and \
-                         [binlog...] {REFUSED}",
-                        section.name
-                    )
-                };
-                return Err(error_at(&at.origin, at.line, fault));
-            }
-            let params = entries_params(&ini, section);
-            let label = format!("[{}]", section.name);
-            let resolved = parse_server(&params, Some(&sd), &label, &at, &mut env)?;
-            let item = (section, resolved, at);
-            if is_server {
-                servers.push(item);
-            } else {
-                binlogs.push(item);
-            }
-        }
-
-        let numbers: Vec<Option<&str>> = servers
-            .iter()
-            .map(|(s, _, _)| block_number(&s.name))
-            .collect();
-        if numbers.iter().all(Option::is_some) {
-            let mut keyed: Vec<_> = numbers.into_iter().flatten().zip(servers).collect();
-            keyed.sort_by(|a, b| compare_digits(a.0, b.0));
-            servers = keyed.into_iter().map(|(_, s)| s).collect();
-        }
-
-        if servers.is_empty() {
-            return Err(anyhow!(
-                "{}: no [server...] block defined {REFUSED}",
-                ini.origin
-            ));
-        }
-        for (section, resolved, at) in &servers {
-            if !resolved.truthy("hostname") {
-                return Err(error_at(
-                    &at.origin,
-                    at.line,
-                    format!("[{}] has no hostname {REFUSED}", section.name),
-                ));
-            }
-        }
-        for (i, (a, ra, _)) in servers.iter().enumerate() {
-            for (b, rb, at) in &servers[i + 1..] {
-                if ra.text("ip") == rb.text("ip") && ra.text("port") == rb.text("port") {
-                    return Err(error_at(
-                        &at.origin,
-                        at.line,
-                        format!(
-                            "[{}] (hostname {}) and [{}] (hostname {}) have the same ip:port {}:{} {REFUSED}",
-                            a.name,
-                            ra.text("hostname").unwrap_or(""),
-                            b.name,
-                            rb.text("hostname").unwrap_or(""),
-                            ra.text("ip").unwrap_or(""),
-                            ra.text("port").unwrap_or("")
-                        ),
-                    ));
-                }
-            }
-        }
-
+        let sd = read_server_default(&ini, global_sd.as_ref(), &mut env)?;
+        let (servers, binlogs) = read_blocks(&ini, &sd, &mut env)?;
+        let servers = order_and_check(&ini, servers)?;
         let ssh_options = env.ssh_options.clone();
         let typed = |items: Vec<(&Section, Resolved, Loc)>| -> Result<Vec<Server>> {
             items
@@ -308,7 +327,6 @@ impl MhaConfig {
         };
         let servers = typed(servers)?;
         let binlog_servers = typed(binlogs)?;
-
         Ok(MhaConfig {
             app_path: app_path.to_path_buf(),
             app: app_name(app_path),
@@ -546,29 +564,79 @@ fn parse_server(
             ));
         }
     }
-    let own = |key: &str| -> Option<Val> {
-        let p = params.iter().rev().find(|p| p.key == key)?;
+    let b = BlockValues {
+        params,
+        default,
+        block,
+        header,
+    };
+    let mut v: BTreeMap<&'static str, Option<Val>> = BTreeMap::new();
+    b.addresses(&mut v, env)?;
+    b.connection(&mut v, env)?;
+    b.scripts_and_flags(&mut v);
+    b.directories_and_roles(&mut v, env);
+    b.ping(&mut v)?;
+    let mut resolved = Resolved::default();
+    for (key, val) in v {
+        if let Some(mut val) = val {
+            if truthy(&val.text) {
+                val.text = strip_quotes(&val.text);
+            }
+            resolved.vals.insert(key, val);
+        }
+    }
+    debug_assert!(resolved.vals.keys().all(|k| PARAMS.contains(k)));
+    Ok(resolved)
+}
+
+/// One block's parameters over the defaults it inherits, looked up the
+/// ways Config.pm does.
+struct BlockValues<'a> {
+    params: &'a [Param],
+    default: Option<&'a Resolved>,
+    block: &'a str,
+    header: &'a Loc,
+}
+
+type Values = BTreeMap<&'static str, Option<Val>>;
+
+fn builtin(text: &str) -> Val {
+    Val {
+        text: text.to_string(),
+        at: None,
+    }
+}
+
+impl BlockValues<'_> {
+    /// The block's own value (the last one given).
+    fn own(&self, key: &str) -> Option<Val> {
+        let p = self.params.iter().rev().find(|p| p.key == key)?;
         p.value.as_ref().map(|text| Val {
             text: text.clone(),
             at: Some(p.at.clone()),
         })
-    };
-    let inherited = |key: &str| default.and_then(|d| d.get(key)).cloned();
-    let builtin = |text: &str| Val {
-        text: text.to_string(),
-        at: None,
-    };
-    // Block value, else the default if it is true, else the built-in (`unless ($value{k})`).
-    let or_true_default = |key: &str, fallback: Option<Val>| {
-        own(key)
-            .or_else(|| inherited(key).filter(|v| truthy(&v.text)))
-            .or(fallback)
-    };
-    // Block value, else the default if defined, else the built-in (`if (!defined ...)`).
-    let or_defined_default =
-        |key: &str, fallback: Option<Val>| own(key).or_else(|| inherited(key)).or(fallback);
+    }
 
-    let get_ip = |host: Option<&Val>| -> Result<Option<Val>> {
+    fn inherited(&self, key: &str) -> Option<Val> {
+        self.default.and_then(|d| d.get(key)).cloned()
+    }
+
+    /// Block value, else the default if it is true, else the built-in
+    /// (`unless ($value{k})`).
+    fn or_true_default(&self, key: &str, fallback: Option<Val>) -> Option<Val> {
+        self.own(key)
+            .or_else(|| self.inherited(key).filter(|v| truthy(&v.text)))
+            .or(fallback)
+    }
+
+    /// Block value, else the default if defined, else the built-in (`if
+    /// (!defined ...)`).
+    fn or_defined_default(&self, key: &str, fallback: Option<Val>) -> Option<Val> {
+        self.own(key).or_else(|| self.inherited(key)).or(fallback)
+    }
+
+    /// The address of `host`, through the resolver.
+    fn ip_of(&self, host: Option<&Val>, env: &Env) -> Result<Option<Val>> {
         let Some(host) = host else { return Ok(None) };
         let result = if host.text.is_empty() {
             Err(anyhow!("empty host name"))
@@ -582,152 +650,168 @@ fn parse_server(
             })),
             Err(e) => Err(val_error(
                 host,
-                block,
-                header,
+                self.block,
+                self.header,
                 format_args!("cannot get the IP address of host '{}': {e:#}", host.text),
             )),
         }
-    };
-
-    let mut v: BTreeMap<&'static str, Option<Val>> = BTreeMap::new();
-    let hostname = own("hostname");
-    let mut ip = own("ip");
-    if !ip.as_ref().is_some_and(|i| truthy(&i.text)) {
-        ip = get_ip(hostname.as_ref())?;
     }
-    v.insert("node_label", own("node_label"));
-    v.insert("port", or_true_default("port", Some(builtin("3306"))));
 
-    let ssh_host = own("ssh_host").or_else(|| hostname.clone());
-    let same_host = match (&hostname, &ssh_host) {
-        (Some(h), Some(s)) => truthy(&h.text) && truthy(&s.text) && h.text == s.text,
-        _ => false,
-    };
-    let ssh_ip = if same_host {
-        ip.clone()
-    } else {
-        get_ip(ssh_host.as_ref())?
-    };
-    v.insert("hostname", hostname);
-    v.insert("ip", ip);
-    v.insert("ssh_host", ssh_host);
-    v.insert("ssh_ip", ssh_ip);
-    v.insert("ssh_port", or_true_default("ssh_port", Some(builtin("22"))));
-
-    let mut ssh_options = own("ssh_options");
-    if let Some(o) = ssh_options.as_mut().filter(|o| truthy(&o.text)) {
-        o.text.retain(|c| c != '\'' && c != '"');
-        if truthy(&o.text) {
-            env.ssh_options = Some(o.text.clone());
-            env.timeout_pending = true;
+    /// hostname, ip (resolved when not given), port, the SSH host and
+    /// address (the same as the server's unless ssh_host differs).
+    fn addresses(&self, v: &mut Values, env: &Env) -> Result<()> {
+        let hostname = self.own("hostname");
+        let mut ip = self.own("ip");
+        if !ip.as_ref().is_some_and(|i| truthy(&i.text)) {
+            ip = self.ip_of(hostname.as_ref(), env)?;
         }
-    }
-    v.insert("ssh_options", ssh_options);
-
-    let timeout =
-        or_true_default("ssh_connection_timeout", Some(builtin("5"))).expect("has a default");
-    let seconds = check_positive_int("ssh_connection_timeout", &timeout, block, header)?;
-    if env.timeout_pending {
-        env.check_timeout = Some(seconds);
-        env.timeout_pending = false;
-    }
-    v.insert("ssh_connection_timeout", Some(timeout));
-
-    v.insert("user", or_true_default("user", Some(builtin("root"))));
-    v.insert(
-        "password",
-        or_defined_default("password", Some(builtin(""))),
-    );
-    for key in [
-        "repl_user",
-        "repl_password",
-        "master_pid_file",
-        "init_conf_load_script",
-        "secondary_check_script",
-        "shutdown_script",
-        "report_script",
-        "master_ip_failover_script",
-        "master_ip_online_change_script",
-        "manager_log",
-        "client_bindir",
-        "client_libdir",
-    ] {
-        v.insert(key, or_defined_default(key, None));
-    }
-    v.insert(
-        "log_level",
-        or_true_default("log_level", Some(builtin("info"))),
-    );
-    for (key, fallback) in [
-        ("disable_log_bin", "0"),
-        ("handle_raw_binlog", "1"),
-        ("check_repl_delay", "1"),
-        ("check_repl_filter", "1"),
-        ("latest_priority", "1"),
-        ("multi_tier_slave", "0"),
-        ("skip_reset_slave", "0"),
-        ("use_gtid_auto_pos", "1"),
-    ] {
-        v.insert(key, or_defined_default(key, Some(builtin(fallback))));
+        v.insert("node_label", self.own("node_label"));
+        v.insert("port", self.or_true_default("port", Some(builtin("3306"))));
+        let ssh_host = self.own("ssh_host").or_else(|| hostname.clone());
+        let same_host = match (&hostname, &ssh_host) {
+            (Some(h), Some(s)) => truthy(&h.text) && truthy(&s.text) && h.text == s.text,
+            _ => false,
+        };
+        let ssh_ip = if same_host {
+            ip.clone()
+        } else {
+            self.ip_of(ssh_host.as_ref(), env)?
+        };
+        v.insert("hostname", hostname);
+        v.insert("ip", ip);
+        v.insert("ssh_host", ssh_host);
+        v.insert("ssh_ip", ssh_ip);
+        Ok(())
     }
 
-    let mut binlog_dir = or_true_default(
-        "master_binlog_dir",
-        Some(builtin("/var/lib/mysql,/var/log/mysql")),
-    );
-    if let Some(d) = binlog_dir.as_mut().filter(|d| truthy(&d.text)) {
-        d.text.retain(|c| !(c.is_ascii() && is_blank(c as u8)));
-    }
-    v.insert("master_binlog_dir", binlog_dir);
-    v.insert(
-        "manager_workdir",
-        or_true_default("manager_workdir", Some(builtin("/var/tmp"))),
-    );
-    v.insert(
-        "remote_workdir",
-        or_true_default("remote_workdir", Some(builtin("/var/tmp"))),
-    );
-    let me = env.current_user.as_deref().map(builtin);
-    v.insert("ssh_user", or_true_default("ssh_user", me));
-    for key in [
-        "candidate_master",
-        "no_master",
-        "ignore_fail",
-        "skip_init_ssh_check",
-    ] {
-        v.insert(key, own(key).or(Some(builtin("0"))));
-    }
-
-    let mut ping_type =
-        or_defined_default("ping_type", Some(builtin("SELECT"))).expect("has a default");
-    ping_type.text.make_ascii_uppercase();
-    if !matches!(ping_type.text.as_str(), "CONNECT" | "SELECT" | "INSERT") {
-        return Err(val_error(
-            &ping_type,
-            block,
-            header,
-            format_args!(
-                "ping_type must be CONNECT, SELECT or INSERT, not '{}' {REFUSED}",
-                ping_type.text
-            ),
-        ));
-    }
-    v.insert("ping_type", Some(ping_type));
-    let interval = or_defined_default("ping_interval", Some(builtin("3"))).expect("has a default");
-    check_positive_int("ping_interval", &interval, block, header)?;
-    v.insert("ping_interval", Some(interval));
-
-    let mut resolved = Resolved::default();
-    for (key, val) in v {
-        if let Some(mut val) = val {
-            if truthy(&val.text) {
-                val.text = strip_quotes(&val.text);
+    /// ssh_port, ssh_options (quotes removed; the last block that sets
+    /// them wins for every host, as in MHA), the connect timeout, the
+    /// MySQL account.
+    fn connection(&self, v: &mut Values, env: &mut Env) -> Result<()> {
+        v.insert(
+            "ssh_port",
+            self.or_true_default("ssh_port", Some(builtin("22"))),
+        );
+        let mut ssh_options = self.own("ssh_options");
+        if let Some(o) = ssh_options.as_mut().filter(|o| truthy(&o.text)) {
+            o.text.retain(|c| c != '\'' && c != '"');
+            if truthy(&o.text) {
+                env.ssh_options = Some(o.text.clone());
+                env.timeout_pending = true;
             }
-            resolved.vals.insert(key, val);
+        }
+        v.insert("ssh_options", ssh_options);
+        let timeout = self
+            .or_true_default("ssh_connection_timeout", Some(builtin("5")))
+            .expect("has a default");
+        let seconds =
+            check_positive_int("ssh_connection_timeout", &timeout, self.block, self.header)?;
+        if env.timeout_pending {
+            env.check_timeout = Some(seconds);
+            env.timeout_pending = false;
+        }
+        v.insert("ssh_connection_timeout", Some(timeout));
+        v.insert("user", self.or_true_default("user", Some(builtin("root"))));
+        v.insert(
+            "password",
+            self.or_defined_default("password", Some(builtin(""))),
+        );
+        Ok(())
+    }
+
+    /// The replication account, the scripts, the log level and MHA's
+    /// switches.
+    fn scripts_and_flags(&self, v: &mut Values) {
+        for key in [
+            "repl_user",
+            "repl_password",
+            "master_pid_file",
+            "init_conf_load_script",
+            "secondary_check_script",
+            "shutdown_script",
+            "report_script",
+            "master_ip_failover_script",
+            "master_ip_online_change_script",
+            "manager_log",
+            "client_bindir",
+            "client_libdir",
+        ] {
+            v.insert(key, self.or_defined_default(key, None));
+        }
+        v.insert(
+            "log_level",
+            self.or_true_default("log_level", Some(builtin("info"))),
+        );
+        for (key, fallback) in [
+            ("disable_log_bin", "0"),
+            ("handle_raw_binlog", "1"),
+            ("check_repl_delay", "1"),
+            ("check_repl_filter", "1"),
+            ("latest_priority", "1"),
+            ("multi_tier_slave", "0"),
+            ("skip_reset_slave", "0"),
+            ("use_gtid_auto_pos", "1"),
+        ] {
+            v.insert(key, self.or_defined_default(key, Some(builtin(fallback))));
         }
     }
-    debug_assert!(resolved.vals.keys().all(|k| PARAMS.contains(k)));
-    Ok(resolved)
+
+    /// The binlog and work directories, the SSH user, and the block-only
+    /// roles (never inherited).
+    fn directories_and_roles(&self, v: &mut Values, env: &Env) {
+        let mut binlog_dir = self.or_true_default(
+            "master_binlog_dir",
+            Some(builtin("/var/lib/mysql,/var/log/mysql")),
+        );
+        if let Some(d) = binlog_dir.as_mut().filter(|d| truthy(&d.text)) {
+            d.text.retain(|c| !(c.is_ascii() && is_blank(c as u8)));
+        }
+        v.insert("master_binlog_dir", binlog_dir);
+        v.insert(
+            "manager_workdir",
+            self.or_true_default("manager_workdir", Some(builtin("/var/tmp"))),
+        );
+        v.insert(
+            "remote_workdir",
+            self.or_true_default("remote_workdir", Some(builtin("/var/tmp"))),
+        );
+        let me = env.current_user.as_deref().map(builtin);
+        v.insert("ssh_user", self.or_true_default("ssh_user", me));
+        for key in [
+            "candidate_master",
+            "no_master",
+            "ignore_fail",
+            "skip_init_ssh_check",
+        ] {
+            v.insert(key, self.own(key).or(Some(builtin("0"))));
+        }
+    }
+
+    /// ping_type (one of three) and ping_interval (a positive number).
+    fn ping(&self, v: &mut Values) -> Result<()> {
+        let mut ping_type = self
+            .or_defined_default("ping_type", Some(builtin("SELECT")))
+            .expect("has a default");
+        ping_type.text.make_ascii_uppercase();
+        if !matches!(ping_type.text.as_str(), "CONNECT" | "SELECT" | "INSERT") {
+            return Err(val_error(
+                &ping_type,
+                self.block,
+                self.header,
+                format_args!(
+                    "ping_type must be CONNECT, SELECT or INSERT, not '{}' {REFUSED}",
+                    ping_type.text
+                ),
+            ));
+        }
+        v.insert("ping_type", Some(ping_type));
+        let interval = self
+            .or_defined_default("ping_interval", Some(builtin("3")))
+            .expect("has a default");
+        check_positive_int("ping_interval", &interval, self.block, self.header)?;
+        v.insert("ping_interval", Some(interval));
+        Ok(())
+    }
 }
 
 /// Runs `init_conf_load_script` as MHA's backticks do (see [`super::backticks`]) and reads its output
