@@ -220,8 +220,13 @@ pub fn attempt(setup: &Setup, state: &StateDir) -> Result<Attempt> {
     let Some(p) = read(state)? else {
         return Ok(Attempt::Nothing);
     };
-    let (hosts, unreachable, old, masters) = match reach(setup, &p)? {
-        Reach::Reached(r) => r,
+    let Reached {
+        hosts,
+        unreachable,
+        old,
+        masters,
+    } = match reach(setup, &p)? {
+        Reach::Reached(r) => *r,
         Reach::NotYet(why) => return Ok(Attempt::NotYet(why)),
     };
     let lock = crate::ssh::keeper::acquire_within(state, "fence", Duration::from_secs(10))?;
@@ -277,11 +282,19 @@ pub fn attempt(setup: &Setup, state: &StateDir) -> Result<Attempt> {
     outcome
 }
 
-/// Whether the old master can be fenced now, with what was read to know.
+/// What was read to fence the old master now: every host connected (and
+/// those that were not), the old master's server, and the host(s) that are
+/// master now.
+struct Reached {
+    hosts: Vec<Host>,
+    unreachable: Vec<(String, String)>,
+    old: ServerInfo,
+    masters: Vec<String>,
+}
+
+/// Whether the old master can be fenced now.
 enum Reach {
-    /// Every host connected (and those that were not), the old master's
-    /// server, and the host(s) that are master now.
-    Reached((Vec<Host>, Vec<(String, String)>, ServerInfo, Vec<String>)),
+    Reached(Box<Reached>),
     NotYet(String),
 }
 
@@ -338,7 +351,12 @@ fn reach(setup: &Setup, p: &Pending) -> Result<Reach> {
             }
         );
     }
-    Ok(Reach::Reached((hosts, unreachable, old, masters)))
+    Ok(Reach::Reached(Box::new(Reached {
+        hosts,
+        unreachable,
+        old,
+        masters,
+    })))
 }
 
 /// The old master's spec, its application accounts and sessions (to

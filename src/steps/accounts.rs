@@ -14,8 +14,6 @@ use crate::mysql::Script;
 use crate::ops::{self, read_only::unix_ms, sessions};
 use crate::state::journal::{Entry, Journal};
 
-/// The id of the block step; its undo is what start and recover give back.
-
 /// Take the application accounts' rights away (per `method`).
 ///
 /// The grants are read again in the block's own script, just before the
