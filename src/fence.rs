@@ -175,10 +175,10 @@ fn spawn(paths: &ConfigPaths, state: &StateDir) -> Result<u32> {
         .map(Ok)
         .unwrap_or_else(|| crate::state::create_private(&state.fence_log()))?;
     let mut cmd = std::process::Command::new(exe);
+    crate::fault::forget(&mut cmd);
     cmd.arg("fence")
         .args(paths.as_args())
         .arg("--wait")
-        .env_remove(crate::fault::VAR)
         .env_remove(crate::state::journal::SWITCH_ID_VAR)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -70,11 +70,12 @@ fn check_fails_when_db2_host_key_is_wrong() {
         .and_then(|l| l.split_whitespace().nth(2))
         .expect("db1 in known_hosts")
         .to_string();
+    let db2_ip = lab.var("MHALAB_IP_db2");
     let bad = edited_copy(&kh, "wrong-db2", |t| {
         t.lines()
             .map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                if f.len() >= 3 && (f[0].split(',').any(|n| n == "db2" || n == "198.51.100.12")) {
+                if f.len() >= 3 && (f[0].split(',').any(|n| n == "db2" || n == db2_ip)) {
                     format!("{} {} {}", f[0], f[1], db1_key)
                 } else {
                     l.to_string()

@@ -52,19 +52,22 @@ fn up_twice_is_fine_and_down_leaves_nothing_running() {
         .args(["-br", "link"])
         .output()
         .unwrap();
-    let sudo_rule_left = exists("/etc/sudoers.d/mhalab");
+    let sudo_rule_left = exists(&match lab.var("MHALAB_INSTANCE").as_str() {
+        "0" => "/etc/sudoers.d/mhalab".to_string(),
+        n => format!("/etc/sudoers.d/mhalab{n}"),
+    });
     let twice = common::lab_raw(&["down"]);
     // bring it back before asserting, so later tests find a lab
     common::lab(&["up"]);
     assert!(twice.status.success(), "down twice: {}", both(&twice));
     assert!(live.is_empty(), "processes left after down: {live:?}");
     assert!(
-        !stdout(&netns).contains("mhalab-"),
+        !stdout(&netns).contains(&lab.var("MHALAB_NS_PREFIX")),
         "namespaces left: {}",
         stdout(&netns)
     );
     assert!(
-        !stdout(&links).contains("mhalab0"),
+        !stdout(&links).contains(&lab.var("MHALAB_BRIDGE")),
         "bridge left: {}",
         stdout(&links)
     );

@@ -43,14 +43,16 @@ CREATE USER 'locked_u'@'%' IDENTIFIED BY 'x-Lab-1' ACCOUNT LOCK;
 GRANT SELECT, INSERT ON appdb.t1 TO 'locked_u'@'%';
 CREATE USER 'tls_u'@'%' IDENTIFIED BY 'x-Lab-1' REQUIRE SSL WITH MAX_USER_CONNECTIONS 5 MAX_QUERIES_PER_HOUR 100;
 GRANT SELECT (id), UPDATE (val) ON appdb.t1 TO 'tls_u'@'%';
-CREATE USER 'it''s'@'198.51.100.%' IDENTIFIED BY 'x-Lab-1';
-GRANT SELECT, DELETE ON appdb.* TO 'it''s'@'198.51.100.%'";
+CREATE USER 'it''s'@'NET.%' IDENTIFIED BY 'x-Lab-1';
+GRANT SELECT, DELETE ON appdb.* TO 'it''s'@'NET.%'";
 
 fn with_awkward_accounts(lab: &Lab) {
     // the application's password, so that app_sql can log in as them
     lab.mysql(
         "db1",
-        &AWKWARD.replace("x-Lab-1", &lab.var("MHALAB_APP_PASSWORD")),
+        &AWKWARD
+            .replace("x-Lab-1", &lab.var("MHALAB_APP_PASSWORD"))
+            .replace("'NET.%'", &format!("'{}.%'", lab.var("MHALAB_NET"))),
     );
     // replicated to db2 and db3
     assert!(wait_for(std::time::Duration::from_secs(10), || {

@@ -10,7 +10,22 @@ use std::time::Duration;
 
 use common::*;
 
-const VIP_CONF: &str = "[default]\nwriter_vip = 198.51.100.100/24\ncluster_interface = eth0\nrequires_sudo = yes\ngrace_period = 1\n";
+/// The lab's writer VIP (`address/prefix`) and its address alone.
+fn vip(lab: &Lab) -> String {
+    lab.var("MHALAB_VIP")
+}
+
+fn vip_addr(lab: &Lab) -> String {
+    vip(lab).split('/').next().unwrap().to_string()
+}
+
+/// The helper settings of these tests: the lab's VIP through sudo.
+fn vip_conf(lab: &Lab) -> String {
+    format!(
+        "[default]\nwriter_vip = {}\ncluster_interface = eth0\nrequires_sudo = yes\ngrace_period = 1\n",
+        vip(lab)
+    )
+}
 
 fn vip_holders(lab: &Lab, vip: &str) -> Vec<&'static str> {
     let addr = vip.split('/').next().unwrap();
@@ -50,18 +65,19 @@ struct VipWriter {
 impl VipWriter {
     fn start(lab: &Lab) -> VipWriter {
         let cnf = lab.app_client_cnf("app");
-        let stop = PathBuf::from("/tmp/mha-helper-vip-writer.stop");
-        let out = PathBuf::from("/tmp/mha-helper-vip-writer.out");
+        let stop = lab.dir().join("manager/vip-writer.stop");
+        let out = lab.dir().join("manager/vip-writer.out");
         let _ = std::fs::remove_file(&stop);
         let _ = std::fs::remove_file(&out);
         let script = format!(
             "while [ ! -e {stop} ]; do \
-               h=$(mysql --defaults-extra-file={cnf} -h 198.51.100.100 --connect-timeout=1 -N appdb \
+               h=$(mysql --defaults-extra-file={cnf} -h {vip} --connect-timeout=1 -N appdb \
                    -e \"INSERT INTO writes (ts, src) VALUES (NOW(6), @@hostname); SELECT @@hostname\" 2>/dev/null) \
                && echo \"$(date +%s%N) $h\" >> {out}; \
              done",
             stop = stop.display(),
-            out = out.display()
+            out = out.display(),
+            vip = vip_addr(lab),
         );
         let child = Command::new(repo().join("scripts/lab"))
             .args(["exec", "mgr", "sh", "-c", &script])
@@ -110,8 +126,8 @@ impl VipWriter {
 }
 
 fn setup_vip(lab: &Lab) {
-    lab.set_helper_conf(VIP_CONF);
-    lab.exec("db1", "ip addr add 198.51.100.100/24 dev eth0");
+    lab.set_helper_conf(&vip_conf(lab));
+    lab.exec("db1", &format!("ip addr add {} dev eth0", vip(lab)));
     let c = lab.check(&[]);
     assert_eq!(c.status.code(), Some(0), "{}", both(&c));
 }
@@ -131,15 +147,15 @@ fn writes_through_the_vip_continue_across_an_online_switchover_and_arp_follows()
         "writes went db1 then db2 through the VIP"
     );
     assert!(gap < 3000, "write outage through the VIP was {gap} ms");
-    assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db2"]);
+    assert_eq!(vip_holders(&lab, &vip(&lab)), vec!["db2"]);
     let db2_mac = mac(&lab, "db2");
     assert!(
         wait_for(Duration::from_secs(5), || mgr_neighbour(
             &lab,
-            "198.51.100.100"
+            &vip_addr(&lab)
         ) == db2_mac),
         "the manager's ARP cache still says {} for the VIP, db2 is {db2_mac}",
-        mgr_neighbour(&lab, "198.51.100.100")
+        mgr_neighbour(&lab, &vip_addr(&lab))
     );
     let c = lab.check(&[]);
     assert_eq!(c.status.code(), Some(0), "{}", both(&c));
@@ -159,14 +175,14 @@ fn writes_through_the_vip_continue_across_a_dead_master_failover() {
     assert_eq!(hosts.last().map(String::as_str), Some("db2"), "{hosts:?}");
     assert!(gap < 10_000, "write outage through the VIP was {gap} ms");
     assert_eq!(
-        vip_holders(&lab, "198.51.100.100/24"),
+        vip_holders(&lab, &vip(&lab)),
         vec!["db2"],
         "stopssh removes it from db1, start adds it on db2"
     );
     let db2_mac = mac(&lab, "db2");
     assert!(wait_for(Duration::from_secs(5), || mgr_neighbour(
         &lab,
-        "198.51.100.100"
+        &vip_addr(&lab)
     ) == db2_mac));
     let log = std::fs::read_to_string(lab.var("MHALAB_MANAGER_LOG")).unwrap();
     assert!(log.contains("writer VIP removed"), "{log}");
@@ -179,11 +195,11 @@ fn vip_removal_and_addition_are_idempotent_and_status_checks_it() {
     let status = lab.failover_hook(&[
         "--command=status",
         "--orig_master_host=db1",
-        "--orig_master_ip=198.51.100.11",
+        &format!("--orig_master_ip={}", lab.var("MHALAB_IP_db1")),
     ]);
     assert_eq!(status.status.code(), Some(0), "{}", both(&status));
     assert!(
-        stderr(&status).contains("writer VIP 198.51.100.100/24 on db1"),
+        stderr(&status).contains(&format!("writer VIP {} on db1", vip(&lab))),
         "{}",
         both(&status)
     );
@@ -207,13 +223,16 @@ fn vip_removal_and_addition_are_idempotent_and_status_checks_it() {
         "{}",
         both(&second)
     );
-    assert!(vip_holders(&lab, "198.51.100.100/24").is_empty());
+    assert!(vip_holders(&lab, &vip(&lab)).is_empty());
 
     // status fails when the master does not hold the VIP
     let status = lab.failover_hook(&["--command=status", "--orig_master_host=db1"]);
     assert_ne!(status.status.code(), Some(0), "{}", both(&status));
     assert!(
-        stderr(&status).contains("writer VIP 198.51.100.100/24 is not on the master db1"),
+        stderr(&status).contains(&format!(
+            "writer VIP {} is not on the master db1",
+            vip(&lab)
+        )),
         "{}",
         both(&status)
     );
@@ -227,10 +246,10 @@ fn vip_removal_and_addition_are_idempotent_and_status_checks_it() {
     for _ in 0..2 {
         let o = lab.failover_hook(&start);
         assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-        assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db1"]);
+        assert_eq!(vip_holders(&lab, &vip(&lab)), vec!["db1"]);
     }
     // a VIP on two hosts, then on none, fails check
-    lab.exec("db3", "ip addr add 198.51.100.100/24 dev eth0");
+    lab.exec("db3", &format!("ip addr add {} dev eth0", vip(&lab)));
     let c = lab.check(&[]);
     assert_eq!(c.status.code(), Some(1), "{}", both(&c));
     assert!(
@@ -238,8 +257,8 @@ fn vip_removal_and_addition_are_idempotent_and_status_checks_it() {
         "{}",
         both(&c)
     );
-    lab.exec("db1", "ip addr del 198.51.100.100/24 dev eth0");
-    lab.exec("db3", "ip addr del 198.51.100.100/24 dev eth0");
+    lab.exec("db1", &format!("ip addr del {} dev eth0", vip(&lab)));
+    lab.exec("db3", &format!("ip addr del {} dev eth0", vip(&lab)));
     let c = lab.check(&[]);
     assert_eq!(c.status.code(), Some(1), "{}", both(&c));
     assert!(stdout(&c).contains("is on no host"), "{}", both(&c));
@@ -255,7 +274,7 @@ fn a_rollback_puts_the_vip_back_on_the_old_master() {
         &[("MHA_HELPER_FAULT", "fail@after:vip-leave-old-master")],
     );
     assert_ne!(o.status.code(), Some(0), "{}", both(&o));
-    assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db1"]);
+    assert_eq!(vip_holders(&lab, &vip(&lab)), vec!["db1"]);
     assert_eq!(lab.settled_state(), before);
     // and after a crash at the same point, recover does it
     let o = lab.online_hook(
@@ -266,10 +285,10 @@ fn a_rollback_puts_the_vip_back_on_the_old_master() {
         &[("MHA_HELPER_FAULT", "kill@after:vip-leave-old-master")],
     );
     assert_ne!(o.status.code(), Some(0));
-    assert!(vip_holders(&lab, "198.51.100.100/24").is_empty());
+    assert!(vip_holders(&lab, &vip(&lab)).is_empty());
     let r = lab.recover();
     assert_eq!(r.status.code(), Some(0), "{}", both(&r));
-    assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db1"]);
+    assert_eq!(vip_holders(&lab, &vip(&lab)), vec!["db1"]);
     assert_eq!(lab.settled_state(), before);
 }
 
@@ -344,20 +363,23 @@ fn habets_arping_run_through_sudo_announces_the_vip_on_the_new_master() {
     );
     setup_vip(&lab);
     // the manager has db1's address cached for the VIP
-    lab.exec("mgr", "ping -c 1 -W 1 198.51.100.100 >/dev/null; true");
-    assert_eq!(mgr_neighbour(&lab, "198.51.100.100"), mac(&lab, "db1"));
+    lab.exec(
+        "mgr",
+        &format!("ping -c 1 -W 1 {} >/dev/null; true", vip_addr(&lab)),
+    );
+    assert_eq!(mgr_neighbour(&lab, &vip_addr(&lab)), mac(&lab, "db1"));
     let o = lab.switchover("db2", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db2"]);
+    assert_eq!(vip_holders(&lab, &vip(&lab)), vec!["db2"]);
     let db2_mac = mac(&lab, "db2");
     assert!(
         wait_for(Duration::from_secs(5), || mgr_neighbour(
             &lab,
-            "198.51.100.100"
+            &vip_addr(&lab)
         ) == db2_mac),
         "no announcement reached the manager: its ARP cache still says {} for the VIP, db2 is \
          {db2_mac}",
-        mgr_neighbour(&lab, "198.51.100.100")
+        mgr_neighbour(&lab, &vip_addr(&lab))
     );
 }
 
@@ -365,21 +387,28 @@ fn habets_arping_run_through_sudo_announces_the_vip_on_the_new_master() {
 fn ipv6_vip_moves_and_its_unsolicited_na_updates_the_neighbour_cache() {
     let lab = Lab::lock();
     let _perl = TestSudo::perl(&lab);
-    lab.set_helper_conf(
-        "[default]\nwriter_vip = fd00:198:51:100::100/64\ncluster_interface = eth0\nrequires_sudo = yes\n",
-    );
+    lab.set_helper_conf(&format!(
+        "[default]\nwriter_vip = {}\ncluster_interface = eth0\nrequires_sudo = yes\n",
+        lab.var("MHALAB_VIP6")
+    ));
     lab.exec(
         "mgr",
-        "ip -6 addr add fd00:198:51:100::10/64 dev eth0 nodad",
+        &format!(
+            "ip -6 addr add {}::10/64 dev eth0 nodad",
+            lab.var("MHALAB_NET6")
+        ),
     );
     lab.exec(
         "db1",
-        "ip -6 addr add fd00:198:51:100::100/64 dev eth0 nodad",
+        &format!("ip -6 addr add {} dev eth0 nodad", lab.var("MHALAB_VIP6")),
     );
     // the manager talks to the VIP, so it has a neighbour entry for it
-    lab.exec("mgr", "ping -6 -c 1 -W 2 fd00:198:51:100::100");
+    lab.exec(
+        "mgr",
+        &format!("ping -6 -c 1 -W 2 {}::100", lab.var("MHALAB_NET6")),
+    );
     assert_eq!(
-        mgr_neighbour(&lab, "fd00:198:51:100::100"),
+        mgr_neighbour(&lab, &format!("{}::100", lab.var("MHALAB_NET6"))),
         mac(&lab, "db1")
     );
     let stop = lab.failover_hook(&[
@@ -399,17 +428,20 @@ fn ipv6_vip_moves_and_its_unsolicited_na_updates_the_neighbour_cache() {
         "--new_master_user=mha",
     ]);
     assert_eq!(start.status.code(), Some(0), "{}", both(&start));
-    assert_eq!(vip_holders(&lab, "fd00:198:51:100::100/64"), vec!["db2"]);
+    assert_eq!(vip_holders(&lab, &lab.var("MHALAB_VIP6")), vec!["db2"]);
     let db2_mac = mac(&lab, "db2");
     assert!(
         wait_for(Duration::from_secs(5), || mgr_neighbour(
             &lab,
-            "fd00:198:51:100::100"
+            &format!("{}::100", lab.var("MHALAB_NET6"))
         ) == db2_mac),
         "neighbour cache still {}",
-        mgr_neighbour(&lab, "fd00:198:51:100::100")
+        mgr_neighbour(&lab, &format!("{}::100", lab.var("MHALAB_NET6")))
     );
-    lab.exec("mgr", "ip -6 addr del fd00:198:51:100::10/64 dev eth0");
+    lab.exec(
+        "mgr",
+        &format!("ip -6 addr del {}::10/64 dev eth0", lab.var("MHALAB_NET6")),
+    );
 }
 
 #[test]
@@ -418,7 +450,7 @@ fn an_ssh_user_who_may_not_move_the_vip_is_refused_before_any_write_is_blocked()
     setup_vip(&lab);
     // Without sudo, the SSH user mha (not root, no CAP_NET_ADMIN) cannot
     // run `ip addr add|del`.
-    lab.set_helper_conf(&VIP_CONF.replace("requires_sudo = yes", "requires_sudo = no"));
+    lab.set_helper_conf(&vip_conf(&lab).replace("requires_sudo = yes", "requires_sudo = no"));
     let before = lab.state();
     let o = lab.online_hook("stop", "db1", "db2", &[], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
@@ -429,7 +461,7 @@ fn an_ssh_user_who_may_not_move_the_vip_is_refused_before_any_write_is_blocked()
     );
     assert!(!stderr(&o).contains("block-accounts:"), "{}", both(&o));
     assert_eq!(lab.state(), before, "a refused stop changed the cluster");
-    assert_eq!(vip_holders(&lab, "198.51.100.100/24"), vec!["db1"]);
+    assert_eq!(vip_holders(&lab, &vip(&lab)), vec!["db1"]);
     // check says the same, for every host that would have to move it
     let c = lab.check(&[]);
     assert_eq!(c.status.code(), Some(1), "{}", both(&c));

@@ -406,6 +406,7 @@ pub fn spawn(p: &Spawn) -> Result<(KeeperRef, Tether)> {
     let (tether_read, tether_write) = tether_pipe()?;
     let tether_fd = std::os::unix::io::AsRawFd::as_raw_fd(&tether_read);
     let mut cmd = std::process::Command::new(exe);
+    crate::fault::forget(&mut cmd);
     cmd.arg("keeper")
         .args(&p.conf_args)
         .arg("--socket")
@@ -418,7 +419,6 @@ pub fn spawn(p: &Spawn) -> Result<(KeeperRef, Tether)> {
         .arg(p.switch)
         .arg("--tether-fd")
         .arg(TETHER_FD.to_string())
-        .env_remove(crate::fault::VAR)
         .env_remove(crate::state::journal::SWITCH_ID_VAR)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -117,14 +117,15 @@ fn usage(why: &str) -> ! {
     std::process::exit(2)
 }
 
-/// The state directory on a small tmpfs of its own, so that `disk-full`
-/// can fill it; unmounted on drop.
+/// The state directory on a tmpfs of its own (64 MB: room for the history
+/// of a long soak, every switch's journal and MHA output), so that
+/// `disk-full` can fill it; unmounted on drop.
 struct StateFs(PathBuf);
 
 impl StateFs {
     fn mount(dir: &Path) -> StateFs {
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs"])
             .arg(dir)
             .status()
             .is_ok_and(|s| s.success());
@@ -141,7 +142,7 @@ impl StateFs {
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "head -c 64M /dev/zero > {} 2>/dev/null",
+                "head -c 1G /dev/zero > {} 2>/dev/null",
                 self.filler().display()
             ))
             .status();
@@ -241,6 +242,33 @@ fn kill(pids: &[u32], sig: i32) {
     }
 }
 
+/// The hook processes of `phase` themselves: mha-helper, not the `sh -c`
+/// MHA runs them through (killing that shell would orphan the hook, which
+/// then cannot prove it works under the switch's lock: not the fault meant).
+fn hook_pids(phase: &str) -> Vec<u32> {
+    pids_with(&["master-ip-online-change", &format!("--command={phase}")])
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
+                String::from_utf8_lossy(argv0).ends_with("mha-helper")
+            })
+        })
+        .collect()
+}
+
+/// Wait until `find` finds some process (up to `limit`).
+fn appears_by(find: &dyn Fn() -> Vec<u32>, limit: Duration) -> Vec<u32> {
+    let until = Instant::now() + limit;
+    loop {
+        let p = find();
+        if !p.is_empty() || Instant::now() >= until {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Wait until some process matches `words` (up to `limit`).
 fn appears(words: &[&str], limit: Duration) -> Vec<u32> {
     let until = Instant::now() + limit;
@@ -265,10 +293,7 @@ fn inject(
 ) -> String {
     let (orig, new) = hosts;
     let hook = |phase: &str, max: u64, rng: &mut Rng| {
-        let p = appears(
-            &["master-ip-online-change", &format!("--command={phase}")],
-            Duration::from_secs(30),
-        );
+        let p = appears_by(&|| hook_pids(phase), Duration::from_secs(30));
         let d = rng.ms(max);
         std::thread::sleep(d);
         kill(&p, libc::SIGKILL);
@@ -380,6 +405,10 @@ fn judge(
     grants_before: &[Vec<(String, Vec<String>)>],
 ) -> Verdict {
     let mut v = Verdict::default();
+    if exists(&lab.journal().display().to_string()) {
+        v.unsettled
+            .push("a journal is still open: recover could not settle the switch".into());
+    }
     let w = writable(lab);
     match w.as_slice() {
         [m] => v.master = m.clone(),
@@ -499,8 +528,11 @@ fn main() {
         let ledger = writer.finish();
         let mut v = judge(&lab, round, &ledger, &grants_before);
         let text = both(&out);
-        v.refused = text.contains("another mha-helper is working")
-            || text.contains("an unfinished switch is recorded");
+        // The switch itself refused before it ran MHA (a hook's own
+        // refusal inside MHA's output is a fault's effect, not this).
+        v.refused = !text.contains("running masterha_master_switch")
+            && (text.contains("another mha-helper is working")
+                || text.contains("an unfinished switch is recorded"));
         v.two_writable = lab.watchdog_violations().len() - seen;
         let line = format!(
             "round {round:>4} {done:<28} {master}->{new} switchover={} recover={:?} master={} acked={} lost={} split={} unsettled={} grants={} refused={} two-writable={} {:.1}s {}",
