@@ -87,7 +87,7 @@ fn watchdog_keeps_sampling_across_a_reset_and_a_killed_master_without_a_false_vi
         && w.samples_of("db3") > 5));
 
     common::lab(&["reset"]);
-    lab.reset_with_password(DEFAULT_MHA_PASSWORD);
+    lab.reset_with_password(&default_mha_password());
     let before_kill = lab.watchdog().readings("db1").len();
     common::lab(&["kill-mysql", "db1"]);
     std::thread::sleep(Duration::from_millis(200));

@@ -366,6 +366,17 @@ pub fn acquire_within(state: &StateDir, command: &str, wait: Duration) -> Result
     let Some(owner) = e.downcast_ref::<Busy>().and_then(|b| b.owner.clone()) else {
         return Err(e);
     };
+    if owner.command == "keeper" && closing(state, &owner) {
+        // Its stop ended without handing it over: it lets go of the lock
+        // within moments (the tether).
+        log::debug!(
+            "the session keeper pid {} is ending; waiting for the lock",
+            owner.pid
+        );
+        if let Ok(l) = AppLock::acquire_within(state, command, CLOSING_WAIT) {
+            return Ok(l);
+        }
+    }
     let Some(why) = orphan(state, &owner) else {
         return Err(e);
     };
@@ -373,6 +384,22 @@ pub fn acquire_within(state: &StateDir, command: &str, wait: Duration) -> Result
     end_orphan(state, &owner).with_context(|| format!("{why}; ending it failed"))?;
     log::warn!("ended the orphaned session keeper pid {}", owner.pid);
     AppLock::acquire_within(state, command, Duration::from_secs(1))
+}
+
+/// How long a command waits for a session keeper that is ending to let go
+/// of the lock.
+const CLOSING_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether the keeper named by `owner` is ending: the phase that started
+/// it is gone and it no longer answers on its socket (a keeper that serves
+/// a switch answers; one whose tether closed is on its way out).
+fn closing(state: &StateDir, owner: &Owner) -> bool {
+    let spawner_gone = owner.spawner.is_none_or(|p| !crate::state::lock::alive(p));
+    let k = KeeperRef {
+        socket: state.keeper_socket(),
+        pid: owner.pid,
+    };
+    spawner_gone && ping(&k).is_err()
 }
 
 /// What `spawn` needs to start a keeper.

@@ -42,8 +42,14 @@ pub fn lab_script() -> PathBuf {
     repo().join("scripts/lab")
 }
 
-/// The MHA password every test starts from.
-pub const DEFAULT_MHA_PASSWORD: &str = "mha-Admin-Lab-1";
+/// The MHA password every test starts from: its lab instance's (see
+/// scripts/lab), so that labs side by side never carry each other's.
+pub fn default_mha_password() -> String {
+    match std::env::var("MHALAB_INSTANCE").as_deref() {
+        Ok("0") | Err(_) => "mha-Admin-Lab-1".into(),
+        Ok(n) => format!("mha-Admin-Lab{n}x1"),
+    }
+}
 
 /// Run `scripts/lab ARGS`, returning its output (never panics). The hooks
 /// point at this build's binary; the MHA password is the default unless
@@ -56,7 +62,7 @@ pub fn lab_raw_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(lab_script());
     cmd.args(args)
         .env("MHALAB_HOOK_BIN", bin())
-        .env("MHALAB_MHA_PASSWORD", DEFAULT_MHA_PASSWORD);
+        .env("MHALAB_MHA_PASSWORD", default_mha_password());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -400,6 +406,14 @@ impl LeakWatch {
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let me = std::process::id();
+        // Labs run side by side: another lab's processes are not ours.
+        let other_lab = |environ: &str| {
+            let mine = format!(
+                "MHALAB_INSTANCE={}",
+                std::env::var("MHALAB_INSTANCE").unwrap_or_else(|_| "0".into())
+            );
+            environ.contains("MHALAB_INSTANCE=") && !environ.contains(&mine)
+        };
         let handle = std::thread::spawn(move || {
             let mut hits = Vec::new();
             let mut samples = 0u64;
@@ -414,6 +428,12 @@ impl LeakWatch {
                         continue;
                     };
                     if pid == me {
+                        continue;
+                    }
+                    let environ = std::fs::read(format!("/proc/{pid}/environ"))
+                        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                        .unwrap_or_default();
+                    if other_lab(&environ) {
                         continue;
                     }
                     for what in ["cmdline", "environ"] {
