@@ -186,6 +186,10 @@ pub fn rollback(
         log::warn!("{host}: undo {step}: {}", undo.describe());
         let started = Instant::now();
         let ms = || started.elapsed().as_millis() as u64;
+        // Each undo with its own host's undo_timeout.
+        let timeout = ctx
+            .find(&host)
+            .map_or(timeout, |h| h.spec.settings.undo_timeout);
         match apply_undo(&undo, ctx, timeout) {
             Ok(()) => {
                 if let Err(e) = journal.undone(&step, &host) {

@@ -32,7 +32,7 @@ use crate::engine::{self, JournalUse, OnFailure, Policy};
 use crate::exit::{bad_input, is_refusal, Code};
 use crate::fence;
 use crate::grants::Snapshot;
-use crate::mha_args::HookArgs;
+use crate::mha_args::{FailoverArgs, HookArgs, MasterArg};
 use crate::online::HookOptions;
 use crate::ops;
 use crate::report::{emit, Report};
@@ -47,7 +47,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(30);
 pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
     log::info!("master-ip-failover {}", args.redacted());
     let setup = opts.paths.load()?;
-    let command = args.require("command").map_err(bad_input)?.to_string();
+    let args = &FailoverArgs::from(args).map_err(bad_input)?;
+    let command = args.command.clone();
     crate::fault::set_phase(&command);
     let started = Instant::now();
     let mut report = Report::new("master-ip-failover", &command);
@@ -65,15 +66,16 @@ pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
     Ok(code)
 }
 
-fn status(setup: &Setup, args: &HookArgs, report: &mut Report) -> Result<Code> {
-    let orig = setup.hostname(args.require("orig_master_host").map_err(bad_input)?)?;
+fn status(setup: &Setup, args: &FailoverArgs, report: &mut Report) -> Result<Code> {
+    let dead = args.dead_master().map_err(bad_input)?;
+    let orig = setup.hostname(&dead.host)?;
     report.orig_master = Some(orig.clone());
     let server = setup
         .mha
         .server(&orig)
         .ok_or_else(|| anyhow!("no block for {orig}"))?;
-    if let Some(ip) = args.value("orig_master_ip") {
-        if ip != server.ip {
+    if let Some(ip) = &dead.ip {
+        if *ip != server.ip {
             bail!(
                 "MHA says the master {orig} is at {ip}, but {} says {}; fix the config",
                 setup.mha.app_path.display(),
@@ -198,12 +200,12 @@ fn run_steps(
 
 fn stop(
     setup: &Setup,
-    args: &HookArgs,
+    args: &FailoverArgs,
     ssh_reachable: bool,
     dry_run: bool,
     report: &mut Report,
 ) -> Result<Code> {
-    let orig = setup.hostname(args.require("orig_master_host").map_err(bad_input)?)?;
+    let orig = setup.hostname(&args.dead_master().map_err(bad_input)?.host)?;
     report.orig_master = Some(orig.clone());
     let state = setup.state()?;
     let pending = |why: &str, ssh: bool| {
@@ -351,11 +353,13 @@ fn expected_grants(state: &StateDir) -> Option<(Vec<Snapshot>, String)> {
     ))
 }
 
-fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> Result<Code> {
-    let new = setup.hostname(args.require("new_master_host").map_err(bad_input)?)?;
+fn start(setup: &Setup, args: &FailoverArgs, dry_run: bool, report: &mut Report) -> Result<Code> {
+    let new_arg = args.new_master().map_err(bad_input)?;
+    let new = setup.hostname(&new_arg.host)?;
     let orig = args
-        .value("orig_master_host")
-        .map(|o| setup.hostname(o))
+        .orig
+        .as_ref()
+        .map(|o| setup.hostname(&o.host))
         .transpose()?;
     report.orig_master = orig.clone();
     report.new_master = Some(new.clone());
@@ -367,7 +371,7 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
         .as_ref()
         .filter(|p| !p.ssh_reachable && Some(&p.host) == orig.as_ref())
         .map(|p| p.host.clone());
-    let specs = start_specs(setup, args, &new, skip.as_deref())?;
+    let specs = start_specs(setup, new_arg, &new, skip.as_deref())?;
     let settings = specs
         .iter()
         .find(|s| s.name == new)
@@ -447,7 +451,7 @@ fn start(setup: &Setup, args: &HookArgs, dry_run: bool, report: &mut Report) -> 
 /// `skip`), the new master's with the credentials MHA passed.
 fn start_specs(
     setup: &Setup,
-    args: &HookArgs,
+    new_arg: &MasterArg,
     new: &str,
     skip: Option<&str>,
 ) -> Result<Vec<crate::cluster::HostSpec>> {
@@ -462,7 +466,7 @@ fn start_specs(
         .into_iter()
         .map(|s| {
             if s.name == new {
-                s.with_credentials(args.get("new_master_user"), args.get("new_master_password"))
+                s.with_credentials(new_arg.user.as_deref(), new_arg.password.as_deref())
             } else {
                 s
             }

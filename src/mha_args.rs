@@ -106,6 +106,99 @@ impl HookArgs {
     }
 }
 
+/// One master as MHA names it to a hook: its host (as in the MHA file),
+/// and the MySQL account MHA passes for it (None: not passed; Some(""):
+/// passed empty).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MasterArg {
+    pub host: String,
+    pub ip: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl HookArgs {
+    /// `--<who>_master_host` and its companions, when the host is there.
+    fn master(&self, who: &str) -> Option<MasterArg> {
+        let host = self.value(&format!("{who}_master_host"))?;
+        Some(MasterArg {
+            host: host.to_string(),
+            ip: self.value(&format!("{who}_master_ip")).map(String::from),
+            user: self.get(&format!("{who}_master_user")).map(String::from),
+            password: self
+                .get(&format!("{who}_master_password"))
+                .map(String::from),
+        })
+    }
+
+    fn required_master(&self, who: &str) -> Result<MasterArg> {
+        match self.master(who) {
+            Some(m) => Ok(m),
+            None => bail!(
+                "missing --{who}_master_host= (MHA passes it in this phase; is the hook configured \
+                 for the right script?)"
+            ),
+        }
+    }
+}
+
+/// What MHA passes to `master_ip_online_change_script` (both phases).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineArgs {
+    pub command: String,
+    pub orig: MasterArg,
+    pub new: MasterArg,
+    /// `--orig_master_is_new_slave`: the old master is to replicate from
+    /// the new one.
+    pub orig_is_new_slave: bool,
+}
+
+impl OnlineArgs {
+    pub fn from(a: &HookArgs) -> Result<OnlineArgs> {
+        Ok(OnlineArgs {
+            command: a.require("command")?.to_string(),
+            orig: a.required_master("orig")?,
+            new: a.required_master("new")?,
+            orig_is_new_slave: a.flag("orig_master_is_new_slave"),
+        })
+    }
+}
+
+/// What MHA passes to `master_ip_failover_script`: the dead master in
+/// every phase, the new one in `start`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverArgs {
+    pub command: String,
+    pub orig: Option<MasterArg>,
+    pub new: Option<MasterArg>,
+}
+
+impl FailoverArgs {
+    pub fn from(a: &HookArgs) -> Result<FailoverArgs> {
+        Ok(FailoverArgs {
+            command: a.require("command")?.to_string(),
+            orig: a.master("orig"),
+            new: a.master("new"),
+        })
+    }
+
+    /// The dead master (status, stop and stopssh need it).
+    pub fn dead_master(&self) -> Result<&MasterArg> {
+        match &self.orig {
+            Some(m) => Ok(m),
+            None => bail!("missing --orig_master_host= (MHA passes it in this phase)"),
+        }
+    }
+
+    /// The new master (start needs it).
+    pub fn new_master(&self) -> Result<&MasterArg> {
+        match &self.new {
+            Some(m) => Ok(m),
+            None => bail!("missing --new_master_host= (MHA passes it in start)"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +222,27 @@ mod tests {
         "--orig_master_password=mha-Admin-Lab-1",
         "--new_master_password=mha-Admin-Lab-1",
     ];
+
+    #[test]
+    fn captured_online_stop_call_reads_as_typed_arguments() {
+        let a = OnlineArgs::from(&HookArgs::parse(ONLINE_STOP)).unwrap();
+        assert_eq!(a.command, "stop");
+        assert_eq!(a.orig.host, "db1");
+        assert_eq!(a.orig.ip.as_deref(), Some("198.51.100.11"));
+        assert_eq!(a.new.user.as_deref(), Some("mha"));
+        assert_eq!(a.new.password.as_deref(), Some("mha-Admin-Lab-1"));
+        assert!(a.orig_is_new_slave);
+        let missing = HookArgs::parse(&["--command=stop", "--orig_master_host=db1"]);
+        let e = OnlineArgs::from(&missing).unwrap_err().to_string();
+        assert!(e.contains("--new_master_host="), "{e}");
+        let f = FailoverArgs::from(&HookArgs::parse(&[
+            "--command=stop",
+            "--orig_master_host=db1",
+        ]))
+        .unwrap();
+        assert_eq!(f.dead_master().unwrap().host, "db1");
+        assert!(f.new_master().is_err());
+    }
 
     #[test]
     fn captured_online_stop_call_is_read_whole() {

@@ -22,6 +22,8 @@ pub fn server_limit(timeout: Duration) -> Duration {
 #[derive(Debug, Clone)]
 pub struct Script {
     stmts: Vec<Stmt>,
+    /// How many of `stmts` are the session setup `new` adds.
+    setup: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -37,7 +39,10 @@ impl Script {
     /// A script whose session reads our string quoting correctly and waits
     /// for locks less long than `timeout`, the time it will be given.
     pub fn new(timeout: Duration) -> Script {
-        let mut s = Script { stmts: Vec::new() };
+        let mut s = Script {
+            stmts: Vec::new(),
+            setup: 0,
+        };
         s.exec(
             "session setup",
             "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
@@ -49,6 +54,7 @@ impl Script {
                 server_limit(timeout).as_secs().max(1)
             ),
         );
+        s.setup = s.stmts.len();
         s
     }
 
@@ -86,6 +92,13 @@ impl Script {
             shown: None,
         });
         self
+    }
+
+    /// The statements a step adds, without the session setup every script
+    /// starts with (what a dry run lists under each step).
+    pub fn body(&self) -> Vec<String> {
+        let mut all = self.statements();
+        all.split_off(self.setup.min(all.len()))
     }
 
     /// The statements a human should see (dry run), setup included.

@@ -10,7 +10,7 @@ pub mod stop;
 use anyhow::{anyhow, Result};
 
 use crate::exit::{bad_input, Code};
-use crate::mha_args::HookArgs;
+use crate::mha_args::{HookArgs, OnlineArgs};
 
 pub use phase::{
     closed_by_operator, keeper_of, phase_lock, HookOptions, Masters, HOOKS_DONE, KEEPER_NOTE,
@@ -23,9 +23,10 @@ pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
         log::warn!("ignoring argument '{w}' (MHA passes --name=value)");
     }
     let setup = opts.paths.load()?;
+    let typed = || OnlineArgs::from(args).map_err(bad_input);
     match args.require("command").map_err(bad_input)? {
-        "stop" => stop::run(&setup, args, opts),
-        "start" => start::run(&setup, args, opts),
+        "stop" => stop::run(&setup, &typed()?, opts),
+        "start" => start::run(&setup, &typed()?, opts),
         "status" => {
             log::info!(
                 "status: configuration {} is valid",

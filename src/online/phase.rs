@@ -7,7 +7,7 @@ use anyhow::{anyhow, Result};
 
 use crate::cluster::HostSpec;
 use crate::exit::bad_input;
-use crate::mha_args::HookArgs;
+use crate::mha_args::OnlineArgs;
 use crate::setup::{ConfigPaths, Setup};
 
 /// Options of the hook that are ours, not MHA's.
@@ -25,9 +25,9 @@ pub struct Masters {
 }
 
 impl Masters {
-    pub fn from_args(setup: &Setup, args: &HookArgs) -> Result<Masters> {
-        let orig = setup.hostname(args.require("orig_master_host").map_err(bad_input)?)?;
-        let new = setup.hostname(args.require("new_master_host").map_err(bad_input)?)?;
+    pub fn from_args(setup: &Setup, args: &OnlineArgs) -> Result<Masters> {
+        let orig = setup.hostname(&args.orig.host)?;
+        let new = setup.hostname(&args.new.host)?;
         if orig == new {
             return Err(bad_input(anyhow!("orig and new master are both {orig}")));
         }
@@ -36,18 +36,15 @@ impl Masters {
 
     /// Specs of every host of the cluster, the two masters with the MySQL
     /// credentials MHA passed.
-    pub fn cluster_specs(&self, setup: &Setup, args: &HookArgs) -> Result<Vec<HostSpec>> {
+    pub fn cluster_specs(&self, setup: &Setup, args: &OnlineArgs) -> Result<Vec<HostSpec>> {
         let specs = setup.specs(&[]).map_err(bad_input)?;
         Ok(specs
             .into_iter()
             .map(|s| {
                 if s.name == self.orig {
-                    s.with_credentials(
-                        args.get("orig_master_user"),
-                        args.get("orig_master_password"),
-                    )
+                    s.with_credentials(args.orig.user.as_deref(), args.orig.password.as_deref())
                 } else if s.name == self.new {
-                    s.with_credentials(args.get("new_master_user"), args.get("new_master_password"))
+                    s.with_credentials(args.new.user.as_deref(), args.new.password.as_deref())
                 } else {
                     s
                 }

@@ -23,7 +23,7 @@ use super::phase::{closed_by_operator, phase_lock, HookOptions, Masters, HOOKS_D
 use crate::cluster::{self, HostSpec};
 use crate::engine::{self, JournalUse, OnFailure, Policy};
 use crate::exit::{is_refusal, Code, Refused};
-use crate::mha_args::HookArgs;
+use crate::mha_args::OnlineArgs;
 use crate::report::Report;
 use crate::runner::Runner;
 use crate::setup::Setup;
@@ -113,7 +113,7 @@ struct Start<'a> {
     m: Masters,
 }
 
-pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
+pub fn run(setup: &Setup, args: &OnlineArgs, opts: &HookOptions) -> Result<Code> {
     let start = Start {
         run: Runner::new(setup, "start", opts.json)?,
         m: Masters::from_args(setup, args)?,

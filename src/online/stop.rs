@@ -21,7 +21,7 @@ use crate::config::helper::BlockMethod;
 use crate::engine::{JournalUse, OnFailure, Policy};
 use crate::exit::{bad_input, Code, NeedsRecover, Refused};
 use crate::grants::Selection;
-use crate::mha_args::HookArgs;
+use crate::mha_args::OnlineArgs;
 use crate::ops;
 use crate::report::Report;
 use crate::runner::Runner;
@@ -103,12 +103,12 @@ pub fn plan(ctx: &Ctx, m: &Masters, admin: &str, sel: Selection) -> Result<Vec<B
 /// before the first change.
 struct Stop<'a> {
     run: Runner<'a>,
-    args: &'a HookArgs,
+    args: &'a OnlineArgs,
     opts: &'a HookOptions,
     m: Masters,
 }
 
-pub fn run(setup: &Setup, args: &HookArgs, opts: &HookOptions) -> Result<Code> {
+pub fn run(setup: &Setup, args: &OnlineArgs, opts: &HookOptions) -> Result<Code> {
     let stop = Stop {
         run: Runner::new(setup, "stop", opts.json)?,
         args,
@@ -282,7 +282,7 @@ impl Stop<'_> {
                 ))
             })
             .collect();
-        let follows = self.args.flag("orig_master_is_new_slave");
+        let follows = self.args.orig_is_new_slave;
         let begun = keeper
             .map(|k| journal.note(KEEPER_NOTE, serde_json::to_value(k).unwrap_or_default()))
             .unwrap_or(Ok(()))

@@ -93,7 +93,7 @@ impl Step for BlockAccounts {
         self.mysql_roles = ops::accounts::mysql_roles(info);
         let mut s = Script::new(Duration::from_secs(1));
         grants::add_block(&mut s, self.method, flavor, &ctx.app.snapshots);
-        self.stmts = s.statements().split_off(2);
+        self.stmts = s.body();
         if self.method == BlockMethod::ReadOnlyOnly {
             return Ok(None);
         }
@@ -105,9 +105,7 @@ impl Step for BlockAccounts {
     }
 
     fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        self.script(ctx, Duration::from_secs(1))
-            .statements()
-            .split_off(2)
+        self.script(ctx, Duration::from_secs(1)).body()
     }
 
     fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
@@ -213,7 +211,7 @@ impl Step for RestoreGrants {
     fn statements(&self, _ctx: &Ctx) -> Vec<String> {
         let mut s = Script::new(Duration::from_secs(1)).without_binlog();
         grants::add_restore(&mut s, self.method, &self.snapshots);
-        s.statements().split_off(2)
+        s.body()
     }
     fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
         let h = ctx.host(&self.host)?;

@@ -172,7 +172,10 @@ impl Step for RunUndo {
         vec![self.undo.describe()]
     }
     fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
-        apply_undo(&self.undo, ctx, self.timeout)?;
+        let timeout = ctx
+            .find(self.undo.host())
+            .map_or(self.timeout, |h| h.spec.settings.undo_timeout);
+        apply_undo(&self.undo, ctx, timeout)?;
         if let Err(e) = journal.undone(&self.step, self.undo.host()) {
             log::warn!("{e:#}");
         }

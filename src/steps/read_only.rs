@@ -82,9 +82,7 @@ impl Step for SetReadOnly {
     }
 
     fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        self.script(ctx, Duration::from_secs(1))
-            .statements()
-            .split_off(2)
+        self.script(ctx, Duration::from_secs(1)).body()
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {

@@ -52,7 +52,7 @@ impl Step for DrainSessions {
     fn statements(&self, ctx: &Ctx) -> Vec<String> {
         let mut s = Script::new(Duration::from_secs(1));
         sessions::add_query(&mut s, "sessions", &ctx.app.accounts, &self.admin);
-        s.statements().split_off(2)
+        s.body()
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
@@ -233,9 +233,7 @@ impl Step for VerifyFence {
         Ok(None)
     }
     fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        sessions::fence_script(&ctx.app.accounts, &self.admin, Duration::from_secs(1))
-            .statements()
-            .split_off(2)
+        sessions::fence_script(&ctx.app.accounts, &self.admin, Duration::from_secs(1)).body()
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
