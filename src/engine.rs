@@ -16,7 +16,7 @@ use crate::exit::{is_refusal, NeedsRecover};
 use crate::fault;
 use crate::report::PlannedStep;
 use crate::state::journal::{Entry, Journal};
-use crate::steps::{apply_undo, Ctx, Step, Undo};
+use crate::steps::{apply_undo, Applied, Ctx, Step, Undo};
 
 /// What to do when a step fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +158,8 @@ fn run_one(
         recorded.push((id.to_string(), undo));
     }
     fault::point(&format!("before:{id}"))?;
-    let detail = step.apply(ctx, journal)?;
+    let applied = step.apply(ctx, journal)?;
+    record(id, &host, &applied, journal, recorded)?;
     fault::point(&format!("after:{id}"))?;
     if let Err(e) = journal.append_lazy(Entry::Done {
         step: id.to_string(),
@@ -166,7 +167,47 @@ fn run_one(
     }) {
         log::warn!("{e:#}");
     }
-    Ok(detail)
+    Ok(applied.detail)
+}
+
+/// Journal what step `id` on `host` produced: a revised undo at once (and
+/// it is the one a rollback now runs), the notes later phases read
+/// (fsynced), those only the report reads (not waited for), the step it
+/// reversed. Only a revised undo that cannot be written fails the step:
+/// without it a rollback would give back the wrong thing.
+fn record(
+    id: &str,
+    host: &str,
+    applied: &Applied,
+    journal: &mut Journal,
+    recorded: &mut [(String, Undo)],
+) -> Result<()> {
+    if let Some(undo) = &applied.revised_undo {
+        if let Some(r) = recorded.iter_mut().rev().find(|(s, _)| s == id) {
+            r.1 = undo.clone();
+        }
+        journal.append(Entry::Intent {
+            step: id.to_string(),
+            host: host.to_string(),
+            undo: undo.clone(),
+        })?;
+    }
+    for (key, value) in &applied.notes {
+        if let Err(e) = journal.note(key, value.clone()) {
+            log::error!("{host}: {id}: cannot record {key}: {e:#}");
+        }
+    }
+    for (key, value) in &applied.lazy_notes {
+        if let Err(e) = journal.note_lazy(key, value.clone()) {
+            log::warn!("{e:#}");
+        }
+    }
+    if let Some((step, on)) = &applied.undid {
+        if let Err(e) = journal.undone(step, on) {
+            log::warn!("{e:#}");
+        }
+    }
+    Ok(())
 }
 
 /// Run `undos` in reverse, each with a fresh timeout; journal each one that
@@ -241,4 +282,251 @@ pub fn plan(steps: &mut [Box<dyn Step>], ctx: &mut Ctx) -> Result<Vec<PlannedSte
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Report;
+    use crate::state::journal::Kind;
+    use crate::step_id::StepId;
+    use crate::testing::{self, FakeExec, Log};
+
+    /// A step scripted by the test: it sets read_only on its host through
+    /// SQL the fake host logs, may revise its undo, and may fail.
+    struct Scripted {
+        id: StepId,
+        host: String,
+        fail: bool,
+        refuse: bool,
+        revise: Option<Undo>,
+    }
+
+    impl Scripted {
+        fn new(id: StepId, host: &str) -> Scripted {
+            Scripted {
+                id,
+                host: host.into(),
+                fail: false,
+                refuse: false,
+                revise: None,
+            }
+        }
+    }
+
+    impl Step for Scripted {
+        fn id(&self) -> StepId {
+            self.id
+        }
+        fn host(&self) -> &str {
+            &self.host
+        }
+        fn what(&self) -> String {
+            "a scripted step".into()
+        }
+        fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
+            Ok(Some(Undo::ReadOnly {
+                host: self.host.clone(),
+                read_only: true,
+                super_read_only: None,
+            }))
+        }
+        fn statements(&self, _ctx: &Ctx) -> Vec<String> {
+            Vec::new()
+        }
+        fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
+            if self.refuse {
+                return Err(anyhow!("not proven").context(crate::exit::Refused));
+            }
+            if self.fail {
+                anyhow::bail!("scripted failure");
+            }
+            let h = ctx.host(&self.host)?;
+            let mut s = crate::mysql::Script::new(Duration::from_secs(1));
+            s.exec("step", &format!("DO '{}'", self.id));
+            h.run(&s)?;
+            Ok(Applied {
+                revised_undo: self.revise.clone(),
+                ..Applied::default()
+            })
+        }
+    }
+
+    fn fixture(name: &str) -> (Ctx, Log, Journal) {
+        let log = Log::default();
+        let hosts = vec![
+            testing::host("db1", FakeExec::new("db1", &log), false),
+            testing::host("db2", FakeExec::new("db2", &log), true),
+        ];
+        let dir = crate::state::tests::temp_dir(&format!("engine-{name}"));
+        let state = crate::state::StateDir::open(&dir, "app1").unwrap();
+        let journal = Journal::create(
+            &state,
+            Entry::Begin {
+                id: "t".into(),
+                kind: Kind::Online,
+                orig: "db1".into(),
+                new: "db2".into(),
+                at: "now".into(),
+                pid: 1,
+            },
+        )
+        .unwrap();
+        (Ctx::new(hosts, Report::new("test", "test")), log, journal)
+    }
+
+    fn policy(on_failure: OnFailure) -> Policy {
+        Policy {
+            on_failure,
+            journal: JournalUse::Required,
+            undo_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn sent(log: &Log) -> Vec<String> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let host = &l[..3];
+                let what = l
+                    .lines()
+                    .find(|s| s.starts_with("DO '") || s.starts_with("SET GLOBAL"))
+                    .unwrap_or("?");
+                format!("{host} {}", what.trim_end_matches(';'))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_case_runs_the_steps_it_should_and_undoes_what_it_should() {
+        struct Case {
+            name: &'static str,
+            policy: OnFailure,
+            /// which of the three steps fails / refuses
+            fail: Option<usize>,
+            refuse: Option<usize>,
+            sent: &'static [&'static str],
+            undone: usize,
+        }
+        let cases = [
+            Case {
+                name: "all-done",
+                policy: OnFailure::RollBack,
+                fail: None,
+                refuse: None,
+                sent: &[
+                    "db1 DO 'new-master-read-only'",
+                    "db2 DO 'block-accounts'",
+                    "db1 DO 'kill-sessions'",
+                ],
+                undone: 0,
+            },
+            Case {
+                name: "rollback",
+                policy: OnFailure::RollBack,
+                fail: Some(2),
+                refuse: None,
+                // the undos in reverse, each restoring read_only=1; the failed
+                // step's own undo first: its undo is journaled before it runs,
+                // since a step that fails may have changed part of its host
+                sent: &[
+                    "db1 DO 'new-master-read-only'",
+                    "db2 DO 'block-accounts'",
+                    "db1 SET GLOBAL read_only = 1",
+                    "db2 SET GLOBAL read_only = 1",
+                    "db1 SET GLOBAL read_only = 1",
+                ],
+                undone: 3,
+            },
+            Case {
+                name: "continue",
+                policy: OnFailure::Continue,
+                fail: Some(1),
+                refuse: None,
+                sent: &["db1 DO 'new-master-read-only'", "db1 DO 'kill-sessions'"],
+                undone: 0,
+            },
+            Case {
+                name: "refusal",
+                policy: OnFailure::Continue,
+                fail: None,
+                refuse: Some(1),
+                // a refusal stops at once and rolls back, whatever the policy
+                sent: &[
+                    "db1 DO 'new-master-read-only'",
+                    "db2 SET GLOBAL read_only = 1",
+                    "db1 SET GLOBAL read_only = 1",
+                ],
+                undone: 2,
+            },
+        ];
+        for c in cases {
+            let (mut ctx, log, mut journal) = fixture(c.name);
+            let mut steps: Vec<Box<dyn Step>> = [
+                (StepId::NewMasterReadOnly, "db1"),
+                (StepId::BlockAccounts, "db2"),
+                (StepId::KillSessions, "db1"),
+            ]
+            .iter()
+            .enumerate()
+            .map(|(i, (id, h))| {
+                let mut s = Scripted::new(*id, h);
+                s.fail = c.fail == Some(i);
+                s.refuse = c.refuse == Some(i);
+                Box::new(s) as Box<dyn Step>
+            })
+            .collect();
+            let r = run(&mut steps, &mut ctx, &mut journal, policy(c.policy));
+            assert_eq!(
+                r.is_ok(),
+                c.fail.is_none() && c.refuse.is_none(),
+                "{}",
+                c.name
+            );
+            assert_eq!(sent(&log), c.sent, "{}", c.name);
+            let undone = journal
+                .entries()
+                .iter()
+                .filter(|e| matches!(e, Entry::Undone { .. }))
+                .count();
+            assert_eq!(undone, c.undone, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn a_revised_undo_is_journaled_and_is_the_one_a_rollback_runs() {
+        let (mut ctx, log, mut journal) = fixture("revised");
+        let revised = Undo::ReadOnly {
+            host: "db2".into(),
+            read_only: true,
+            super_read_only: Some(true),
+        };
+        let mut first = Scripted::new(StepId::BlockAccounts, "db2");
+        first.revise = Some(revised.clone());
+        let mut second = Scripted::new(StepId::KillSessions, "db1");
+        second.fail = true;
+        let mut steps: Vec<Box<dyn Step>> = vec![Box::new(first), Box::new(second)];
+        let e = run(
+            &mut steps,
+            &mut ctx,
+            &mut journal,
+            policy(OnFailure::RollBack),
+        )
+        .unwrap_err();
+        assert!(
+            crate::exit::message(&e).contains("rolled back: 2 change"),
+            "{e:#}"
+        );
+        assert_eq!(journal.undo_of(StepId::BlockAccounts), Some(&revised));
+        // the failed step's undo, then the revised one (not the one prepared)
+        assert_eq!(
+            sent(&log),
+            [
+                "db2 DO 'block-accounts'",
+                "db1 SET GLOBAL read_only = 1",
+                "db2 SET GLOBAL super_read_only = 1"
+            ]
+        );
+    }
 }

@@ -37,7 +37,7 @@ use crate::online::HookOptions;
 use crate::ops;
 use crate::report::{emit, Report};
 use crate::setup::Setup;
-use crate::state::journal::{new_id, Entry, Journal, NEW_MASTER_NOTE};
+use crate::state::journal::{new_id, note, Entry, Journal};
 use crate::state::StateDir;
 use crate::steps::{Ctx, Step, Undo};
 
@@ -402,7 +402,7 @@ fn start(setup: &Setup, args: &FailoverArgs, dry_run: bool, report: &mut Report)
         .as_mut()
         .filter(|j| j.masters().is_some_and(|m| m.1.is_empty()))
     {
-        if let Err(e) = j.note(NEW_MASTER_NOTE, new.clone().into()) {
+        if let Err(e) = j.note(note::NEW_MASTER, new.clone().into()) {
             log::error!("{e:#}");
         }
     }
@@ -518,7 +518,7 @@ fn finish_journal(
     report: &Report,
 ) {
     let r = serde_json::to_value(report).unwrap_or_default();
-    if let Err(e) = j.note_lazy("start-report", r) {
+    if let Err(e) = j.note_lazy(note::START_REPORT, r) {
         log::warn!("{e:#}");
     }
     let done = if crate::online::closed_by_operator(lock, &j) {

@@ -17,6 +17,7 @@
 //! and in the fence record. Each attempt holds the application's lock and
 //! journals its changes, like every other mutation.
 
+use crate::state::journal::note;
 use crate::step_id::StepId;
 use std::time::{Duration, Instant};
 
@@ -428,7 +429,7 @@ fn fenced(
             ""
         }
     );
-    let _ = journal.note_lazy("fence-report", serde_json::to_value(&ctx.report)?);
+    let _ = journal.note_lazy(note::FENCE_REPORT, serde_json::to_value(&ctx.report)?);
     journal.close(state, "completed")?;
     let done = state
         .fence()

@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Result};
 
 use crate::exit::{bad_input, Code, Refused};
 use crate::setup::{ConfigPaths, Setup};
+use crate::state::journal::note;
 use crate::state::journal::{new_id, Journal};
 use crate::state::lock::AppLock;
 use crate::state::StateDir;
@@ -77,7 +78,7 @@ pub fn switchover(
     let settled = settle::after_mha(paths, &setup, &state, &id, &run)?;
     let journal = Journal::open_path(&state.closed_journal(&id, "completed"))?;
     let note = |k: &str| journal.as_ref().and_then(|j| j.note_value(k).cloned());
-    let (stop, start) = (note("stop-report"), note("start-report"));
+    let (stop, start) = (note(note::STOP_REPORT), note(note::START_REPORT));
     if json {
         let mut v = summary_json(&settled, &run);
         v["stop"] = stop.unwrap_or_default();

@@ -22,6 +22,7 @@ use crate::exit::NeedsRecover;
 use crate::online::HOOKS_DONE;
 use crate::recover::decide::Decision;
 use crate::setup::{ConfigPaths, Setup};
+use crate::state::journal::note;
 use crate::state::journal::Journal;
 use crate::state::StateDir;
 use crate::topology::{self, HostFacts};
@@ -135,7 +136,7 @@ pub fn after_mha(
 fn alone<'a>(journal: &Journal, orig: &'a str) -> Option<&'a str> {
     let follows = journal.kind() == Some(crate::state::journal::Kind::Online)
         && journal
-            .note_value(crate::online::stop::ORIG_FOLLOWS_NOTE)
+            .note_value(note::ORIG_FOLLOWS_NEW)
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
     (!follows).then_some(orig)

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::state::journal::note;
 use crate::state::StateDir;
 
 pub const SCHEMA: &str = "mha-helper.event/1";
@@ -248,15 +249,15 @@ fn read_journal(path: &Path, outcome: &str) -> Option<Switch> {
             Some("note") => {
                 let r = &v["value"];
                 match v["key"].as_str() {
-                    Some("stop-report") => {
+                    Some(note::STOP_REPORT) => {
                         s.sessions_killed += r["killed_sessions"].as_array().map_or(0, Vec::len);
                         s.accounts_blocked.extend(strings(&r["accounts_changed"]));
                         s.warnings.extend(strings(&r["warnings"]));
                     }
-                    Some(crate::state::journal::NEW_MASTER_NOTE) if s.new_master.is_empty() => {
+                    Some(crate::state::journal::note::NEW_MASTER) if s.new_master.is_empty() => {
                         s.new_master = r.as_str().unwrap_or("").into();
                     }
-                    Some("start-report") => {
+                    Some(note::START_REPORT) => {
                         s.write_block_ms = r["write_block_ms"].as_u64().or(s.write_block_ms);
                         s.accounts_restored.extend(strings(&r["accounts_changed"]));
                         s.warnings.extend(strings(&r["warnings"]));

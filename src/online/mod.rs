@@ -12,9 +12,7 @@ use anyhow::{anyhow, Result};
 use crate::exit::{bad_input, Code};
 use crate::mha_args::{HookArgs, OnlineArgs};
 
-pub use phase::{
-    closed_by_operator, keeper_of, phase_lock, HookOptions, Masters, HOOKS_DONE, KEEPER_NOTE,
-};
+pub use phase::{closed_by_operator, keeper_of, phase_lock, HookOptions, Masters, HOOKS_DONE};
 
 /// Entry point of `mha-helper master-ip-online-change`.
 pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {

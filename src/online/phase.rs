@@ -9,6 +9,7 @@ use crate::cluster::HostSpec;
 use crate::exit::bad_input;
 use crate::mha_args::OnlineArgs;
 use crate::setup::{ConfigPaths, Setup};
+use crate::state::journal::note;
 
 /// Options of the hook that are ours, not MHA's.
 #[derive(Debug, Clone, Default)]
@@ -70,12 +71,9 @@ pub fn closed_by_operator(
 /// operator's command still has to see MHA finish (`closed_by_operator`).
 pub const HOOKS_DONE: &str = "hooks-done";
 
-/// The journal note that names the switch's session keeper.
-pub const KEEPER_NOTE: &str = "keeper";
-
 /// The session keeper a journal names, if any.
 pub fn keeper_of(journal: &crate::state::journal::Journal) -> Option<crate::cluster::KeeperRef> {
-    serde_json::from_value(journal.note_value(KEEPER_NOTE)?.clone()).ok()
+    serde_json::from_value(journal.note_value(note::KEEPER)?.clone()).ok()
 }
 
 /// Take the application's lock for a phase of the switch `journal`

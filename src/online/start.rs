@@ -14,6 +14,7 @@
 //! writable: a refusal (another host, the old master above all, is not
 //! proven read-only), and another mha-helper holding the lock.
 
+use crate::state::journal::note;
 use crate::step_id::StepId;
 use std::time::Duration;
 
@@ -270,7 +271,7 @@ impl Start<'_> {
                 ctx.report.outcome = "new master writable, grants restored".into();
                 ctx.report.peak_rss_kb = crate::report::peak_rss_kb();
                 let r = serde_json::to_value(&ctx.report).unwrap_or_default();
-                if let Err(e) = journal.note_lazy("start-report", r) {
+                if let Err(e) = journal.note_lazy(note::START_REPORT, r) {
                     log::warn!("{e:#}");
                 }
                 if operator_closes {
@@ -300,7 +301,7 @@ impl Start<'_> {
         }
         ctx.report.outcome = "incomplete; MHA proceeds, run `mha-helper recover` to finish".into();
         let r = serde_json::to_value(&ctx.report).unwrap_or_default();
-        if let Err(e) = journal.note_lazy("start-report", r) {
+        if let Err(e) = journal.note_lazy(note::START_REPORT, r) {
             log::warn!("{e:#}");
         }
         Code::Proceed
@@ -313,7 +314,7 @@ impl Start<'_> {
 /// whether to prove the catch-up by GTID). Its read state is as of stop;
 /// nothing in start decides by it.
 fn known_servers(ctx: &mut Ctx, journal: &Journal) {
-    let servers = journal.note_value(super::stop::SERVERS_NOTE);
+    let servers = journal.note_value(note::SERVERS);
     for h in ctx.hosts.iter_mut() {
         if let Some(info) = servers
             .and_then(|v| v.get(&h.spec.name))

@@ -9,12 +9,13 @@
 //! kill the rest; old master read_only; prove the fence; the writer VIP
 //! leaves.
 
+use crate::state::journal::note;
 use crate::step_id::StepId;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use super::phase::{phase_lock, HookOptions, Masters, KEEPER_NOTE};
+use super::phase::{phase_lock, HookOptions, Masters};
 use super::preflight;
 use crate::cluster::{self, HostSpec};
 use crate::config::helper::BlockMethod;
@@ -34,14 +35,6 @@ use crate::steps::read_only::SetReadOnly;
 use crate::steps::sessions::{DrainSessions, KillSessions, VerifyFence};
 use crate::steps::vip::MoveVip;
 use crate::steps::{Ctx, Step};
-
-/// The journal note with each host's server kind, as stop read it.
-pub const SERVERS_NOTE: &str = "servers";
-
-/// The journal note saying whether the old master is to replicate from the
-/// new one after the switch (MHA's `--orig_master_is_new_slave`): what
-/// `recover` finishes if MHA dies before doing it.
-pub const ORIG_FOLLOWS_NOTE: &str = "orig-follows-new";
 
 /// How long the session keeper waits for `start` before it gives up.
 const KEEPER_IDLE: Duration = Duration::from_secs(600);
@@ -284,10 +277,10 @@ impl Stop<'_> {
             .collect();
         let follows = self.args.orig_is_new_slave;
         let begun = keeper
-            .map(|k| journal.note(KEEPER_NOTE, serde_json::to_value(k).unwrap_or_default()))
+            .map(|k| journal.note(note::KEEPER, serde_json::to_value(k).unwrap_or_default()))
             .unwrap_or(Ok(()))
-            .and_then(|_| journal.note_lazy(SERVERS_NOTE, servers.into()))
-            .and_then(|_| journal.note_lazy(ORIG_FOLLOWS_NOTE, follows.into()))
+            .and_then(|_| journal.note_lazy(note::SERVERS, servers.into()))
+            .and_then(|_| journal.note_lazy(note::ORIG_FOLLOWS_NEW, follows.into()))
             .and_then(|_| journal.phase("stop-begun"));
         if let Err(e) = begun {
             let _ = journal.close(&self.run.state, "rolled-back");
@@ -314,7 +307,7 @@ impl Stop<'_> {
                 let report = serde_json::to_value(&ctx.report).unwrap_or_default();
                 if let Err(e) = journal
                     .phase_lazy("stop-complete")
-                    .and_then(|_| journal.note("stop-report", report))
+                    .and_then(|_| journal.note(note::STOP_REPORT, report))
                 {
                     log::error!("{e:#}; stop is complete all the same");
                 }

@@ -13,6 +13,7 @@
 
 pub mod decide;
 
+use crate::state::journal::note;
 use crate::step_id::StepId;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,7 +29,6 @@ use crate::ssh::keeper;
 use crate::state::journal::Journal;
 use crate::state::lock::{self, AppLock, Busy};
 use crate::state::StateDir;
-use crate::steps::read_only::MakeWritable;
 use crate::steps::replication::{DetachNewMaster, RepointReplica, RestartReplication};
 use crate::steps::{Ctx, RunUndo, Step};
 use decide::{Decision, Facts, Kind};
@@ -336,11 +336,11 @@ fn gather(
         new: new.to_string(),
         hosts,
         new_binlog_at_writable: journal
-            .note_value(&MakeWritable::note_key(new))
+            .note_value(&note::binlog_at_writable(new))
             .and_then(|v| v.as_str().map(String::from)),
         new_made_writable: journal.undo_of(StepId::NewMasterWritable).is_some(),
         orig_follows_new: journal
-            .note_value(crate::online::stop::ORIG_FOLLOWS_NOTE)
+            .note_value(note::ORIG_FOLLOWS_NEW)
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
         mha_complete: mha.0,
@@ -435,7 +435,7 @@ fn repoints(
             password: password.clone(),
         };
         let opened_at = journal
-            .first_note_value(&MakeWritable::note_key(new))
+            .first_note_value(&note::binlog_at_writable(new))
             .and_then(|v| v.as_str())
             .and_then(crate::ops::repoint::parse_position);
         for h in hosts {

@@ -315,12 +315,12 @@ impl Journal {
 
     /// (orig, new) masters of the switch. A failover begun before MHA
     /// named the new master (its stopssh phase) learns it later, as the
-    /// note [`NEW_MASTER_NOTE`].
+    /// note [`note::NEW_MASTER`].
     pub fn masters(&self) -> Option<(&str, &str)> {
         match self.begin()? {
             Entry::Begin { orig, new, .. } if new.is_empty() => Some((
                 orig,
-                self.note_value(NEW_MASTER_NOTE)
+                self.note_value(note::NEW_MASTER)
                     .and_then(|v| v.as_str())
                     .unwrap_or(""),
             )),
@@ -409,8 +409,31 @@ pub fn switch_id() -> String {
     std::env::var(SWITCH_ID_VAR).unwrap_or_else(|_| new_id())
 }
 
-/// The note naming a failover's new master once MHA has chosen it.
-pub const NEW_MASTER_NOTE: &str = "new-master";
+/// The names of the journal's notes: what one step or phase leaves for
+/// another (and for the report), named in one place.
+pub mod note {
+    /// When the block's first statement reached the old master (unix ms):
+    /// the start of the write outage.
+    pub const BLOCK_STARTED_MS: &str = "block_started_ms";
+    /// Each host's server kind as stop read it.
+    pub const SERVERS: &str = "servers";
+    /// Whether the old master is to replicate from the new one after the
+    /// switch (MHA's `--orig_master_is_new_slave`).
+    pub const ORIG_FOLLOWS_NEW: &str = "orig-follows-new";
+    /// The switch's session keeper.
+    pub const KEEPER: &str = "keeper";
+    /// A failover's new master, once MHA has chosen it.
+    pub const NEW_MASTER: &str = "new-master";
+    /// The phases' reports, for the summary and the notifications.
+    pub const STOP_REPORT: &str = "stop-report";
+    pub const START_REPORT: &str = "start-report";
+    pub const FENCE_REPORT: &str = "fence-report";
+
+    /// Where `host`'s binary log stood when this switch made it writable.
+    pub fn binlog_at_writable(host: &str) -> String {
+        format!("binlog-at-writable:{host}")
+    }
+}
 
 pub fn new_id() -> String {
     let t = crate::logger::utc_now();

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Ctx, Step, Undo};
+use super::{Applied, Ctx, Step, Undo};
 use crate::config::helper::BlockMethod;
 use crate::grants::{self, Selection, Snapshot};
 use crate::mysql::Script;
 use crate::ops::{self, read_only::unix_ms, sessions};
-use crate::state::journal::{Entry, Journal};
+use crate::state::journal::{note, Journal};
 
 /// Take the application accounts' rights away (per `method`).
 ///
@@ -108,7 +108,7 @@ impl Step for BlockAccounts {
         self.script(ctx, Duration::from_secs(1)).body()
     }
 
-    fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let timeout = ctx.host(&self.host)?.spec.settings.step_timeout;
         let script = self.script(ctx, timeout);
         let sent = unix_ms();
@@ -123,9 +123,10 @@ impl Step for BlockAccounts {
             (Some(a), Some(b)) if b >= a => ((b - a) * 1000.0) as u64,
             _ => 0,
         };
-        if let Err(e) = journal.note_lazy("block_started_ms", (sent + reads_ms).into()) {
-            log::warn!("{e:#}");
-        }
+        let mut applied = Applied {
+            lazy_notes: vec![(note::BLOCK_STARTED_MS.into(), (sent + reads_ms).into())],
+            ..Applied::default()
+        };
         ctx.app.watermark = sessions::watermark(&r, "watermark");
         ctx.app.remaining = sessions::parse(&r, "sessions");
         if self.method != BlockMethod::ReadOnlyOnly {
@@ -143,15 +144,11 @@ impl Step for BlockAccounts {
                     self.host,
                     changed.join(", ")
                 ));
-                journal.append(Entry::Intent {
-                    step: StepId::BlockAccounts.to_string(),
+                applied.revised_undo = Some(Undo::Grants {
                     host: self.host.clone(),
-                    undo: Undo::Grants {
-                        host: self.host.clone(),
-                        method: self.method,
-                        snapshots: at_block.clone(),
-                    },
-                })?;
+                    method: self.method,
+                    snapshots: at_block.clone(),
+                });
                 ctx.app.snapshots = at_block;
             }
             ctx.report.accounts_changed = ctx
@@ -162,11 +159,12 @@ impl Step for BlockAccounts {
                 .map(|s| format!("{} ({:?})", s.account.label(), self.method))
                 .collect();
         }
-        Ok(Some(format!(
+        applied.detail = Some(format!(
             "{} account(s), {} application session(s) open",
             ctx.report.accounts_changed.len(),
             ctx.app.remaining.len()
-        )))
+        ));
+        Ok(applied)
     }
 }
 
@@ -213,18 +211,19 @@ impl Step for RestoreGrants {
         grants::add_restore(&mut s, self.method, &self.snapshots);
         s.body()
     }
-    fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let h = ctx.host(&self.host)?;
         let t = h.spec.settings.step_timeout;
         self.restored = ops::accounts::restore(h, self.method, &self.snapshots, t)?;
-        if let Err(e) = journal.undone(StepId::BlockAccounts.as_str(), &self.host) {
-            log::warn!("{e:#}");
-        }
         ctx.report.accounts_changed = self
             .restored
             .iter()
             .map(|a| format!("{a} (restored)"))
             .collect();
-        Ok(Some(format!("{} account(s)", self.restored.len())))
+        Ok(Applied {
+            detail: Some(format!("{} account(s)", self.restored.len())),
+            undid: Some((StepId::BlockAccounts.to_string(), self.host.clone())),
+            ..Applied::default()
+        })
     }
 }

@@ -84,6 +84,33 @@ impl Ctx {
     }
 }
 
+/// What a step's change produced, for the engine to record: only the
+/// engine writes the journal.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// One line for the report.
+    pub detail: Option<String>,
+    /// The step's undo, revised now the change is made (the block's
+    /// snapshot, re-read in its own script): journaled at once, and the
+    /// one a rollback runs.
+    pub revised_undo: Option<Undo>,
+    /// Facts later steps and phases read: journaled and fsynced.
+    pub notes: Vec<(String, serde_json::Value)>,
+    /// Facts only the report needs: journaled without waiting for the disk.
+    pub lazy_notes: Vec<(String, serde_json::Value)>,
+    /// An earlier step this one reversed (step, host): journaled as undone.
+    pub undid: Option<(String, String)>,
+}
+
+impl Applied {
+    pub fn detail(d: impl Into<String>) -> Applied {
+        Applied {
+            detail: Some(d.into()),
+            ..Applied::default()
+        }
+    }
+}
+
 /// One named, undoable change on one host.
 pub trait Step {
     /// Short kebab-case id (journal, fault points, report).
@@ -97,8 +124,9 @@ pub trait Step {
     fn prepare(&mut self, ctx: &mut Ctx) -> Result<Option<Undo>>;
     /// The statements `apply` will run, for the dry run (after prepare).
     fn statements(&self, ctx: &Ctx) -> Vec<String>;
-    /// Make the change.
-    fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>>;
+    /// Make the change; what it produced is for the engine to record (a
+    /// step reads the journal, never writes it).
+    fn apply(&mut self, ctx: &mut Ctx, journal: &Journal) -> Result<Applied>;
     /// Whether the change can be reversed (a killed session cannot).
     fn reversible(&self) -> bool {
         true
@@ -171,14 +199,14 @@ impl Step for RunUndo {
     fn statements(&self, _ctx: &Ctx) -> Vec<String> {
         vec![self.undo.describe()]
     }
-    fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let timeout = ctx
             .find(self.undo.host())
             .map_or(self.timeout, |h| h.spec.settings.undo_timeout);
         apply_undo(&self.undo, ctx, timeout)?;
-        if let Err(e) = journal.undone(&self.step, self.undo.host()) {
-            log::warn!("{e:#}");
-        }
-        Ok(None)
+        Ok(Applied {
+            undid: Some((self.step.clone(), self.undo.host().to_string())),
+            ..Applied::default()
+        })
     }
 }

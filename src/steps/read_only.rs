@@ -3,12 +3,13 @@
 //! [`MakeWritable`] (a host takes writes, only after every other host is
 //! proven read-only).
 
+use crate::state::journal::note;
 use crate::step_id::StepId;
 use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Ctx, Step, Undo};
+use super::{Applied, Ctx, Step, Undo};
 use crate::config::helper::SuperReadOnly;
 use crate::mysql::Script;
 use crate::ops::{read_only, sessions};
@@ -85,7 +86,7 @@ impl Step for SetReadOnly {
         self.script(ctx, Duration::from_secs(1)).body()
     }
 
-    fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let timeout = ctx.host(&self.host)?.spec.settings.step_timeout;
         let script = self.script(ctx, timeout);
         let watermark = ctx.app.watermark;
@@ -98,9 +99,9 @@ impl Step for SetReadOnly {
             info.read_only = true;
         }
         let Some(admin) = self.fence.clone() else {
-            return Ok(None);
+            return Ok(Applied::default());
         };
-        super::sessions::prove_fence(ctx, &self.host, &r, watermark, &admin).map(Some)
+        super::sessions::prove_fence(ctx, &self.host, &r, watermark, &admin).map(Applied::detail)
     }
 }
 
@@ -176,7 +177,7 @@ impl Step for MakeWritable {
         v
     }
 
-    fn apply(&mut self, ctx: &mut Ctx, journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, journal: &Journal) -> Result<Applied> {
         let unreachable = ctx.unreachable_names();
         let (target, mut others) = read_only::split(&mut ctx.hosts, &self.host)?;
         let timeout = target.spec.settings.step_timeout;
@@ -184,19 +185,19 @@ impl Step for MakeWritable {
             read_only::make_writable(target, &mut others, &unreachable, &self.required, timeout)?;
         // The write outage of an online switch: first blocking statement to here.
         if let Some(b) = journal
-            .note_value("block_started_ms")
+            .note_value(note::BLOCK_STARTED_MS)
             .and_then(|v| v.as_u64())
         {
             ctx.report.write_block_ms = Some(w.at.saturating_sub(b));
         }
-        if let Some(pos) = w.binlog {
-            if let Err(e) = journal.note(&MakeWritable::note_key(&self.host), pos.clone().into()) {
-                log::error!(
-                    "{}: cannot record the binlog position {pos}: {e:#}",
-                    self.host
-                );
-            }
-        }
-        Ok(Some(format!("writable; {}", w.proof.describe())))
+        Ok(Applied {
+            detail: Some(format!("writable; {}", w.proof.describe())),
+            notes: w
+                .binlog
+                .map(|pos| (note::binlog_at_writable(&self.host), pos.into()))
+                .into_iter()
+                .collect(),
+            ..Applied::default()
+        })
     }
 }

@@ -6,7 +6,7 @@
 use crate::step_id::StepId;
 use anyhow::Result;
 
-use super::{Ctx, Step, Undo};
+use super::{Applied, Ctx, Step, Undo};
 use crate::mysql::Script;
 use crate::state::journal::Journal;
 
@@ -42,13 +42,13 @@ impl Step for RestartReplication {
             .map_or("START REPLICA", |i| i.dialect().start_replica());
         vec![format!("{start};")]
     }
-    fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let h = ctx.host(&self.host)?;
         let start = h.info()?.dialect().start_replica();
         let mut s = Script::new(h.spec.settings.step_timeout);
         s.exec("restart replication", start);
         h.run(&s)?;
-        Ok(None)
+        Ok(Applied::default())
     }
 }
 
@@ -100,9 +100,9 @@ impl Step for RepointReplica {
             format!("{};", info.dialect().start_replica()),
         ]
     }
-    fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let timeout = ctx.host(&self.r.host)?.spec.settings.step_timeout;
-        crate::ops::repoint::repoint(&mut ctx.hosts, &self.r, timeout).map(Some)
+        crate::ops::repoint::repoint(&mut ctx.hosts, &self.r, timeout).map(Applied::detail)
     }
     fn reversible(&self) -> bool {
         false
@@ -152,14 +152,14 @@ impl Step for DetachNewMaster {
             .map(|i| Self::stmts(i).iter().map(|s| format!("{s};")).collect())
             .unwrap_or_default()
     }
-    fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let h = ctx.host(&self.host)?;
         let mut s = Script::new(h.spec.settings.step_timeout);
         for st in Self::stmts(h.info()?) {
             s.exec("detach", &st);
         }
         h.run(&s)?;
-        Ok(None)
+        Ok(Applied::default())
     }
     fn reversible(&self) -> bool {
         false

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Ctx, Step, Undo};
+use super::{Applied, Ctx, Step, Undo};
 use crate::mysql::Script;
 use crate::ops::sessions;
 use crate::report::Session;
@@ -55,7 +55,7 @@ impl Step for DrainSessions {
         s.body()
     }
 
-    fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let deadline = Instant::now() + self.grace;
         let watermark = ctx.app.watermark;
         // Only sessions from before the block can be doing work worth
@@ -80,7 +80,7 @@ impl Step for DrainSessions {
             ctx.app.remaining = sessions::list(ctx.host(&self.host)?, &accounts, &self.admin)?;
             polls += 1;
         }
-        Ok(Some(format!(
+        Ok(Applied::detail(format!(
             "{at_start} open at the block, {} of them left after {polls} poll(s)",
             pending(ctx)
         )))
@@ -148,14 +148,14 @@ impl Step for KillSessions {
             .collect()
     }
 
-    fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let left = std::mem::take(&mut ctx.app.remaining);
         let accounts = ctx.app.accounts.clone();
         let (killed, still) = sessions::kill(ctx.host(&self.host)?, &accounts, &self.admin, left)?;
         ctx.app.remaining = still;
         let n = killed.len();
         ctx.report.killed_sessions.extend(killed);
-        Ok(Some(format!("{n} session(s) killed")))
+        Ok(Applied::detail(format!("{n} session(s) killed")))
     }
 }
 
@@ -236,12 +236,13 @@ impl Step for VerifyFence {
         sessions::fence_script(&ctx.app.accounts, &self.admin, Duration::from_secs(1)).body()
     }
 
-    fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let accounts = ctx.app.accounts.clone();
         let watermark = ctx.app.watermark;
         let h = ctx.host(&self.host)?;
         let t = h.spec.settings.step_timeout;
         let r = h.run(&sessions::fence_script(&accounts, &self.admin, t))?;
-        super::sessions::prove_fence(ctx, &self.host, &r, watermark, &self.admin).map(Some)
+        super::sessions::prove_fence(ctx, &self.host, &r, watermark, &self.admin)
+            .map(Applied::detail)
     }
 }

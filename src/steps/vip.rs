@@ -4,7 +4,7 @@
 use crate::step_id::StepId;
 use anyhow::{anyhow, Result};
 
-use super::{Ctx, Step, Undo};
+use super::{Applied, Ctx, Step, Undo};
 use crate::ops::{self, vip::Change};
 use crate::state::journal::Journal;
 
@@ -66,18 +66,18 @@ impl Step for MoveVip {
     fn statements(&self, _ctx: &Ctx) -> Vec<String> {
         vec![format!("(shell) {}", self.script.replace('\n', "; "))]
     }
-    fn apply(&mut self, ctx: &mut Ctx, _journal: &mut Journal) -> Result<Option<String>> {
+    fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let t = ctx.host(&self.host)?.spec.settings.step_timeout;
         if self.add {
             let (_, mut others) = ops::read_only::split(&mut ctx.hosts, &self.host)?;
             ops::vip::prove_absent(&mut others, t)?;
         }
         let change = ops::vip::apply(ctx.host(&self.host)?, self.add, t)?;
-        Ok(Some(match (self.add, change) {
-            (true, Some(Change::Done)) => "VIP added and announced".into(),
-            (true, _) => "VIP was already here; announced".into(),
-            (false, Some(Change::Done)) => REMOVED.into(),
-            (false, _) => "VIP was already gone".into(),
+        Ok(Applied::detail(match (self.add, change) {
+            (true, Some(Change::Done)) => "VIP added and announced",
+            (true, _) => "VIP was already here; announced",
+            (false, Some(Change::Done)) => REMOVED,
+            (false, _) => "VIP was already gone",
         }))
     }
 }
