@@ -87,6 +87,10 @@ pub struct HookFlags {
     /// Output format of the final report.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Put in the report every statement each step sent, host by host (secrets hidden),
+    /// to compare with what --dry-run listed.
+    #[arg(long)]
+    pub show_sent: bool,
     /// The arguments MHA appends (--command=..., --orig_master_host=..., ...).
     #[arg(
         trailing_var_arg = true,
@@ -205,6 +209,7 @@ fn hook_options(f: &HookFlags) -> (HookOptions, HookArgs) {
         paths: f.conf.paths(),
         dry_run: f.dry_run,
         json: f.format == Format::Json,
+        show_sent: f.show_sent,
     };
     let mut rest = Vec::new();
     for a in &f.mha_args {
@@ -216,6 +221,8 @@ fn hook_options(f: &HookFlags) -> (HookOptions, HookArgs) {
             opts.paths.global = Some(v.into());
         } else if a == "--dry-run" {
             opts.dry_run = true;
+        } else if a == "--show-sent" {
+            opts.show_sent = true;
         } else if let Some(v) = a.strip_prefix("--format=") {
             opts.json = v == "json";
         } else {

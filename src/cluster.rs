@@ -8,6 +8,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::config::helper::{HelperConfig, HostSettings};
 use crate::config::mha::{MhaConfig, Server};
+use crate::listing::{Planned, Sent};
 use crate::mysql::{self, Access, Results, Script, ServerInfo};
 use crate::ssh::{self, Exec, SshOptions, Target};
 
@@ -113,11 +114,21 @@ pub struct Host {
     pub spec: HostSpec,
     pub conn: Box<dyn Exec>,
     pub info: Option<ServerInfo>,
+    /// What was sent while recording is on (the engine turns it on around
+    /// a step's apply when a run shows what it sent).
+    pub sent: Option<Vec<Sent>>,
 }
 
 impl Host {
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// Keep what is about to be sent, when recording is on.
+    pub fn record(&mut self, sent: Sent) {
+        if let Some(v) = self.sent.as_mut() {
+            v.push(sent);
+        }
     }
 
     /// Run a script with this host's step_timeout.
@@ -127,6 +138,10 @@ impl Host {
     }
 
     pub fn run_with(&mut self, script: &Script, timeout: Duration) -> Result<Results> {
+        if self.sent.is_some() {
+            let s = Sent::sql(self.name(), script);
+            self.record(s);
+        }
         let flavor = self.info.as_ref().map(|i| i.flavor);
         mysql::run_script(
             self.conn.as_mut(),
@@ -153,8 +168,7 @@ impl Host {
             .as_ref()
             .map(|i| i.dialect().replica_status() == crate::mysql::dialect::REPLICA_STATUS_OLD);
         let ask = |h: &mut Host, old: bool| {
-            let mut s = Script::new(h.spec.settings.step_timeout);
-            ServerInfo::add_queries(&mut s, old);
+            let mut s = h.info_script(old);
             extra(&mut s);
             h.run(&s)
         };
@@ -172,6 +186,36 @@ impl Host {
             ServerInfo::parse(&r).with_context(|| format!("{}: server info", self.name()))?;
         self.info = Some(info);
         Ok(r)
+    }
+
+    /// The script that reads the server's kind and state, the replica
+    /// status asked in its old form (`SHOW SLAVE STATUS`) or not.
+    fn info_script(&self, old: bool) -> Script {
+        let mut s = Script::new(self.spec.settings.step_timeout);
+        ServerInfo::add_queries(&mut s, old);
+        s
+    }
+
+    /// What [`Host::refresh_info`] sends, for a plan (`when`: how often).
+    pub fn refresh_plan(&self, when: Option<&str>) -> Vec<Planned> {
+        let plan = |s: &Script| match when {
+            Some(w) => Planned::repeated(self.name(), s, w),
+            None => Planned::once(self.name(), s),
+        };
+        match &self.info {
+            Some(i) => {
+                let old = i.dialect().replica_status() == crate::mysql::dialect::REPLICA_STATUS_OLD;
+                vec![plan(&self.info_script(old))]
+            }
+            None => vec![
+                plan(&self.info_script(false)),
+                Planned::repeated(
+                    self.name(),
+                    &self.info_script(true),
+                    "again, only if the server predates SHOW REPLICA STATUS",
+                ),
+            ],
+        }
     }
 
     pub fn info(&self) -> Result<&ServerInfo> {
@@ -203,6 +247,7 @@ pub fn connect(specs: Vec<HostSpec>) -> Vec<Result<Host>> {
                 spec,
                 conn,
                 info: None,
+                sent: None,
             })
         })
         .collect()

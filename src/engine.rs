@@ -14,6 +14,7 @@ use anyhow::{anyhow, Result};
 
 use crate::exit::{is_refusal, NeedsRecover};
 use crate::fault;
+use crate::listing::Sent;
 use crate::report::PlannedStep;
 use crate::state::journal::{Entry, Journal};
 use crate::steps::{apply_undo, Applied, Ctx, Step, Undo};
@@ -77,7 +78,9 @@ pub fn run(
         fault::set_step(id);
         log::info!("{host}: {id}: {}", step.what());
         let started = Instant::now();
+        recording(ctx, true);
         let outcome = run_one(step.as_mut(), undo, ctx, journal, policy, &mut recorded);
+        let sent = recording(ctx, false);
         fault::set_step("");
         let ms = started.elapsed().as_millis() as u64;
         let e = match outcome {
@@ -86,6 +89,7 @@ pub fn run(
                     log::info!("{host}: {id}: done in {ms} ms: {d}");
                 }
                 ctx.report.step(id, &host, "done", ms, detail);
+                attach(ctx, sent);
                 continue;
             }
             Err(e) => e.context(format!("step {id} on {host} failed")),
@@ -93,6 +97,7 @@ pub fn run(
         log::error!("{e:#}");
         ctx.report
             .step(id, &host, "failed", ms, Some(crate::exit::message(&e)));
+        attach(ctx, sent);
         if is_unstopped_timeout(&e) {
             return Err(e.context(NeedsRecover).context(format!(
                 "NOT ROLLED BACK: the timed-out statement on {host} could not be proven stopped, \
@@ -124,6 +129,27 @@ pub fn run(
                 .collect::<Vec<_>>()
                 .join("; ")
         )),
+    }
+}
+
+/// Start (`on`) or end recording what the hosts are sent, when the run
+/// shows it; returns what was recorded since it started.
+fn recording(ctx: &mut Ctx, on: bool) -> Vec<Sent> {
+    let show = ctx.show_sent;
+    let mut all = Vec::new();
+    for h in &mut ctx.hosts {
+        all.extend(h.sent.take().unwrap_or_default());
+        if on && show {
+            h.sent = Some(Vec::new());
+        }
+    }
+    all
+}
+
+/// What the step just reported sent.
+fn attach(ctx: &mut Ctx, sent: Vec<Sent>) {
+    if let Some(last) = ctx.report.steps.last_mut() {
+        last.sent = sent;
     }
 }
 
@@ -278,7 +304,7 @@ pub fn plan(steps: &mut [Box<dyn Step>], ctx: &mut Ctx) -> Result<Vec<PlannedSte
             host: step.host().to_string(),
             what: step.what(),
             reversible: step.reversible(),
-            statements: step.statements(ctx),
+            scripts: step.scripts(ctx),
         });
     }
     Ok(out)
@@ -312,6 +338,12 @@ mod tests {
                 revise: None,
             }
         }
+
+        fn script(&self) -> crate::mysql::Script {
+            let mut s = crate::mysql::Script::new(Duration::from_secs(1));
+            s.exec("step", &format!("DO '{}'", self.id));
+            s
+        }
     }
 
     impl Step for Scripted {
@@ -331,8 +363,8 @@ mod tests {
                 super_read_only: None,
             }))
         }
-        fn statements(&self, _ctx: &Ctx) -> Vec<String> {
-            Vec::new()
+        fn scripts(&self, _ctx: &Ctx) -> Vec<crate::listing::Planned> {
+            vec![crate::listing::Planned::once(&self.host, &self.script())]
         }
         fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
             if self.refuse {
@@ -341,10 +373,8 @@ mod tests {
             if self.fail {
                 anyhow::bail!("scripted failure");
             }
-            let h = ctx.host(&self.host)?;
-            let mut s = crate::mysql::Script::new(Duration::from_secs(1));
-            s.exec("step", &format!("DO '{}'", self.id));
-            h.run(&s)?;
+            let s = self.script();
+            ctx.host(&self.host)?.run(&s)?;
             Ok(Applied {
                 revised_undo: self.revise.clone(),
                 ..Applied::default()
@@ -398,23 +428,27 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn each_case_runs_the_steps_it_should_and_undoes_what_it_should() {
-        struct Case {
-            name: &'static str,
-            policy: OnFailure,
-            /// which of the three steps fails / refuses
-            fail: Option<usize>,
-            refuse: Option<usize>,
-            sent: &'static [&'static str],
-            undone: usize,
-        }
-        let cases = [
+    struct Case {
+        name: &'static str,
+        policy: OnFailure,
+        /// which of the three steps fails / refuses
+        fail: Option<usize>,
+        refuse: Option<usize>,
+        /// which step's host never answers (its script times out)
+        hang: Option<usize>,
+        sent: &'static [&'static str],
+        undone: usize,
+    }
+
+    /// Three steps (db1, db2, db1) under each policy and outcome.
+    fn cases() -> Vec<Case> {
+        vec![
             Case {
                 name: "all-done",
                 policy: OnFailure::RollBack,
                 fail: None,
                 refuse: None,
+                hang: None,
                 sent: &[
                     "db1 DO 'new-master-read-only'",
                     "db2 DO 'block-accounts'",
@@ -427,6 +461,7 @@ mod tests {
                 policy: OnFailure::RollBack,
                 fail: Some(2),
                 refuse: None,
+                hang: None,
                 // the undos in reverse, each restoring read_only=1; the failed
                 // step's own undo first: its undo is journaled before it runs,
                 // since a step that fails may have changed part of its host
@@ -444,6 +479,7 @@ mod tests {
                 policy: OnFailure::Continue,
                 fail: Some(1),
                 refuse: None,
+                hang: None,
                 sent: &["db1 DO 'new-master-read-only'", "db1 DO 'kill-sessions'"],
                 undone: 0,
             },
@@ -452,6 +488,7 @@ mod tests {
                 policy: OnFailure::Continue,
                 fail: None,
                 refuse: Some(1),
+                hang: None,
                 // a refusal stops at once and rolls back, whatever the policy
                 sent: &[
                     "db1 DO 'new-master-read-only'",
@@ -460,9 +497,30 @@ mod tests {
                 ],
                 undone: 2,
             },
-        ];
-        for c in cases {
+            Case {
+                name: "timeout",
+                policy: OnFailure::RollBack,
+                fail: None,
+                refuse: None,
+                hang: Some(1),
+                // a statement that may still run is never raced by an undo:
+                // nothing is rolled back, recover finishes once it is known
+                sent: &["db1 DO 'new-master-read-only'", "db2 DO 'block-accounts'"],
+                undone: 0,
+            },
+        ]
+    }
+
+    #[test]
+    fn each_case_runs_the_steps_it_should_and_undoes_what_it_should() {
+        for c in cases() {
             let (mut ctx, log, mut journal) = fixture(c.name);
+            if c.hang == Some(1) {
+                let mut db2 = FakeExec::new("db2", &log);
+                db2.read_only = true;
+                db2.hanging = vec!["DO 'block-accounts'".into()];
+                ctx.hosts[1].conn = Box::new(db2);
+            }
             let mut steps: Vec<Box<dyn Step>> = [
                 (StepId::NewMasterReadOnly, "db1"),
                 (StepId::BlockAccounts, "db2"),
@@ -480,10 +538,15 @@ mod tests {
             let r = run(&mut steps, &mut ctx, &mut journal, policy(c.policy));
             assert_eq!(
                 r.is_ok(),
-                c.fail.is_none() && c.refuse.is_none(),
+                c.fail.is_none() && c.refuse.is_none() && c.hang.is_none(),
                 "{}",
                 c.name
             );
+            let needs_recover = r
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.downcast_ref::<crate::exit::NeedsRecover>().is_some());
+            assert_eq!(needs_recover, c.hang.is_some(), "{}: {r:?}", c.name);
             assert_eq!(sent(&log), c.sent, "{}", c.name);
             let undone = journal
                 .entries()
@@ -491,6 +554,36 @@ mod tests {
                 .filter(|e| matches!(e, Entry::Undone { .. }))
                 .count();
             assert_eq!(undone, c.undone, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn what_each_step_sent_is_recorded_only_when_asked_and_keeps_to_its_plan() {
+        for show in [false, true] {
+            let (mut ctx, _log, mut journal) = fixture(&format!("sent-{show}"));
+            ctx.show_sent = show;
+            let mut steps: Vec<Box<dyn Step>> = vec![
+                Box::new(Scripted::new(StepId::NewMasterReadOnly, "db1")),
+                Box::new(Scripted::new(StepId::BlockAccounts, "db2")),
+            ];
+            let planned = plan(&mut steps, &mut ctx).unwrap();
+            run(
+                &mut steps,
+                &mut ctx,
+                &mut journal,
+                policy(OnFailure::RollBack),
+            )
+            .unwrap();
+            assert_eq!(ctx.report.steps.len(), 2);
+            for (p, s) in planned.iter().zip(&ctx.report.steps) {
+                assert_eq!(s.sent.is_empty(), !show, "{}", s.step);
+                if show {
+                    assert_eq!(s.sent.len(), 1, "{}", s.step);
+                    assert_eq!(s.sent[0].host, p.host);
+                    crate::listing::conforms(&p.scripts, &s.sent).unwrap();
+                }
+            }
+            assert!(ctx.hosts.iter().all(|h| h.sent.is_none()), "recording ends");
         }
     }
 

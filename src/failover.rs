@@ -54,9 +54,9 @@ pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
     let mut report = Report::new("master-ip-failover", &command);
     let code = match command.as_str() {
         "status" => status(&setup, args, &mut report),
-        "stopssh" => stop(&setup, args, true, opts.dry_run, &mut report),
-        "stop" => stop(&setup, args, false, opts.dry_run, &mut report),
-        "start" => start(&setup, args, opts.dry_run, &mut report),
+        "stopssh" => stop(&setup, args, true, opts, &mut report),
+        "stop" => stop(&setup, args, false, opts, &mut report),
+        "start" => start(&setup, args, opts, &mut report),
         other => Err(bad_input(anyhow!(
             "unknown --command={other} for master-ip-failover (MHA sends status, stop, stopssh or start)"
         ))),
@@ -202,9 +202,10 @@ fn stop(
     setup: &Setup,
     args: &FailoverArgs,
     ssh_reachable: bool,
-    dry_run: bool,
+    opts: &HookOptions,
     report: &mut Report,
 ) -> Result<Code> {
+    let dry_run = opts.dry_run;
     let orig = setup.hostname(&args.dead_master().map_err(bad_input)?.host)?;
     report.orig_master = Some(orig.clone());
     let state = setup.state()?;
@@ -249,6 +250,7 @@ fn stop(
         },
     );
     let mut ctx = Ctx::new(vec![host], report.clone());
+    ctx.show_sent = opts.show_sent;
     if dry_run {
         ctx.report.plan = engine::plan(&mut steps, &mut ctx)?;
         *report = ctx.report;
@@ -353,7 +355,13 @@ fn expected_grants(state: &StateDir) -> Option<(Vec<Snapshot>, String)> {
     ))
 }
 
-fn start(setup: &Setup, args: &FailoverArgs, dry_run: bool, report: &mut Report) -> Result<Code> {
+fn start(
+    setup: &Setup,
+    args: &FailoverArgs,
+    opts: &HookOptions,
+    report: &mut Report,
+) -> Result<Code> {
+    let dry_run = opts.dry_run;
     let new_arg = args.new_master().map_err(bad_input)?;
     let new = setup.hostname(&new_arg.host)?;
     let orig = args
@@ -387,6 +395,7 @@ fn start(setup: &Setup, args: &FailoverArgs, dry_run: bool, report: &mut Report)
         return Ok(Code::Proceed);
     }
     let mut ctx = Ctx::new(hosts, report.clone());
+    ctx.show_sent = opts.show_sent;
     ctx.unreachable = unreachable;
     let mut steps = crate::plans::open_new_master(&new, &settings, &[], (true, None));
     if dry_run {

@@ -7,7 +7,7 @@
 //! (`state`: journal, lock), host operations (`ops`: read_only, accounts,
 //! sessions, vip) and grant text (`grants`), the journaled steps over them
 //! with their undos (`steps`, `undo`) and the engine that runs them
-//! (`engine`), the switches (`online`, `failover`, `recover`, `fence`), what
+//! (`engine`; what a step will send and did send: `listing`), the switches (`online`, `failover`, `recover`, `fence`), what
 //! the cluster is now (`topology`), the operator commands (`check`, `mha`),
 //! and output (`report`, `logger`).
 
@@ -22,6 +22,7 @@ pub mod failover;
 pub mod fault;
 pub mod fence;
 pub mod grants;
+pub mod listing;
 pub mod local;
 pub mod logger;
 pub mod mha;

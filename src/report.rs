@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::listing::{Planned, Sent};
 use crate::ssh::Stats;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -29,6 +30,9 @@ pub struct StepRecord {
     pub ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What the step sent, host by host in order (`--show-sent`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<Sent>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,7 +41,8 @@ pub struct PlannedStep {
     pub host: String,
     pub what: String,
     pub reversible: bool,
-    pub statements: Vec<String>,
+    /// The scripts apply will send, per host.
+    pub scripts: Vec<Planned>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -113,6 +118,7 @@ impl Report {
             status: status.to_string(),
             ms,
             detail,
+            sent: Vec::new(),
         });
     }
 
@@ -146,8 +152,20 @@ impl Report {
                     "  [cannot be undone]"
                 }
             );
-            for s in &p.statements {
-                let _ = writeln!(t, "      {s}");
+            for s in &p.scripts {
+                let _ = writeln!(
+                    t,
+                    "    to {}{}:",
+                    s.host,
+                    s.repeat
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+                for l in &s.statements {
+                    let each = l.each.as_deref().map(|e| format!("  -- {e}"));
+                    let _ = writeln!(t, "      {}{}", l.sql, each.unwrap_or_default());
+                }
             }
         }
         for s in &self.steps {

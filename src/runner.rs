@@ -12,6 +12,7 @@ use anyhow::Result;
 use crate::cluster::{self, HostSpec};
 use crate::engine::{self, Policy};
 use crate::exit::Code;
+use crate::online::phase::HookOptions;
 use crate::report::Report;
 use crate::setup::Setup;
 use crate::state::journal::{Entry, Journal, Kind};
@@ -25,17 +26,20 @@ pub struct Runner<'a> {
     pub started: Instant,
     /// Print the report as JSON (else as log lines).
     pub json: bool,
+    /// Put in the report what each step sent.
+    pub show_sent: bool,
 }
 
 impl<'a> Runner<'a> {
     /// A run of `phase` (also the phase fault points see).
-    pub fn new(setup: &'a Setup, phase: &str, json: bool) -> Result<Runner<'a>> {
+    pub fn new(setup: &'a Setup, phase: &str, opts: &HookOptions) -> Result<Runner<'a>> {
         crate::fault::set_phase(phase);
         Ok(Runner {
             setup,
             state: setup.state()?,
             started: Instant::now(),
-            json,
+            json: opts.json,
+            show_sent: opts.show_sent,
         })
     }
 
@@ -45,6 +49,7 @@ impl<'a> Runner<'a> {
         let (hosts, unreachable) = cluster::connect_split(specs);
         let mut ctx = Ctx::new(hosts, report);
         ctx.unreachable = unreachable;
+        ctx.show_sent = self.show_sent;
         ctx
     }
 

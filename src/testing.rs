@@ -32,6 +32,15 @@ pub struct FakeExec {
     /// The server's read_only, as SET GLOBAL statements leave it; queries
     /// named `ro` or `check` read it.
     pub read_only: bool,
+    /// Slept before each answer: a slow host.
+    pub delay: Duration,
+    /// Scripts holding any of these never answer: the transport gives up
+    /// at the deadline, as over a cut link (`timed_out`).
+    pub hanging: Vec<String>,
+    /// Answers that replace `answers` once a KILL was sent: the server
+    /// dropped the killed sessions.
+    pub after_kill: HashMap<String, String>,
+    killed: bool,
 }
 
 impl FakeExec {
@@ -43,6 +52,10 @@ impl FakeExec {
             log: log.clone(),
             on_script: None,
             read_only: false,
+            delay: Duration::ZERO,
+            hanging: Vec::new(),
+            after_kill: HashMap::new(),
+            killed: false,
         }
     }
 }
@@ -52,7 +65,7 @@ impl Exec for FakeExec {
         &self.name
     }
 
-    fn exec(&mut self, _command: &str, stdin: &[u8], _timeout: Duration) -> Result<Output> {
+    fn exec(&mut self, _command: &str, stdin: &[u8], timeout: Duration) -> Result<Output> {
         let text = String::from_utf8_lossy(stdin);
         let sql = &text[text.find("SET SESSION sql_mode").unwrap_or(0)..];
         self.log
@@ -61,6 +74,16 @@ impl Exec for FakeExec {
             .push(format!("{}: {sql}", self.name));
         if let Some(h) = self.on_script.as_mut() {
             h(sql);
+        }
+        std::thread::sleep(self.delay);
+        if self.hanging.iter().any(|h| sql.contains(h.as_str())) {
+            return Ok(Output {
+                status: -1,
+                signal: None,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                timed_out: Some(timeout),
+            });
         }
         let mut out = String::new();
         for (i, line) in sql.lines().enumerate() {
@@ -80,12 +103,18 @@ impl Exec for FakeExec {
             if let Some(v) = line.strip_prefix("SET GLOBAL read_only = ") {
                 self.read_only = v.starts_with('1');
             }
+            self.killed |= line.starts_with("KILL ");
             if let Some(rest) = line.strip_prefix("SELECT 'mha-helper:") {
                 let name = rest.split('\'').next().unwrap_or_default();
                 out.push_str(&format!("mha-helper-marker\nmha-helper:{name}\n"));
                 if name == "ro" || name == "check" {
                     out.push_str(&format!("read_only\n{}\n", u8::from(self.read_only)));
-                } else if let Some(body) = self.answers.get(name) {
+                } else if let Some(body) = self
+                    .after_kill
+                    .get(name)
+                    .filter(|_| self.killed)
+                    .or_else(|| self.answers.get(name))
+                {
                     out.push_str(body);
                 }
             }
@@ -123,6 +152,7 @@ pub fn host(name: &str, mut exec: FakeExec, read_only: bool) -> Host {
     let spec = HostSpec::new(&mha.servers[0], helper.for_host(name));
     Host {
         spec,
+        sent: None,
         conn: Box::new(exec),
         info: Some(ServerInfo {
             flavor: Flavor::MariaDb,

@@ -12,14 +12,30 @@ fn assert_same_grants(before: &State, after: &State, what: &str) {
     }
 }
 
+/// Whether the fault point `fault` fired (its own log line).
+fn fired(log: &str, fault: &str) -> bool {
+    log.contains(&format!(
+        "fault point {fault}: failing the write with ENOSPC"
+    ))
+}
+
 #[test]
 fn a_full_disk_at_any_journal_write_of_stop_exits_0_or_1_and_recover_restores_the_snapshot() {
     let lab = Lab::lock();
     let before = lab.state();
-    // A whole stop writes 14 records; 15 is past the last.
-    for n in 1..=15 {
+    // A whole stop writes 16 records (begin; keeper, servers, orig-follows-new;
+    // stop-begun; 3 intents, block_started_ms, 5 dones; stop-complete,
+    // stop-report); 17 is past the last.
+    const WRITES: usize = 16;
+    for n in 1..=WRITES + 1 {
         let fault = format!("enospc@journal:{n}");
         let o = lab.online_hook("stop", "db1", "db2", &[], &[("MHA_HELPER_FAULT", &fault)]);
+        assert_eq!(
+            fired(&stderr(&o), &fault),
+            n <= WRITES,
+            "{fault}: the fault must fire at each of the {WRITES} writes and not past them: {}",
+            both(&o)
+        );
         let code = o.status.code();
         assert!(
             code == Some(0) || code == Some(1),
@@ -47,14 +63,19 @@ fn a_full_disk_at_any_journal_write_of_stop_exits_0_or_1_and_recover_restores_th
 fn a_full_disk_at_any_journal_write_of_start_still_completes_the_switch_with_every_grant() {
     let lab = Lab::lock();
     let before = lab.state();
-    // start: phase, intent, binlog note, undone, done, report, end
-    for n in [1, 2, 3, 4, 7, 8] {
+    // The start hook writes 8 records (start-begun; intent, binlog note and
+    // done of new-master-writable; undone, done of restore-grants;
+    // start-report; hooks-done); the end is the switchover command's.
+    for n in 1..=8 {
         let fault = format!("start/enospc@journal:{n}");
         let o = lab.switchover("db2", &[("MHA_HELPER_FAULT", &fault)]);
         assert_eq!(o.status.code(), Some(0), "{fault}: {}", both(&o));
-        let log = std::fs::read_to_string(lab.var("MHALAB_MANAGER_LOG")).unwrap_or_default()
-            + &stdout(&o)
-            + &stderr(&o);
+        // MHA's output of this switch, the hook's log in it.
+        let log = lab.switch_log(&o);
+        assert!(
+            fired(&log, &format!("enospc@journal:{n}")),
+            "{fault}: the fault did not fire: {log}"
+        );
         assert!(
             !log.contains("Got ERROR"),
             "{fault}: MHA aborted (start must exit 0 or 10): {log}"

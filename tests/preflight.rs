@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use mha_helper::listing::{conforms, Planned, Sent};
 
 /// Run stop and insist it refuses with `reason`, leaving `before` intact.
 fn assert_refused(lab: &Lab, before: &State, reason: &str) {
@@ -206,6 +207,99 @@ fn dry_run_prints_every_statement_per_host_and_changes_nothing() {
         assert!(text.contains(want), "dry run lacks '{want}':\n{text}");
     }
     assert_eq!(lab.state(), before);
+}
+
+/// The steps of a report: id, host, status, and what each sent.
+fn steps_sent(o: &std::process::Output) -> Vec<(String, String, String, Vec<Sent>)> {
+    let v: serde_json::Value = serde_json::from_str(&stdout(o)).expect("a JSON report");
+    v["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            let sent = serde_json::from_value(s["sent"].clone()).unwrap_or_default();
+            let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+            (text("step"), text("host"), text("status"), sent)
+        })
+        .collect()
+}
+
+/// The plan of a dry run's report: id, host and the scripts of each step.
+fn steps_planned(o: &std::process::Output) -> Vec<(String, String, Vec<Planned>)> {
+    let v: serde_json::Value = serde_json::from_str(&stdout(o)).expect("a JSON report");
+    v["plan"]
+        .as_array()
+        .expect("plan")
+        .iter()
+        .map(|s| {
+            let scripts = serde_json::from_value(s["scripts"].clone()).expect("scripts");
+            let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+            (text("step"), text("host"), scripts)
+        })
+        .collect()
+}
+
+/// Run `phase` of the online hook as a dry run, then for real showing what
+/// it sent: every step must have sent, statement for statement, what the
+/// dry run listed. Returns what each step sent.
+fn dry_run_then_real(lab: &Lab, phase: &str) -> Vec<(String, Vec<Sent>)> {
+    let dry = lab.online_hook(phase, "db1", "db2", &["--dry-run", "--format=json"], &[]);
+    assert_eq!(dry.status.code(), Some(0), "{}", both(&dry));
+    let planned = steps_planned(&dry);
+    let real = lab.online_hook(phase, "db1", "db2", &["--show-sent", "--format=json"], &[]);
+    assert_eq!(real.status.code(), Some(0), "{}", both(&real));
+    let done = steps_sent(&real);
+    let ids = |v: Vec<(&String, &String)>| format!("{v:?}");
+    assert_eq!(
+        ids(planned.iter().map(|p| (&p.0, &p.1)).collect()),
+        ids(done.iter().map(|d| (&d.0, &d.1)).collect()),
+        "{phase}: the steps run are not the steps planned"
+    );
+    for ((step, host, scripts), (_, _, status, sent)) in planned.iter().zip(&done) {
+        assert_eq!(status, "done", "{phase}: {step} on {host}");
+        assert!(!sent.is_empty(), "{phase}: {step} on {host} sent nothing");
+        if let Err(e) = conforms(scripts, sent) {
+            panic!("{phase}: {step} on {host}: the dry run is not what was sent: {e}");
+        }
+    }
+    done.into_iter().map(|d| (d.0, d.3)).collect()
+}
+
+#[test]
+fn a_dry_run_lists_statement_for_statement_what_stop_and_start_then_send() {
+    let lab = Lab::lock();
+    lab.set_helper_conf("[default]\ngrace_period = 1\n");
+    // An application session busy past the grace period: the drain polls,
+    // the kill kills it.
+    let mut session = lab.app_session("app", "db1", "SELECT SLEEP(60)");
+    std::thread::sleep(Duration::from_millis(500));
+    let stop = dry_run_then_real(&lab, "stop");
+    let lines = |step: &str| -> Vec<String> {
+        stop.iter()
+            .filter(|(s, _)| s == step)
+            .flat_map(|(_, sent)| sent.iter().flat_map(|x| x.statements.clone()))
+            .collect()
+    };
+    assert!(
+        lines("drain-sessions")
+            .iter()
+            .any(|l| l.contains("PROCESSLIST")),
+        "the drain never polled"
+    );
+    assert!(
+        lines("kill-sessions")
+            .iter()
+            .any(|l| l.starts_with("KILL ")),
+        "the kill killed nothing: {:?}",
+        lines("kill-sessions")
+    );
+    let start = dry_run_then_real(&lab, "start");
+    assert!(
+        start.iter().any(|(s, _)| s == "restore-grants"),
+        "{start:?}"
+    );
+    let _ = session.kill();
+    let _ = session.wait();
 }
 
 #[test]

@@ -354,6 +354,16 @@ fn classify_failure(host: &str, stderr: &str, status: i32, labels: &[String]) ->
 /// The tag of the kept read-only question's answer.
 const ASK_TAG: &str = "mha-helper-ask\t";
 
+/// The question [`ask_read_only`] asks, one line.
+pub fn read_only_question(gtid: bool) -> &'static str {
+    if gtid {
+        "SELECT 'mha-helper-ask' AS tag, @@GLOBAL.read_only AS ro, \
+         REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid;"
+    } else {
+        "SELECT 'mha-helper-ask' AS tag, @@GLOBAL.read_only AS ro;"
+    }
+}
+
 /// `@@GLOBAL.read_only`, and with `gtid` (MySQL with GTID on)
 /// `@@GLOBAL.gtid_executed` in the same question, asked of a client kept
 /// running on the host for such questions (see `Exec::ask`): about a
@@ -367,13 +377,8 @@ pub fn ask_read_only(
 ) -> Result<(bool, Option<String>)> {
     let options = access.option_file();
     let command = access.command(options.len());
-    let question = if gtid {
-        "SELECT 'mha-helper-ask' AS tag, @@GLOBAL.read_only AS ro, \
-         REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid;\n"
-    } else {
-        "SELECT 'mha-helper-ask' AS tag, @@GLOBAL.read_only AS ro;\n"
-    };
-    let answer = conn.ask(&command, options.as_bytes(), question, ASK_TAG, timeout)?;
+    let question = format!("{}\n", read_only_question(gtid));
+    let answer = conn.ask(&command, options.as_bytes(), &question, ASK_TAG, timeout)?;
     let rest = answer.strip_prefix(ASK_TAG).map(str::trim_end);
     let (ro, set) = match rest {
         Some(r) => r.split_once('\t').unwrap_or((r, "")),

@@ -17,6 +17,8 @@ pub struct HookOptions {
     pub paths: ConfigPaths,
     pub dry_run: bool,
     pub json: bool,
+    /// Put in the report what each step sent (`--show-sent`).
+    pub show_sent: bool,
 }
 
 /// The two masters of an online switch, as MHA named them.

@@ -116,7 +116,7 @@ struct Start<'a> {
 
 pub fn run(setup: &Setup, args: &OnlineArgs, opts: &HookOptions) -> Result<Code> {
     let start = Start {
-        run: Runner::new(setup, "start", opts.json)?,
+        run: Runner::new(setup, "start", opts)?,
         m: Masters::from_args(setup, args)?,
     };
     crate::fault::point("before:start")?;
@@ -130,6 +130,10 @@ pub fn run(setup: &Setup, args: &OnlineArgs, opts: &HookOptions) -> Result<Code>
     let mut specs = start.m.cluster_specs(setup, args)?;
     if opts.dry_run {
         let mut ctx = start.run.connect(specs, report);
+        // What the real run knows of the servers, the plan knows too.
+        if let Some(j) = existing.as_ref() {
+            known_servers(&mut ctx, j);
+        }
         let owed = Owed::from_journal(existing.as_ref(), &start.m);
         return start
             .run

@@ -103,7 +103,7 @@ struct Stop<'a> {
 
 pub fn run(setup: &Setup, args: &OnlineArgs, opts: &HookOptions) -> Result<Code> {
     let stop = Stop {
-        run: Runner::new(setup, "stop", opts.json)?,
+        run: Runner::new(setup, "stop", opts)?,
         args,
         opts,
         m: Masters::from_args(setup, args)?,
@@ -401,6 +401,17 @@ mod tests {
     /// db1 the writable old master, db2 the read_only new one; db1 fails
     /// statements containing any of `failing`.
     fn fixture(name: &str, failing: &[&str]) -> (Ctx, Log, Vec<Box<dyn Step>>, Journal) {
+        fixture_with(name, failing, |_| {}, None)
+    }
+
+    /// The fixture, db1's fake changed by `tweak` and (when given) the
+    /// grace period set.
+    fn fixture_with(
+        name: &str,
+        failing: &[&str],
+        tweak: impl FnOnce(&mut FakeExec),
+        grace: Option<std::time::Duration>,
+    ) -> (Ctx, Log, Vec<Box<dyn Step>>, Journal) {
         let log = Log::default();
         let dir = crate::state::tests::temp_dir(&format!("stop-{name}"));
         let state = StateDir::open(&dir, "app1").unwrap();
@@ -432,11 +443,15 @@ mod tests {
                 );
             }
         }));
+        tweak(&mut db1);
         let db2 = FakeExec::new("db2", &log);
-        let hosts = vec![
+        let mut hosts = vec![
             testing::host("db1", db1, false),
             testing::host("db2", db2, true),
         ];
+        if let Some(g) = grace {
+            hosts[0].spec.settings.grace_period = g;
+        }
         let mut ctx = Ctx::new(hosts, Report::new("test", "stop"));
         ctx.app.accounts = vec![snapshot().account];
         ctx.app.snapshots = vec![snapshot()];
@@ -485,6 +500,48 @@ mod tests {
                 Entry::End { .. } => "end".into(),
             })
             .collect()
+    }
+
+    #[test]
+    fn the_dry_run_lists_exactly_what_each_step_then_sends() {
+        const HEAD: &str = "id\tuser\thost\tdb\tdb_null\tcommand\ttime\tstate\n";
+        let (mut ctx, _log, mut steps, mut journal) = fixture_with(
+            "plan-sent",
+            &[],
+            |db1| {
+                // one application session open at the block, gone once killed
+                let open = format!("{HEAD}50\tapp\t10.0.0.9:4000\tappdb\t0\tSleep\t3\t\n");
+                db1.answers.insert("sessions".into(), open);
+                db1.after_kill.insert("sessions".into(), HEAD.into());
+            },
+            Some(std::time::Duration::from_millis(120)),
+        );
+        ctx.show_sent = true;
+        let planned = engine::plan(&mut steps, &mut ctx).unwrap();
+        engine::run(&mut steps, &mut ctx, &mut journal, policy()).unwrap();
+        assert_eq!(planned.len(), ctx.report.steps.len());
+        for (p, s) in planned.iter().zip(&ctx.report.steps) {
+            assert_eq!(p.step, s.step);
+            assert!(!s.sent.is_empty(), "{} sent nothing", s.step);
+            crate::listing::conforms(&p.scripts, &s.sent)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.step));
+        }
+        // the repeated parts were really exercised: polls, then the kill
+        let sent = |step: &str| {
+            let s = ctx.report.steps.iter().find(|s| s.step == step).unwrap();
+            s.sent
+                .iter()
+                .flat_map(|x| x.statements.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(sent("drain-sessions")
+            .iter()
+            .any(|l| l.contains("PROCESSLIST")));
+        assert!(sent("kill-sessions").contains(&"KILL USER 'app';".to_string()));
+        // and a plan that differs in one statement does not pass
+        let mut wrong = planned[0].scripts.clone();
+        wrong[0].statements.last_mut().unwrap().sql.push(' ');
+        assert!(crate::listing::conforms(&wrong, &ctx.report.steps[0].sent).is_err());
     }
 
     #[test]

@@ -11,7 +11,8 @@ use anyhow::{bail, Context, Result};
 use crate::cluster::{Host, HostSpec};
 use crate::config::helper::BlockMethod;
 use crate::grants::{self, Account, Selection, Snapshot};
-use crate::mysql::{Flavor, Script};
+use crate::listing::Planned;
+use crate::mysql::{Flavor, Script, ServerInfo};
 use crate::setup::Setup;
 
 /// Who counts as an application account on the host `spec` describes: all
@@ -170,12 +171,7 @@ pub fn restore(
     };
     let restored = restore_grants(host, method, snaps, timeout);
     if lifted {
-        let mut s = Script::new(timeout);
-        s.exec(
-            "set super_read_only again",
-            "SET GLOBAL super_read_only = 1",
-        );
-        if let Err(e) = host.run_with(&s, timeout) {
+        if let Err(e) = host.run_with(&set_again_script(timeout), timeout) {
             let put_back = format!(
                 "{}: super_read_only was lifted to give grants back and could not be set again \
                  ({}); read_only is still on; run SET GLOBAL super_read_only = 1 there",
@@ -191,21 +187,83 @@ pub fn restore(
     restored
 }
 
-/// Turn super_read_only off where it is on, in one script; whether it was.
-fn lift_super_read_only(host: &mut Host, timeout: Duration) -> Result<bool> {
-    // One round trip: read it, then turn it off (a no-op where it was off).
+/// What [`restore`] sends to `host`, for a plan.
+pub fn restore_plan(
+    host: &str,
+    info: Option<&ServerInfo>,
+    method: BlockMethod,
+    snaps: &[Snapshot],
+    timeout: Duration,
+) -> Vec<Planned> {
+    if snaps.is_empty() {
+        return Vec::new();
+    }
+    let lifts = info.is_some_and(|i| i.dialect().super_read_only_blocks_grants());
+    let mut v = Vec::new();
+    if lifts {
+        v.push(Planned::once(host, &lift_script(timeout)));
+    }
+    v.push(Planned::once(host, &grouped_script(method, snaps, timeout)));
+    v.push(Planned::repeated(
+        host,
+        &each_script(method, snaps, timeout),
+        "only if the grouped restore fails or reads back differently: account by account, \
+         again from the account after each one that fails",
+    ));
+    if lifts {
+        v.push(Planned::repeated(
+            host,
+            &set_again_script(timeout),
+            "only if super_read_only was on",
+        ));
+    }
+    v
+}
+
+/// Read super_read_only, then turn it off (a no-op where it was off).
+fn lift_script(timeout: Duration) -> Script {
     let mut s = Script::new(timeout);
     s.query("sro", "SELECT @@GLOBAL.super_read_only AS sro");
     s.exec(
         "lift super_read_only (read_only stays on)",
         "SET GLOBAL super_read_only = 0",
     );
-    let r = host.run_with(&s, timeout).with_context(|| {
-        format!(
-            "{}: cannot lift super_read_only to give grants back",
-            host.name()
-        )
-    })?;
+    s
+}
+
+fn set_again_script(timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    s.exec(
+        "set super_read_only again",
+        "SET GLOBAL super_read_only = 1",
+    );
+    s
+}
+
+/// Every account's grants given back at once, then read back.
+fn grouped_script(method: BlockMethod, snaps: &[Snapshot], timeout: Duration) -> Script {
+    let mut s = Script::new(timeout).without_binlog();
+    grants::add_restore(&mut s, method, snaps);
+    s
+}
+
+/// Each account's saved lines replayed verbatim, then read back.
+fn each_script(method: BlockMethod, snaps: &[Snapshot], timeout: Duration) -> Script {
+    let mut s = Script::new(timeout).without_binlog();
+    grants::add_restore_each(&mut s, method, snaps);
+    s
+}
+
+/// Turn super_read_only off where it is on, in one script; whether it was.
+fn lift_super_read_only(host: &mut Host, timeout: Duration) -> Result<bool> {
+    let r = host
+        .run_with(&lift_script(timeout), timeout)
+        .with_context(|| {
+            format!(
+                "{}: cannot lift super_read_only to give grants back",
+                host.name()
+            )
+        })?;
     let on = r.set("sro").records().next().is_some_and(|x| x.flag("sro"));
     if on {
         log::info!(
@@ -222,9 +280,7 @@ fn restore_grants(
     snaps: &[Snapshot],
     timeout: Duration,
 ) -> Result<Vec<String>> {
-    let mut s = Script::new(timeout).without_binlog();
-    grants::add_restore(&mut s, method, snaps);
-    match host.run_with(&s, timeout) {
+    match host.run_with(&grouped_script(method, snaps, timeout), timeout) {
         Ok(r) if grants::differences(&r, snaps).is_empty() => {
             return Ok(snaps.iter().map(|s| s.account.label()).collect());
         }
@@ -259,9 +315,7 @@ fn restore_each(
     let mut from = 0;
     while from < snaps.len() {
         let part = &snaps[from..];
-        let mut s = Script::new(timeout).without_binlog();
-        grants::add_restore_each(&mut s, method, part);
-        match host.run_with(&s, timeout) {
+        match host.run_with(&each_script(method, part, timeout), timeout) {
             Ok(r) => {
                 let diffs = grants::differences(&r, part);
                 restored.extend(part.iter().map(|s| s.account.label()));

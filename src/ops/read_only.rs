@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::cluster::{self, Host};
 use crate::config::helper::SuperReadOnly;
 use crate::exit::Refused;
+use crate::listing::{at_run, Planned, Sent};
 use crate::mysql::{Script, ServerInfo};
 
 /// Opens a server for writes. On MySQL, turning read_only off also turns
@@ -77,6 +78,8 @@ pub fn read_back(r: &crate::mysql::Results, name: &str) -> Option<bool> {
 /// running on the host when the transport keeps one (fast), else by a
 /// script.
 pub fn now(host: &mut Host, timeout: Duration, gtid: bool) -> Result<(bool, Option<String>)> {
+    let question = crate::mysql::read_only_question(gtid);
+    host.record(Sent::of(host.name(), vec![question.to_string()]));
     match crate::mysql::ask_read_only(host.conn.as_mut(), &host.spec.access, timeout, gtid) {
         Ok(r) => return Ok(r),
         Err(e) => log::debug!(
@@ -84,12 +87,7 @@ pub fn now(host: &mut Host, timeout: Duration, gtid: bool) -> Result<(bool, Opti
             host.name()
         ),
     }
-    let mut s = Script::new(timeout);
-    s.query("ro", READ);
-    if gtid {
-        s.query("gtid", "SELECT @@GLOBAL.gtid_executed AS gtid");
-    }
-    let r = host.run_with(&s, timeout)?;
+    let r = host.run_with(&now_script(gtid, timeout), timeout)?;
     let ro = read_back(&r, "ro")
         .ok_or_else(|| anyhow!("{}: read_only did not read back", host.name()))?;
     let set = gtid.then(|| {
@@ -102,6 +100,21 @@ pub fn now(host: &mut Host, timeout: Duration, gtid: bool) -> Result<(bool, Opti
     Ok((ro, set))
 }
 
+/// The script [`now`] sends when the host keeps no client to ask.
+fn now_script(gtid: bool, timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    s.query("ro", READ);
+    if gtid {
+        s.query("gtid", "SELECT @@GLOBAL.gtid_executed AS gtid");
+    }
+    s
+}
+
+/// Whether the proof reads `h`'s executed GTID set with its read_only.
+fn asks_gtid(h: &Host, required: &[String]) -> bool {
+    required.iter().any(|r| r == h.name()) && h.info.as_ref().is_some_and(|i| i.gtid_mode)
+}
+
 /// Run `stmts`, then read read_only back and insist it is `expect`.
 pub fn run_and_verify(
     host: &mut Host,
@@ -109,12 +122,7 @@ pub fn run_and_verify(
     expect: bool,
     timeout: Duration,
 ) -> Result<()> {
-    let mut s = Script::new(timeout);
-    for st in stmts {
-        s.exec("set read_only", st);
-    }
-    s.query("check", READ);
-    let r = host.run_with(&s, timeout)?;
+    let r = host.run_with(&verify_script(stmts, timeout), timeout)?;
     let now = read_back(&r, "check");
     if now != Some(expect) {
         bail!(
@@ -128,6 +136,27 @@ pub fn run_and_verify(
         info.read_only = expect;
     }
     Ok(())
+}
+
+/// The script [`run_and_verify`] sends.
+fn verify_script(stmts: &[String], timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    for st in stmts {
+        s.exec("set read_only", st);
+    }
+    s.query("check", READ);
+    s
+}
+
+/// What [`restore`] sends to `host`, for a plan.
+pub fn restore_plan(
+    host: &str,
+    read_only: bool,
+    super_read_only: Option<bool>,
+    timeout: Duration,
+) -> Vec<Planned> {
+    let stmts = restore_statements(read_only, super_read_only);
+    vec![Planned::once(host, &verify_script(&stmts, timeout))]
 }
 
 /// Put back a saved read-only state that is read-only (a writable one goes
@@ -193,8 +222,7 @@ pub fn prove_read_only(
         .context(Refused));
     }
     let results = cluster::parallel(others, |h| {
-        let gtid =
-            required.iter().any(|r| r == h.name()) && h.info.as_ref().is_some_and(|i| i.gtid_mode);
+        let gtid = asks_gtid(h, required);
         now(h, timeout, gtid)
     });
     let mut proof = Proof {
@@ -288,20 +316,14 @@ pub fn make_writable(
     let proof = proof?;
     info.map_err(|_| anyhow!("{}: thread panicked", target.name()))??;
     let info = target.info()?.clone();
-    let mut s = Script::new(timeout);
     let catch_up: Vec<&(String, String)> = if info.gtid_mode {
         proof.gtid_executed.iter().collect()
     } else {
         Vec::new()
     };
-    let wait = (crate::mysql::server_limit(timeout).as_secs() / 2).max(1);
-    for (_, set) in &catch_up {
-        s.query(CATCH_UP, &catch_up_sql(set, wait));
-    }
-    s.query("was", READ);
-    add_binlog_position(&mut s, &info, "binlog");
-    s.exec("read_only off", WRITABLE);
-    s.query("ro", READ);
+    let wait = catch_up_wait(timeout);
+    let sets: Vec<&str> = catch_up.iter().map(|(_, set)| set.as_str()).collect();
+    let s = writable_script(&info, &sets, timeout);
     let r = match target.run_with(&s, timeout) {
         Err(e) if crate::mysql::failed_at(&e, CATCH_UP) => {
             return Err(lacks(target, &catch_up, wait, timeout).context(Refused));
@@ -328,6 +350,84 @@ pub fn make_writable(
     })
 }
 
+/// The script that opens the target: wait for each of `sets` to be
+/// executed there, read read_only and the binary log position, turn
+/// read_only off and read it back.
+fn writable_script(info: &ServerInfo, sets: &[&str], timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    let wait = catch_up_wait(timeout);
+    for set in sets {
+        s.query(CATCH_UP, &catch_up_sql(set, wait));
+    }
+    s.query("was", READ);
+    add_binlog_position(&mut s, info, "binlog");
+    s.exec("read_only off", WRITABLE);
+    s.query("ro", READ);
+    s
+}
+
+/// How long the catch-up waits, in a script allowed `timeout`.
+fn catch_up_wait(timeout: Duration) -> u64 {
+    (crate::mysql::server_limit(timeout).as_secs() / 2).max(1)
+}
+
+/// What [`make_writable`] sends, for a plan: to every other host of
+/// `hosts` the read-only question (a script if it keeps no client to ask),
+/// then to `target` its server kind if not known yet, and the script that
+/// opens it, with a catch-up wait per fenced host whose executed GTID set
+/// the proof reads (known only then), and the read of what it lacks if it
+/// has not caught up.
+pub fn writable_plan(
+    hosts: &[Host],
+    target: &str,
+    required: &[String],
+    timeout: Duration,
+) -> Vec<Planned> {
+    let mut v = Vec::new();
+    for h in hosts.iter().filter(|h| h.name() != target) {
+        let gtid = asks_gtid(h, required);
+        let question = crate::mysql::read_only_question(gtid).to_string();
+        v.push(Planned::of(h.name(), vec![question]));
+        v.push(Planned::repeated(
+            h.name(),
+            &now_script(gtid, timeout),
+            "only if the host keeps no client to ask",
+        ));
+    }
+    let Some(t) = hosts.iter().find(|h| h.name() == target) else {
+        return v;
+    };
+    let Some(info) = t.info.as_ref() else {
+        let mut s = Script::new(t.spec.settings.step_timeout);
+        ServerInfo::add_queries(&mut s, false);
+        v.push(Planned::repeated(
+            target,
+            &s,
+            "its server kind, not read yet",
+        ));
+        return v;
+    };
+    let sources: Vec<String> = hosts
+        .iter()
+        .filter(|h| info.gtid_mode && h.name() != target && asks_gtid(h, required))
+        .map(|h| at_run(&format!("gtid_executed read from {}", h.name())))
+        .collect();
+    let sets: Vec<&str> = sources.iter().map(String::as_str).collect();
+    let mut open = Planned::once(target, &writable_script(info, &sets, timeout));
+    for s in &sources {
+        open = open.each(s, "if that set is not empty");
+    }
+    v.push(open);
+    if !sets.is_empty() {
+        v.push(Planned::repeated(
+            target,
+            &lacks_script(&sets, timeout),
+            "only if it has not caught up in time: what it lacks",
+        ));
+    }
+    v
+}
+
 /// The label of the catch-up query.
 const CATCH_UP: &str = "catch-up";
 
@@ -350,16 +450,8 @@ fn lacks(
     wait: u64,
     timeout: Duration,
 ) -> anyhow::Error {
-    let mut s = Script::new(timeout);
-    for (i, (_, set)) in sources.iter().enumerate() {
-        s.query(
-            &format!("missing:{i}"),
-            &format!(
-                "SELECT GTID_SUBTRACT({}, @@GLOBAL.gtid_executed) AS missing",
-                crate::quote::sql_string(set)
-            ),
-        );
-    }
+    let sets: Vec<&str> = sources.iter().map(|(_, set)| set.as_str()).collect();
+    let s = lacks_script(&sets, timeout);
     let missing: Vec<String> = match target.run_with(&s, timeout) {
         Ok(r) => sources
             .iter()
@@ -387,6 +479,22 @@ fn lacks(
             .join(", "),
         missing.join("; ")
     )
+}
+
+/// The script that asks which transactions of each of `sets` the target
+/// has not executed.
+fn lacks_script(sets: &[&str], timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    for (i, set) in sets.iter().enumerate() {
+        s.query(
+            &format!("missing:{i}"),
+            &format!(
+                "SELECT GTID_SUBTRACT({}, @@GLOBAL.gtid_executed) AS missing",
+                crate::quote::sql_string(set)
+            ),
+        );
+    }
+    s
 }
 
 /// Split `hosts` into the one named `name` and all the others.

@@ -30,6 +30,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cluster::Host;
 use crate::exit::Refused;
+use crate::listing::{at_run, Planned};
 use crate::mysql::dialect::Dialect;
 use crate::mysql::{Flavor, Script, ServerInfo};
 use crate::quote::sql_string;
@@ -129,10 +130,7 @@ pub fn repoint(hosts: &mut [Host], r: &Repoint, timeout: Duration) -> Result<Str
     let info = target.refresh_info()?.clone();
     let new_info = new.refresh_info()?.clone();
     let (source, running) = before(&info);
-    let on_new = source
-        .as_deref()
-        .is_some_and(|s| s == r.src.ip || s == r.src.name);
-    if on_new {
+    if on_new(source.as_deref(), r) {
         start(target, &info, timeout)?;
         return Ok(format!(
             "already pointed at {}; replication threads started",
@@ -153,11 +151,7 @@ pub fn repoint(hosts: &mut [Host], r: &Repoint, timeout: Duration) -> Result<Str
                     r.src.name
                 )
             })?;
-            let follows_orig = source.is_some()
-                && orig.as_ref().is_some_and(|o| {
-                    let ip = &o.spec.server.ip;
-                    source.as_deref() == Some(ip.as_str()) || source.as_deref() == Some(o.name())
-                });
+            let follows_orig = follows(source.as_deref(), orig.as_deref());
             prove_by_gtid_pos(
                 target,
                 new,
@@ -197,12 +191,8 @@ pub fn repoint(hosts: &mut [Host], r: &Repoint, timeout: Duration) -> Result<Str
             .context(Refused));
         }
     };
-    let (sent, shown) = change_sql(info.dialect(), &r.src, &from);
-    let mut s = Script::new(timeout);
-    s.exec_secret("repoint", &sent, &shown);
-    s.exec("start replication", info.dialect().start_replica());
     target
-        .run_with(&s, timeout)
+        .run_with(&change_script(&info, &r.src, &from, timeout), timeout)
         .with_context(|| format!("{}: pointing it at {}", r.host, r.src.name))?;
     running_within(target, timeout)?;
     Ok(match from {
@@ -213,12 +203,103 @@ pub fn repoint(hosts: &mut [Host], r: &Repoint, timeout: Duration) -> Result<Str
     })
 }
 
+/// Whether a replica of `source` already follows the new master.
+fn on_new(source: Option<&str>, r: &Repoint) -> bool {
+    source.is_some_and(|s| s == r.src.ip || s == r.src.name)
+}
+
+/// Whether a replica of `source` follows the old master `orig`.
+fn follows(source: Option<&str>, orig: Option<&Host>) -> bool {
+    source.is_some()
+        && orig
+            .is_some_and(|o| source == Some(o.spec.server.ip.as_str()) || source == Some(o.name()))
+}
+
 /// Start the replication threads again and wait until both run.
 fn start(target: &mut Host, info: &ServerInfo, timeout: Duration) -> Result<()> {
+    target.run_with(&start_script(info, timeout), timeout)?;
+    running_within(target, timeout)
+}
+
+fn start_script(info: &ServerInfo, timeout: Duration) -> Script {
     let mut s = Script::new(timeout);
     s.exec("start replication", info.dialect().start_replica());
-    target.run_with(&s, timeout)?;
-    running_within(target, timeout)
+    s
+}
+
+/// Point the host at the new master and start its replication.
+fn change_script(info: &ServerInfo, src: &NewSource, from: &StartAt, timeout: Duration) -> Script {
+    let (sent, shown) = change_sql(info.dialect(), src, from);
+    let mut s = Script::new(timeout);
+    s.exec_secret("repoint", &sent, &shown);
+    s.exec("start replication", info.dialect().start_replica());
+    s
+}
+
+/// The new master's executed GTID set.
+fn gtid_script(timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    s.query("gtid", "SELECT @@GLOBAL.gtid_executed AS gtid");
+    s
+}
+
+/// Stop the host's replication, then what it executed that `new_set` lacks.
+fn errant_script(info: &ServerInfo, new_set: &str, timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    if info.replica.is_some() {
+        s.exec("stop replication", info.dialect().stop_replica());
+    }
+    s.query(
+        "errant",
+        &format!(
+            "SELECT GTID_SUBTRACT(@@GLOBAL.gtid_executed, {}) AS errant",
+            sql_string(new_set)
+        ),
+    );
+    s
+}
+
+/// The GTID position at `file:pos` of the new master's binary log.
+fn opened_at_script(file: &str, pos: u64, timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    s.query(
+        "at",
+        &format!("SELECT BINLOG_GTID_POS({}, {pos}) AS at", sql_string(file)),
+    );
+    s
+}
+
+/// The old master's binary log end.
+fn end_script(orig: &ServerInfo, timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    super::read_only::add_binlog_position(&mut s, orig, "end");
+    s
+}
+
+/// Wait until the host executed the old master's log up to `end` (file,
+/// position) when it is a replica of it, stop its replication, read its
+/// GTID position.
+fn stop_and_pos_script(info: &ServerInfo, end: Option<(&str, &str)>, timeout: Duration) -> Script {
+    let d = info.dialect();
+    let mut s = Script::new(timeout);
+    if let Some((file, pos)) = end {
+        let wait = (crate::mysql::server_limit(timeout).as_secs() / 2).max(1);
+        // NULL (replication not running) or -1 (timed out) stop the
+        // script: a scalar subquery of two rows is an error.
+        s.query(
+            "caught-up",
+            &format!(
+                "SELECT IF({}({}, {pos}, {wait}) >= 0, 1, (SELECT 1 UNION ALL SELECT 2)) AS caught_up",
+                d.pos_wait(),
+                sql_string(file),
+            ),
+        );
+    }
+    if info.replica.is_some() {
+        s.exec("stop replication", d.stop_replica());
+    }
+    s.query("pos", "SELECT @@GLOBAL.gtid_current_pos AS pos");
+    s
 }
 
 /// Put a host whose proof failed back as it was: threads running again
@@ -243,9 +324,7 @@ fn prove_by_gtid_set(
     running: bool,
     timeout: Duration,
 ) -> Result<()> {
-    let mut s = Script::new(timeout);
-    s.query("gtid", "SELECT @@GLOBAL.gtid_executed AS gtid");
-    let r = new.run_with(&s, timeout)?;
+    let r = new.run_with(&gtid_script(timeout), timeout)?;
     let new_set = crate::mysql::server::gtid_set(
         &r.set("gtid")
             .records()
@@ -253,18 +332,7 @@ fn prove_by_gtid_set(
             .map(|x| x.text("gtid"))
             .unwrap_or_default(),
     );
-    let mut s = Script::new(timeout);
-    if info.replica.is_some() {
-        s.exec("stop replication", info.dialect().stop_replica());
-    }
-    s.query(
-        "errant",
-        &format!(
-            "SELECT GTID_SUBTRACT(@@GLOBAL.gtid_executed, {}) AS errant",
-            sql_string(&new_set)
-        ),
-    );
-    let r = target.run_with(&s, timeout)?;
+    let r = target.run_with(&errant_script(info, &new_set, timeout), timeout)?;
     let errant = crate::mysql::server::gtid_set(
         &r.set("errant")
             .records()
@@ -298,12 +366,7 @@ fn prove_by_gtid_pos(
     running: bool,
     timeout: Duration,
 ) -> Result<()> {
-    let mut s = Script::new(timeout);
-    s.query(
-        "at",
-        &format!("SELECT BINLOG_GTID_POS({}, {pos}) AS at", sql_string(file)),
-    );
-    let r = new.run_with(&s, timeout)?;
+    let r = new.run_with(&opened_at_script(file, pos, timeout), timeout)?;
     let expected = r
         .set("at")
         .records()
@@ -316,32 +379,19 @@ fn prove_by_gtid_pos(
                 new.name()
             )
         })?;
-    let d = info.dialect();
-    let mut s = Script::new(timeout);
-    if let Some(o) = orig {
-        let oi = o.info()?.clone();
-        let mut q = Script::new(timeout);
-        super::read_only::add_binlog_position(&mut q, &oi, "end");
-        let end = super::read_only::binlog_position(&o.run_with(&q, timeout)?, "end")
-            .and_then(|p| parse_position(&p))
-            .ok_or_else(|| anyhow!("{}: no binary log position", o.name()))?;
-        let wait = (crate::mysql::server_limit(timeout).as_secs() / 2).max(1);
-        // NULL (replication not running) or -1 (timed out) stop the
-        // script: a scalar subquery of two rows is an error.
-        s.query(
-            "caught-up",
-            &format!(
-                "SELECT IF({}({}, {}, {wait}) >= 0, 1, (SELECT 1 UNION ALL SELECT 2)) AS caught_up",
-                d.pos_wait(),
-                sql_string(&end.0),
-                end.1
-            ),
-        );
-    }
-    if info.replica.is_some() {
-        s.exec("stop replication", d.stop_replica());
-    }
-    s.query("pos", "SELECT @@GLOBAL.gtid_current_pos AS pos");
+    let end = match orig {
+        Some(o) => {
+            let oi = o.info()?.clone();
+            let at = o.run_with(&end_script(&oi, timeout), timeout)?;
+            let end = super::read_only::binlog_position(&at, "end")
+                .and_then(|p| parse_position(&p))
+                .ok_or_else(|| anyhow!("{}: no binary log position", o.name()))?;
+            Some((end.0, end.1.to_string()))
+        }
+        None => None,
+    };
+    let end = end.as_ref().map(|(f, p)| (f.as_str(), p.as_str()));
+    let s = stop_and_pos_script(info, end, timeout);
     let r = match target.run_with(&s, timeout) {
         Err(e) if crate::mysql::failed_at(&e, "caught-up") => {
             return Err(anyhow!(
@@ -417,6 +467,76 @@ fn running_within(target: &mut Host, timeout: Duration) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// What [`repoint`] sends, for a plan: the path the hosts' state as read
+/// now takes (values read on the way are placeholders).
+pub fn plan(hosts: &[Host], r: &Repoint, timeout: Duration) -> Vec<Planned> {
+    let find = |n: &str| hosts.iter().find(|h| h.name() == n);
+    let (Some(target), Some(new)) = (find(&r.host), find(&r.src.name)) else {
+        return Vec::new();
+    };
+    let mut v = target.refresh_plan(None);
+    v.extend(new.refresh_plan(None));
+    let (Some(info), Some(new_info)) = (target.info.as_ref(), new.info.as_ref()) else {
+        return v;
+    };
+    let (source, running) = before(info);
+    let polls = "every 100 ms until both replication threads run (up to 30 s)";
+    if on_new(source.as_deref(), r) {
+        v.push(Planned::once(&r.host, &start_script(info, timeout)));
+        v.extend(target.refresh_plan(None));
+        v.extend(target.refresh_plan(Some(polls)));
+        return v;
+    }
+    let from = match (info.flavor, new_info.flavor) {
+        (Flavor::MySql, Flavor::MySql) if info.gtid_mode && new_info.gtid_mode => {
+            v.push(Planned::once(&r.src.name, &gtid_script(timeout)));
+            let set = at_run(&format!("gtid_executed of {}", r.src.name));
+            v.push(Planned::once(&r.host, &errant_script(info, &set, timeout)));
+            StartAt::Auto
+        }
+        (Flavor::MariaDb, Flavor::MariaDb) => {
+            let Some((file, pos)) = r.opened_at.clone() else {
+                return v;
+            };
+            v.push(Planned::once(
+                &r.src.name,
+                &opened_at_script(&file, pos, timeout),
+            ));
+            let orig = find(&r.orig).filter(|o| follows(source.as_deref(), Some(o)));
+            let (end_file, end_pos) = (at_run("its file"), at_run("its position"));
+            let end = match orig.and_then(|o| o.info.as_ref().map(|i| (o, i))) {
+                Some((o, oi)) => {
+                    v.push(Planned::once(o.name(), &end_script(oi, timeout)));
+                    Some((end_file.as_str(), end_pos.as_str()))
+                }
+                None => None,
+            };
+            v.push(Planned::once(
+                &r.host,
+                &stop_and_pos_script(info, end, timeout),
+            ));
+            StartAt::Position { file, pos }
+        }
+        _ => return v,
+    };
+    if running {
+        let again = "only if the proof fails: its threads started again, as they were";
+        v.push(Planned::repeated(
+            &r.host,
+            &start_script(info, timeout),
+            again,
+        ));
+        v.extend(target.refresh_plan(Some(polls)));
+    }
+    v.push(Planned::once(
+        &r.host,
+        &change_script(info, &r.src, &from, timeout),
+    ));
+    v.extend(target.refresh_plan(None));
+    v.extend(target.refresh_plan(Some(polls)));
+    v
 }
 
 #[cfg(test)]

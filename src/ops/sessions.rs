@@ -11,6 +11,7 @@ use anyhow::{bail, Result};
 
 use crate::cluster::Host;
 use crate::grants::{self, Account};
+use crate::listing::{at_run, Planned};
 use crate::mysql::{Flavor, Results, Script};
 use crate::quote::sql_string;
 use crate::report::Session;
@@ -63,17 +64,32 @@ pub fn parse(r: &Results, name: &str) -> Vec<Session> {
         .collect()
 }
 
+/// The script [`list`] sends.
+pub fn list_script(accounts: &[Account], admin: &str, timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    add_query(&mut s, "sessions", accounts, admin);
+    s
+}
+
 /// The application sessions on `host` now.
 pub fn list(host: &mut Host, accounts: &[Account], admin: &str) -> Result<Vec<Session>> {
-    let mut s = Script::new(host.spec.settings.step_timeout);
-    add_query(&mut s, "sessions", accounts, admin);
+    let s = list_script(accounts, admin, host.spec.settings.step_timeout);
     Ok(parse(&host.run(&s)?, "sessions"))
 }
 
-/// MariaDB kills by user name (no race with sessions ending on their own);
-/// MySQL, which has no `KILL USER`, by id.
-pub fn kill_statements(flavor: Flavor, accounts: &[Account], left: &[Session]) -> Vec<String> {
+/// The statement that kills `who`: MariaDB kills by user name (no race
+/// with sessions ending on their own); MySQL, which has no `KILL USER`, by
+/// connection id.
+pub fn kill_statement(flavor: Flavor, who: &str) -> String {
     match flavor {
+        Flavor::MariaDb => format!("KILL USER {}", sql_string(who)),
+        Flavor::MySql => format!("KILL CONNECTION {who}"),
+    }
+}
+
+/// The kill statements for the sessions `left` (see [`kill_statement`]).
+pub fn kill_statements(flavor: Flavor, accounts: &[Account], left: &[Session]) -> Vec<String> {
+    let who: Vec<String> = match flavor {
         Flavor::MariaDb => {
             let mut users: Vec<&str> = left.iter().map(|s| s.user.as_str()).collect();
             users.sort_unstable();
@@ -81,14 +97,62 @@ pub fn kill_statements(flavor: Flavor, accounts: &[Account], left: &[Session]) -
             users
                 .into_iter()
                 .filter(|u| accounts.iter().any(|a| a.user == *u))
-                .map(|u| format!("KILL USER {}", sql_string(u)))
+                .map(str::to_string)
                 .collect()
         }
-        Flavor::MySql => left
-            .iter()
-            .map(|s| format!("KILL CONNECTION {}", s.id))
-            .collect(),
+        Flavor::MySql => left.iter().map(|s| s.id.to_string()).collect(),
+    };
+    who.iter().map(|w| kill_statement(flavor, w)).collect()
+}
+
+/// How many rounds [`kill`] makes at most while sessions remain.
+pub const KILL_ROUNDS: usize = 5;
+
+/// One round of [`kill`]: the kills, then the sessions listed again.
+fn kill_script(
+    flavor: Flavor,
+    accounts: &[Account],
+    admin: &str,
+    left: &[Session],
+    timeout: Duration,
+) -> Script {
+    let mut s = Script::new(timeout);
+    for k in kill_statements(flavor, accounts, left) {
+        s.exec("kill session", &k);
     }
+    add_query(&mut s, "sessions", accounts, admin);
+    s
+}
+
+/// What [`kill`] sends to `host`, for a plan: each round `when`, a kill per
+/// session left (which are known only then); and the list alone after a
+/// session ended by itself before its kill.
+pub fn kill_plan(
+    host: &str,
+    flavor: Flavor,
+    accounts: &[Account],
+    admin: &str,
+    timeout: Duration,
+    when: &str,
+) -> Vec<Planned> {
+    let (who, each) = match flavor {
+        Flavor::MariaDb => (
+            at_run("user of a session left"),
+            "per application user with a session left",
+        ),
+        Flavor::MySql => (at_run("id of a session left"), "per session left"),
+    };
+    let mut s = Script::new(timeout);
+    s.exec("kill session", &kill_statement(flavor, &who));
+    add_query(&mut s, "sessions", accounts, admin);
+    vec![
+        Planned::repeated(host, &s, when).each(&who, each),
+        Planned::repeated(
+            host,
+            &list_script(accounts, admin, timeout),
+            "listed again if a session ended by itself before its KILL",
+        ),
+    ]
 }
 
 /// Kill `left` (up to a few rounds while sessions remain). Returns the
@@ -100,16 +164,18 @@ pub fn kill(
     mut left: Vec<Session>,
 ) -> Result<(Vec<Session>, Vec<Session>)> {
     let mut killed = Vec::new();
-    for _attempt in 0..5 {
+    for _round in 0..KILL_ROUNDS {
         if left.is_empty() {
             break;
         }
         let flavor = host.info()?.flavor;
-        let mut s = Script::new(host.spec.settings.step_timeout);
-        for k in kill_statements(flavor, accounts, &left) {
-            s.exec("kill session", &k);
-        }
-        add_query(&mut s, "sessions", accounts, admin);
+        let s = kill_script(
+            flavor,
+            accounts,
+            admin,
+            &left,
+            host.spec.settings.step_timeout,
+        );
         let still = match host.run(&s) {
             Ok(r) => parse(&r, "sessions"),
             Err(e) => {

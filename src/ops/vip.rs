@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Result};
 
 use crate::cluster::Host;
 use crate::config::helper::{HostSettings, WriterVip};
+use crate::listing::{Planned, Sent};
 use crate::quote::shell_word;
 use crate::ssh::Exec;
 
@@ -292,6 +293,12 @@ pub fn apply(host: &mut Host, add_it: bool, timeout: Duration) -> Result<Option<
     let Some(spec) = spec(host)? else {
         return Ok(None);
     };
+    let script = if add_it {
+        spec.add_script()
+    } else {
+        spec.remove_script()
+    };
+    host.record(Sent::shell(host.name(), &script));
     let change = if add_it {
         add(host.conn.as_mut(), &spec, timeout)?
     } else {
@@ -305,7 +312,29 @@ pub fn held_by(host: &mut Host, timeout: Duration) -> Result<Option<bool>> {
     let Some(spec) = spec(host)? else {
         return Ok(None);
     };
+    host.record(Sent::shell(host.name(), &spec.status_script()));
     present(host.conn.as_mut(), &spec, timeout).map(Some)
+}
+
+/// What a move of the VIP onto (`add`) or off `target` sends, for a plan:
+/// adding first asks every other host with a VIP whether it holds it.
+pub fn plan(hosts: &[Host], target: &str, add: bool) -> Vec<Planned> {
+    let mut v = Vec::new();
+    for h in hosts {
+        let Ok(Some(spec)) = spec(h) else { continue };
+        if h.name() != target && add {
+            v.push(Planned::shell(h.name(), &spec.status_script()));
+        }
+    }
+    if let Some(Ok(Some(spec))) = hosts.iter().find(|h| h.name() == target).map(spec) {
+        let script = if add {
+            spec.add_script()
+        } else {
+            spec.remove_script()
+        };
+        v.push(Planned::shell(target, &script));
+    }
+    v
 }
 
 /// Before the VIP is added somewhere: it must be on none of `others` that

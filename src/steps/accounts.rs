@@ -10,6 +10,7 @@ use anyhow::Result;
 use super::{Applied, Ctx, Step, Undo};
 use crate::config::helper::BlockMethod;
 use crate::grants::{self, Selection, Snapshot};
+use crate::listing::Planned;
 use crate::mysql::Script;
 use crate::ops::{self, read_only::unix_ms, sessions};
 use crate::state::journal::{note, Journal};
@@ -104,8 +105,9 @@ impl Step for BlockAccounts {
         }))
     }
 
-    fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        self.script(ctx, Duration::from_secs(1)).body()
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        let t = super::step_timeout(ctx, &self.host);
+        vec![Planned::once(&self.host, &self.script(ctx, t))]
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
@@ -206,10 +208,10 @@ impl Step for RestoreGrants {
     fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
         Ok(None)
     }
-    fn statements(&self, _ctx: &Ctx) -> Vec<String> {
-        let mut s = Script::new(Duration::from_secs(1)).without_binlog();
-        grants::add_restore(&mut s, self.method, &self.snapshots);
-        s.body()
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        let info = ctx.find(&self.host).and_then(|h| h.info.as_ref());
+        let t = super::step_timeout(ctx, &self.host);
+        ops::accounts::restore_plan(&self.host, info, self.method, &self.snapshots, t)
     }
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let h = ctx.host(&self.host)?;

@@ -19,6 +19,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::cluster::Host;
 use crate::grants::{Account, Snapshot};
+use crate::listing::Planned;
 use crate::ops;
 use crate::report::{Report, Session};
 use crate::state::journal::Journal;
@@ -47,6 +48,8 @@ pub struct Ctx {
     pub unreachable: Vec<(String, String)>,
     pub app: AppState,
     pub report: Report,
+    /// Record what each step sends, for the report (`--show-sent`).
+    pub show_sent: bool,
 }
 
 impl Ctx {
@@ -56,6 +59,7 @@ impl Ctx {
             unreachable: Vec::new(),
             app: AppState::default(),
             report,
+            show_sent: false,
         }
     }
 
@@ -122,8 +126,10 @@ pub trait Step {
     /// the step changes nothing that can or needs to be undone). Changes
     /// nothing.
     fn prepare(&mut self, ctx: &mut Ctx) -> Result<Option<Undo>>;
-    /// The statements `apply` will run, for the dry run (after prepare).
-    fn statements(&self, ctx: &Ctx) -> Vec<String>;
+    /// The scripts `apply` will send, per host, built by the functions
+    /// `apply` builds them with (after prepare; for the dry run). Values
+    /// read only when the step runs are placeholders (`listing::at_run`).
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned>;
     /// Make the change; what it produced is for the engine to record (a
     /// step reads the journal, never writes it).
     fn apply(&mut self, ctx: &mut Ctx, journal: &Journal) -> Result<Applied>;
@@ -131,6 +137,14 @@ pub trait Step {
     fn reversible(&self) -> bool {
         true
     }
+}
+
+/// The step_timeout of `host` (the default's when it is not connected).
+pub fn step_timeout(ctx: &Ctx, host: &str) -> Duration {
+    ctx.find(host).map_or_else(
+        || crate::config::helper::HostSettings::default().step_timeout,
+        |h| h.spec.settings.step_timeout,
+    )
 }
 
 /// Run one undo on its host with its own timeout. An undo that makes its
@@ -165,6 +179,29 @@ pub fn apply_undo(undo: &Undo, ctx: &mut Ctx, timeout: Duration) -> Result<()> {
     }
 }
 
+/// What [`apply_undo`] sends, for a plan.
+pub fn undo_scripts(undo: &Undo, ctx: &Ctx, timeout: Duration) -> Vec<Planned> {
+    match undo {
+        Undo::ReadOnly { host, .. } if undo.makes_writable() => {
+            ops::read_only::writable_plan(&ctx.hosts, host, &[], timeout)
+        }
+        Undo::ReadOnly {
+            host,
+            read_only,
+            super_read_only,
+        } => ops::read_only::restore_plan(host, *read_only, *super_read_only, timeout),
+        Undo::Grants {
+            host,
+            method,
+            snapshots,
+        } => {
+            let info = ctx.find(host).and_then(|h| h.info.as_ref());
+            ops::accounts::restore_plan(host, info, *method, snapshots, timeout)
+        }
+        Undo::Vip { host, add } => ops::vip::plan(&ctx.hosts, host, *add),
+    }
+}
+
 /// A journaled undo run as a step of `recover`. It has no undo itself; the
 /// journal records the original step undone.
 pub struct RunUndo {
@@ -196,8 +233,11 @@ impl Step for RunUndo {
     fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
         Ok(None)
     }
-    fn statements(&self, _ctx: &Ctx) -> Vec<String> {
-        vec![self.undo.describe()]
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        let timeout = ctx
+            .find(self.undo.host())
+            .map_or(self.timeout, |h| h.spec.settings.undo_timeout);
+        undo_scripts(&self.undo, ctx, timeout)
     }
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let timeout = ctx

@@ -11,6 +11,7 @@ use anyhow::Result;
 
 use super::{Applied, Ctx, Step, Undo};
 use crate::config::helper::SuperReadOnly;
+use crate::listing::Planned;
 use crate::mysql::Script;
 use crate::ops::{read_only, sessions};
 use crate::state::journal::Journal;
@@ -82,8 +83,13 @@ impl Step for SetReadOnly {
         }))
     }
 
-    fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        self.script(ctx, Duration::from_secs(1)).body()
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        let t = super::step_timeout(ctx, &self.host);
+        let mut v = vec![Planned::once(&self.host, &self.script(ctx, t))];
+        if let Some(admin) = &self.fence {
+            v.extend(super::sessions::fence_plan(ctx, &self.host, admin));
+        }
+        v
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
@@ -159,22 +165,9 @@ impl Step for MakeWritable {
         }))
     }
 
-    fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        let mut v: Vec<String> = ctx
-            .hosts
-            .iter()
-            .filter(|h| h.spec.name != self.host)
-            .map(|h| format!("{}: {};  -- must read 1", h.spec.name, read_only::READ))
-            .collect();
-        let status = ctx
-            .find(&self.host)
-            .and_then(|h| h.info.as_ref())
-            .map_or("SHOW MASTER STATUS", |i| i.dialect().binlog_status());
-        v.push(format!("{}: {};", self.host, read_only::READ));
-        v.push(format!("{}: {status};", self.host));
-        v.push(format!("{}: {};", self.host, read_only::WRITABLE));
-        v.push(format!("{}: {};", self.host, read_only::READ));
-        v
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        let t = super::step_timeout(ctx, &self.host);
+        read_only::writable_plan(&ctx.hosts, &self.host, &self.required, t)
     }
 
     fn apply(&mut self, ctx: &mut Ctx, journal: &Journal) -> Result<Applied> {

@@ -7,8 +7,10 @@ use crate::step_id::StepId;
 use anyhow::Result;
 
 use super::{Applied, Ctx, Step, Undo};
-use crate::mysql::Script;
+use crate::listing::Planned;
+use crate::mysql::{Script, ServerInfo};
 use crate::state::journal::Journal;
+use std::time::Duration;
 
 pub struct RestartReplication {
     host: String,
@@ -19,6 +21,12 @@ impl RestartReplication {
         RestartReplication {
             host: host.to_string(),
         }
+    }
+
+    fn script(info: &ServerInfo, timeout: Duration) -> Script {
+        let mut s = Script::new(timeout);
+        s.exec("restart replication", info.dialect().start_replica());
+        s
     }
 }
 
@@ -35,18 +43,16 @@ impl Step for RestartReplication {
     fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
         Ok(None)
     }
-    fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        let start = ctx
-            .find(&self.host)
-            .and_then(|h| h.info.as_ref())
-            .map_or("START REPLICA", |i| i.dialect().start_replica());
-        vec![format!("{start};")]
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        let Some(info) = ctx.find(&self.host).and_then(|h| h.info.as_ref()) else {
+            return Vec::new();
+        };
+        let t = super::step_timeout(ctx, &self.host);
+        vec![Planned::once(&self.host, &Self::script(info, t))]
     }
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let h = ctx.host(&self.host)?;
-        let start = h.info()?.dialect().start_replica();
-        let mut s = Script::new(h.spec.settings.step_timeout);
-        s.exec("restart replication", start);
+        let s = Self::script(h.info()?, h.spec.settings.step_timeout);
         h.run(&s)?;
         Ok(Applied::default())
     }
@@ -81,24 +87,9 @@ impl Step for RepointReplica {
     fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
         Ok(None)
     }
-    fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        let Some(info) = ctx.find(&self.r.host).and_then(|h| h.info.as_ref()) else {
-            return Vec::new();
-        };
-        let from = match &self.r.opened_at {
-            Some((file, pos)) if info.flavor == crate::mysql::Flavor::MariaDb => {
-                crate::ops::repoint::StartAt::Position {
-                    file: file.clone(),
-                    pos: *pos,
-                }
-            }
-            _ => crate::ops::repoint::StartAt::Auto,
-        };
-        let (_, shown) = crate::ops::repoint::change_sql(info.dialect(), &self.r.src, &from);
-        vec![
-            format!("{shown};"),
-            format!("{};", info.dialect().start_replica()),
-        ]
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        let t = super::step_timeout(ctx, &self.r.host);
+        crate::ops::repoint::plan(&ctx.hosts, &self.r, t)
     }
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let timeout = ctx.host(&self.r.host)?.spec.settings.step_timeout;
@@ -122,14 +113,17 @@ impl DetachNewMaster {
         }
     }
 
-    fn stmts(info: &crate::mysql::ServerInfo) -> [String; 2] {
+    fn script(info: &ServerInfo, timeout: Duration) -> Script {
         let d = info.dialect();
         let reset = if d.stop_replica() == "STOP REPLICA" {
             "RESET REPLICA ALL"
         } else {
             "RESET SLAVE ALL"
         };
-        [d.stop_replica().to_string(), reset.to_string()]
+        let mut s = Script::new(timeout);
+        s.exec("detach", d.stop_replica());
+        s.exec("detach", reset);
+        s
     }
 }
 
@@ -146,18 +140,16 @@ impl Step for DetachNewMaster {
     fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
         Ok(None)
     }
-    fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        ctx.find(&self.host)
-            .and_then(|h| h.info.as_ref())
-            .map(|i| Self::stmts(i).iter().map(|s| format!("{s};")).collect())
-            .unwrap_or_default()
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        let Some(info) = ctx.find(&self.host).and_then(|h| h.info.as_ref()) else {
+            return Vec::new();
+        };
+        let t = super::step_timeout(ctx, &self.host);
+        vec![Planned::once(&self.host, &Self::script(info, t))]
     }
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let h = ctx.host(&self.host)?;
-        let mut s = Script::new(h.spec.settings.step_timeout);
-        for st in Self::stmts(h.info()?) {
-            s.exec("detach", &st);
-        }
+        let s = Self::script(h.info()?, h.spec.settings.step_timeout);
         h.run(&s)?;
         Ok(Applied::default())
     }

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{Applied, Ctx, Step, Undo};
-use crate::mysql::Script;
+use crate::listing::Planned;
 use crate::ops::sessions;
-use crate::report::Session;
 use crate::state::journal::Journal;
 
 const POLL_EVERY: Duration = Duration::from_millis(50);
@@ -49,10 +48,15 @@ impl Step for DrainSessions {
     fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
         Ok(None)
     }
-    fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        let mut s = Script::new(Duration::from_secs(1));
-        sessions::add_query(&mut s, "sessions", &ctx.app.accounts, &self.admin);
-        s.body()
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        let t = super::step_timeout(ctx, &self.host);
+        let when = format!(
+            "every {} ms while sessions from before the block remain, up to {:.1} s",
+            POLL_EVERY.as_millis(),
+            self.grace.as_secs_f64()
+        );
+        let s = sessions::list_script(&ctx.app.accounts, &self.admin, t);
+        vec![Planned::repeated(&self.host, &s, &when)]
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
@@ -118,34 +122,23 @@ impl Step for KillSessions {
     fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
         Ok(None)
     }
-    fn statements(&self, ctx: &Ctx) -> Vec<String> {
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
         let flavor = ctx
             .find(&self.host)
             .and_then(|h| h.info.as_ref())
-            .map(|i| i.flavor)
-            .unwrap_or(crate::mysql::Flavor::MariaDb);
-        let left = if ctx.app.remaining.is_empty() {
-            // Dry run: show what would happen to every application user.
-            ctx.app
-                .accounts
-                .iter()
-                .map(|a| Session {
-                    id: 0,
-                    user: a.user.clone(),
-                    host: String::new(),
-                    db: None,
-                    command: String::new(),
-                    time: 0,
-                    state: None,
-                })
-                .collect()
-        } else {
-            ctx.app.remaining.clone()
-        };
-        sessions::kill_statements(flavor, &ctx.app.accounts, &left)
-            .into_iter()
-            .map(|s| format!("{s};  -- only if still connected at the deadline"))
-            .collect()
+            .map_or(crate::mysql::Flavor::MariaDb, |i| i.flavor);
+        let when = format!(
+            "up to {} rounds while application sessions remain after the grace period",
+            sessions::KILL_ROUNDS
+        );
+        sessions::kill_plan(
+            &self.host,
+            flavor,
+            &ctx.app.accounts,
+            &self.admin,
+            super::step_timeout(ctx, &self.host),
+            &when,
+        )
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
@@ -157,6 +150,25 @@ impl Step for KillSessions {
         ctx.report.killed_sessions.extend(killed);
         Ok(Applied::detail(format!("{n} session(s) killed")))
     }
+}
+
+/// What [`prove_fence`] may send after the fence was read: the kill of a
+/// pre-block session that appeared late, and the fence read again.
+pub fn fence_plan(ctx: &Ctx, host: &str, admin: &str) -> Vec<Planned> {
+    let t = super::step_timeout(ctx, host);
+    let flavor = ctx
+        .find(host)
+        .and_then(|h| h.info.as_ref())
+        .map_or(crate::mysql::Flavor::MariaDb, |i| i.flavor);
+    let late = "only if a session from before the block appears after the kill (it was still \
+                logging in)";
+    let mut v = sessions::kill_plan(host, flavor, &ctx.app.accounts, admin, t, late);
+    v.push(Planned::repeated(
+        host,
+        &sessions::fence_script(&ctx.app.accounts, admin, t),
+        "read again after such a kill",
+    ));
+    v
 }
 
 /// The fence holds (see `ops::sessions::check_fence`); newer sessions are
@@ -232,8 +244,14 @@ impl Step for VerifyFence {
     fn prepare(&mut self, _ctx: &mut Ctx) -> Result<Option<Undo>> {
         Ok(None)
     }
-    fn statements(&self, ctx: &Ctx) -> Vec<String> {
-        sessions::fence_script(&ctx.app.accounts, &self.admin, Duration::from_secs(1)).body()
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        let t = super::step_timeout(ctx, &self.host);
+        let mut v = vec![Planned::once(
+            &self.host,
+            &sessions::fence_script(&ctx.app.accounts, &self.admin, t),
+        )];
+        v.extend(fence_plan(ctx, &self.host, &self.admin));
+        v
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {

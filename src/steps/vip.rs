@@ -5,6 +5,7 @@ use crate::step_id::StepId;
 use anyhow::{anyhow, Result};
 
 use super::{Applied, Ctx, Step, Undo};
+use crate::listing::Planned;
 use crate::ops::{self, vip::Change};
 use crate::state::journal::Journal;
 
@@ -17,7 +18,6 @@ pub struct MoveVip {
     id: StepId,
     host: String,
     add: bool,
-    script: String,
 }
 
 impl MoveVip {
@@ -26,7 +26,6 @@ impl MoveVip {
             id,
             host: host.to_string(),
             add,
-            script: String::new(),
         }
     }
 }
@@ -49,11 +48,6 @@ impl Step for MoveVip {
         let host = ctx.host(&self.host)?;
         let spec = ops::vip::spec(host)?
             .ok_or_else(|| anyhow!("{}: no writer_vip configured", self.host))?;
-        self.script = if self.add {
-            spec.add_script()
-        } else {
-            spec.remove_script()
-        };
         let t = host.spec.settings.step_timeout;
         let here = ops::vip::present(host.conn.as_mut(), &spec, t)?;
         // The undo restores what was found; nothing to undo when the step
@@ -63,8 +57,8 @@ impl Step for MoveVip {
             add: here,
         }))
     }
-    fn statements(&self, _ctx: &Ctx) -> Vec<String> {
-        vec![format!("(shell) {}", self.script.replace('\n', "; "))]
+    fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
+        ops::vip::plan(&ctx.hosts, &self.host, self.add)
     }
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let t = ctx.host(&self.host)?.spec.settings.step_timeout;

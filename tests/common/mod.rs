@@ -744,6 +744,17 @@ impl Lab {
         ])
     }
 
+    /// What MHA printed during a `switchover` or `failover` command (the
+    /// file its summary names; the hooks' own logs are in it).
+    pub fn switch_log(&self, o: &Output) -> String {
+        let out = stdout(o);
+        let path = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("MHA output: "))
+            .unwrap_or_else(|| panic!("the summary names no MHA output file:\n{out}"));
+        std::fs::read_to_string(path.trim()).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
     /// The lab's MHA manager log.
     pub fn manager_log(&self) -> String {
         std::fs::read_to_string(self.var("MHALAB_MANAGER_LOG")).unwrap_or_default()
