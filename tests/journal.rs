@@ -66,9 +66,12 @@ fn a_full_disk_at_any_journal_write_of_start_still_completes_the_switch_with_eve
     // The start hook writes 8 records (start-begun; intent, binlog note and
     // done of new-master-writable; undone, done of restore-grants;
     // start-report; hooks-done); the end is the switchover command's.
+    // Each round switches the other way (db1 -> db2, then back), so every
+    // switch is one with a fault.
     for n in 1..=8 {
         let fault = format!("start/enospc@journal:{n}");
-        let o = lab.switchover("db2", &[("MHA_HELPER_FAULT", &fault)]);
+        let to = if n % 2 == 1 { "db2" } else { "db1" };
+        let o = lab.switchover(to, &[("MHA_HELPER_FAULT", &fault)]);
         assert_eq!(o.status.code(), Some(0), "{fault}: {}", both(&o));
         // MHA's output of this switch, the hook's log in it.
         let log = lab.switch_log(&o);
@@ -81,20 +84,11 @@ fn a_full_disk_at_any_journal_write_of_start_still_completes_the_switch_with_eve
             "{fault}: MHA aborted (start must exit 0 or 10): {log}"
         );
         let after = lab.settled_state();
-        assert_eq!(
-            lab.value("db2", "SELECT @@GLOBAL.read_only"),
-            "0",
-            "{fault}"
-        );
+        assert_eq!(lab.value(to, "SELECT @@GLOBAL.read_only"), "0", "{fault}");
         assert_same_grants(&before, &after, &fault);
-        let back = lab.switchover("db1", &[]);
-        assert_eq!(
-            back.status.code(),
-            Some(0),
-            "{fault}: back: {}",
-            both(&back)
-        );
-        assert_eq!(lab.settled_state(), before, "{fault}: switching back");
+        if to == "db1" {
+            assert_eq!(after, before, "{fault}: back on db1");
+        }
     }
 }
 
