@@ -124,9 +124,17 @@ pub enum Command {
     MasterIpFailover(HookFlags),
     /// MHA's shutdown_script: stop a dead master's server over SSH for good (exit 10), else
     /// run power_off_command (exit 0); neither: exit 1, and MHA stops the failover.
+    #[command(
+        mut_arg("dry_run", |a| a.help("Say how the server would be stopped; stop nothing")),
+        mut_arg("show_sent", |a| a.hide(true))
+    )]
     Shutdown(HookFlags),
     /// MHA's report_script: send MHA's report, with what the journal says of the switch, to
     /// every notification sink (mail, webhook, command; notify_* in helper.cnf).
+    #[command(
+        mut_arg("dry_run", |a| a.help("Print the event that would be sent; send nothing")),
+        mut_arg("show_sent", |a| a.hide(true))
+    )]
     Report(HookFlags),
     /// Online switchover: run masterha_master_switch --master_state=alive with the hooks.
     Switchover {
@@ -138,6 +146,10 @@ pub enum Command {
         /// Leave the old master out of the new topology (default: it replicates from the new master).
         #[arg(long)]
         no_orig_as_slave: bool,
+        /// Switch even though MHA's master_ip_online_change_script is not mha-helper's hook on this
+        /// --conf (then nothing blocks writes on the old master).
+        #[arg(long)]
+        unprotected: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -151,6 +163,10 @@ pub enum Command {
         /// The new master (default: MHA chooses the most recent candidate).
         #[arg(long, value_name = "HOST")]
         new_master: Option<String>,
+        /// Fail over even though MHA's master_ip_failover_script is not mha-helper's hook on this
+        /// --conf (then mha-helper neither fences nor opens anything).
+        #[arg(long)]
+        unprotected: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -239,57 +255,50 @@ pub fn run(cli: Cli) -> Result<Code> {
             format,
             notify,
         } => crate::check::run(&conf.paths(), format == Format::Json, notify),
-        Command::MasterIpOnlineChange(f) => {
-            let (opts, args) = hook_options(&f);
-            let r = crate::online::hook(&opts, &args);
-            alert::after_hook(
-                "master-ip-online-change",
-                &opts.paths,
-                opts.dry_run,
-                &args,
-                &r,
-            );
-            r
-        }
-        Command::MasterIpFailover(f) => {
-            let (opts, args) = hook_options(&f);
-            let r = crate::failover::hook(&opts, &args);
-            alert::after_hook("master-ip-failover", &opts.paths, opts.dry_run, &args, &r);
-            r
-        }
-        Command::Shutdown(f) => {
-            let (opts, args) = hook_options(&f);
-            let r = crate::shutdown::hook(&opts, &args);
-            // 10 is its success ("SSH reachable, mysqld shut down").
-            if r.is_err() {
-                alert::after_hook("shutdown", &opts.paths, opts.dry_run, &args, &r);
-            }
-            r
-        }
-        Command::Report(f) => {
-            let (opts, args) = hook_options(&f);
-            crate::notify::report_script::run(&opts, &args)
-        }
+        Command::MasterIpOnlineChange(f) => hook(
+            "master-ip-online-change",
+            &f,
+            crate::online::hook,
+            Alert::Always,
+        ),
+        Command::MasterIpFailover(f) => hook(
+            "master-ip-failover",
+            &f,
+            crate::failover::hook,
+            Alert::Always,
+        ),
+        // 10 is its success ("SSH reachable, mysqld shut down").
+        Command::Shutdown(f) => hook("shutdown", &f, crate::shutdown::hook, Alert::OnError),
+        Command::Report(f) => hook(
+            "report",
+            &f,
+            crate::notify::report_script::run,
+            Alert::Never,
+        ),
         Command::Switchover {
             conf,
             new_master,
             no_orig_as_slave,
+            unprotected,
             format,
         } => crate::mha::switchover(
             &conf.paths(),
             new_master.as_deref(),
             !no_orig_as_slave,
+            unprotected,
             format == Format::Json,
         ),
         Command::Failover {
             conf,
             dead_master,
             new_master,
+            unprotected,
             format,
         } => crate::mha::failover(
             &conf.paths(),
             &dead_master,
             new_master.as_deref(),
+            unprotected,
             format == Format::Json,
         ),
         Command::Keeper {
@@ -332,6 +341,30 @@ pub fn run(cli: Cli) -> Result<Code> {
             Ok(Code::Ok)
         }
     }
+}
+
+/// When a hook alerts the notification sinks about how it ended.
+#[derive(PartialEq)]
+enum Alert {
+    /// Whenever it did not simply succeed (see `alert::after_hook`).
+    Always,
+    /// Only when it failed.
+    OnError,
+    /// Never: it is the notification.
+    Never,
+}
+
+type HookFn = fn(&HookOptions, &HookArgs) -> Result<Code>;
+
+/// A hook MHA runs: its options and MHA's arguments read, then `run`, then
+/// the alert if one is due.
+fn hook(name: &str, flags: &HookFlags, run: HookFn, alert: Alert) -> Result<Code> {
+    let (opts, args) = hook_options(flags);
+    let r = run(&opts, &args);
+    if alert == Alert::Always || (alert == Alert::OnError && r.is_err()) {
+        alert::after_hook(name, &opts.paths, opts.dry_run, &args, &r);
+    }
+    r
 }
 
 /// The session keeper: adopt the lock stop handed over, open a session

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use mha_helper::config::helper::{BlockMethod, HelperConfig};
 use mha_helper::config::mha::MhaConfig;
+use mha_helper::mha::hooks::{problem, Files, Hook};
 
 fn conf(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,16 +52,28 @@ fn mha_example_loads_as_mha_would_and_points_its_hooks_at_mha_helper() {
         "MHA names the app after the file, minus its last extension"
     );
     assert_eq!(m.servers.len(), 3);
-    let s = &m.servers[0];
-    assert!(s
-        .master_ip_online_change_script
-        .as_deref()
-        .unwrap()
-        .contains("mha-helper master-ip-online-change --conf="));
-    assert!(s
-        .master_ip_failover_script
-        .as_deref()
-        .unwrap()
-        .contains("mha-helper master-ip-failover --conf="));
+    // The hooks are mha-helper's on this file: `switchover` and `failover`
+    // would not refuse them.
+    let own = Files {
+        app: "/etc/mha/app1.cnf".into(),
+        helper: Some("/etc/mha-helper/helper.cnf".into()),
+    };
+    for s in &m.servers {
+        for (hook, value) in [
+            (Hook::Online, &s.master_ip_online_change_script),
+            (Hook::Failover, &s.master_ip_failover_script),
+        ] {
+            assert_eq!(
+                problem(hook, value.as_deref(), &own, None),
+                None,
+                "{}",
+                s.hostname
+            );
+        }
+        for key in ["report_script", "shutdown_script"] {
+            let v = s.values.get(key).map(String::as_str).unwrap_or_default();
+            assert!(v.starts_with("/usr/bin/mha-helper "), "{key}: {v}");
+        }
+    }
     assert!(m.servers[2].no_master);
 }

@@ -284,3 +284,88 @@ fn a_statement_past_step_timeout_is_killed_and_gone_before_the_rollback() {
     assert_eq!(our_statements(&lab, "db1", "DO SLEEP%"), 0);
     assert_eq!(lab.settled_state(), before);
 }
+
+/// The operator's command in the manager's namespace with the lab's helper
+/// settings and the given MHA file.
+fn command(lab: &Lab, conf: &str, args: &[&str]) -> std::process::Output {
+    let helper = lab.helper_cnf();
+    let mut all = vec![args[0], "--conf", conf, "--helper-conf", &helper];
+    all.extend_from_slice(&args[1..]);
+    lab.helper(&all)
+}
+
+#[test]
+fn a_switch_whose_hook_is_not_mha_helpers_refuses_before_mha_runs_unless_unprotected() {
+    let lab = Lab::lock();
+    let before = lab.state();
+    let conf = lab.app_cnf_edited("nohook", |text, _| {
+        text.lines()
+            .filter(|l| !l.starts_with("master_ip_online_change_script"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    let o = command(&lab, &conf, &["switchover", "--new-master", "db2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    let err = stderr(&o);
+    let why: Vec<&str> = err.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(why.len(), 1, "one error line: {err}");
+    for part in [
+        "master_ip_online_change_script",
+        &conf,
+        "is not set",
+        "--unprotected",
+    ] {
+        assert!(why[0].contains(part), "{part} not in: {err}");
+    }
+    // MHA never ran: it would have left its output file.
+    let logs = std::fs::read_dir(lab.journal_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".switch.log"))
+        .count();
+    assert_eq!(logs, 0, "MHA was started");
+    assert_eq!(
+        lab.state(),
+        before,
+        "a refused switchover changed the cluster"
+    );
+
+    // A failover hook for another application file is refused the same way.
+    let other = lab.app_cnf_edited("otherhook", |text, conf| {
+        text.replace(
+            &format!("master-ip-failover --conf={conf}"),
+            "master-ip-failover --conf=/etc/mha/other.cnf",
+        )
+    });
+    let o = command(&lab, &other, &["failover", "--dead-master", "db1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("master_ip_failover_script")
+            && stderr(&o).contains("--conf=/etc/mha/other.cnf"),
+        "{}",
+        both(&o)
+    );
+    assert_eq!(
+        lab.state(),
+        before,
+        "a refused failover changed the cluster"
+    );
+
+    // Asked for, the unprotected switch runs: MHA alone moves the master.
+    let o = command(
+        &lab,
+        &conf,
+        &["switchover", "--new-master", "db2", "--unprotected"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("--unprotected: master_ip_online_change_script"),
+        "{}",
+        both(&o)
+    );
+    assert!(
+        stdout(&o).contains("no hook of mha-helper ran"),
+        "{}",
+        both(&o)
+    );
+}

@@ -8,6 +8,7 @@
 //! An interrupt (Ctrl-C, SIGTERM, SIGHUP) stops MHA at its next step and is
 //! settled the same way.
 
+pub mod hooks;
 mod run;
 mod settle;
 
@@ -30,18 +31,19 @@ fn base_args(setup: &Setup, paths: &ConfigPaths) -> Vec<String> {
     a
 }
 
-fn check_hook(setup: &Setup, key: &str) {
-    let configured = setup
-        .mha
-        .servers
-        .first()
-        .and_then(|s| s.values.get(key).cloned())
-        .unwrap_or_default();
-    if configured.is_empty() {
-        log::warn!(
-            "{key} is not set in {}: MHA will not call mha-helper's hook",
-            setup.mha.app_path.display()
-        );
+/// Refuse (bad input, exit 2) to start MHA when the hook it would run is
+/// not mha-helper's on this application, unless the operator asked for an
+/// unprotected switch.
+fn guard(setup: &Setup, hook: hooks::Hook, unprotected: bool) -> Result<()> {
+    match hooks::refusal(setup, hook) {
+        None => Ok(()),
+        Some(why) if unprotected => {
+            log::warn!("--unprotected: {why}: switching without mha-helper's hook");
+            Ok(())
+        }
+        Some(why) => Err(bad_input(anyhow!(
+            "{why}; fix it, or pass --unprotected to switch without mha-helper's hook"
+        ))),
     }
 }
 
@@ -54,13 +56,14 @@ pub fn switchover(
     paths: &ConfigPaths,
     new_master: Option<&str>,
     orig_as_slave: bool,
+    unprotected: bool,
     json: bool,
 ) -> Result<Code> {
     let setup = paths.load()?;
     if let Some(n) = new_master {
         setup.hostname(n)?;
     }
-    check_hook(&setup, "master_ip_online_change_script");
+    guard(&setup, hooks::Hook::Online, unprotected)?;
     let state = setup.state()?;
     // Held for the whole switch; the hooks MHA runs work under it.
     let (_lock, id) = lock_for_switch(&setup, &state, "switchover")?;
@@ -272,6 +275,7 @@ pub fn failover(
     paths: &ConfigPaths,
     dead: &str,
     new_master: Option<&str>,
+    unprotected: bool,
     json: bool,
 ) -> Result<Code> {
     let setup = paths.load()?;
@@ -283,7 +287,7 @@ pub fn failover(
             )));
         }
     }
-    check_hook(&setup, "master_ip_failover_script");
+    guard(&setup, hooks::Hook::Failover, unprotected)?;
     let state = setup.state()?;
     let (_lock, id) = lock_for_switch(&setup, &state, "failover")?;
     let server = setup

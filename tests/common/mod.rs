@@ -800,18 +800,29 @@ impl Lab {
     /// application is still app1) with `line` added to [server default],
     /// e.g. a report_script; `{conf}` in it becomes the copy's path.
     pub fn app_cnf_with(&self, dir: &str, line: &str) -> String {
+        self.app_cnf_edited(dir, |text, conf| {
+            let line = line.replace("{conf}", conf);
+            let text = text.replacen(
+                "[server default]\n",
+                &format!("[server default]\n{line}\n"),
+                1,
+            );
+            assert!(text.contains(&line), "{text}");
+            text
+        })
+    }
+
+    /// A copy of the lab's MHA config in `manager/<dir>/app1.cnf`, its hooks
+    /// pointing at the copy, then edited by `edit(text, copy's path)`.
+    pub fn app_cnf_edited(&self, dir: &str, edit: impl Fn(&str, &str) -> String) -> String {
         let dir = self.dir().join("manager").join(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("app1.cnf").to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(self.app_cnf()).unwrap();
-        let line = line.replace("{conf}", &conf);
-        let text = text.replacen(
-            "[server default]\n",
-            &format!("[server default]\n{line}\n"),
-            1,
+        let text = std::fs::read_to_string(self.app_cnf()).unwrap().replace(
+            &format!("--conf={}", self.app_cnf()),
+            &format!("--conf={conf}"),
         );
-        assert!(text.contains(&line), "{text}");
-        std::fs::write(&conf, text).unwrap();
+        std::fs::write(&conf, edit(&text, &conf)).unwrap();
         conf
     }
 
