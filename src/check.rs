@@ -446,39 +446,51 @@ fn table(r: &CheckReport) -> String {
     for w in &r.warnings {
         let _ = writeln!(t, "warn {w}");
     }
-    let _ = writeln!(
-        t,
-        "{:<8} {:<6} {:<22} {:<18} {:<9} {:<9} {:<4} MS",
-        "HOST", "RESULT", "ROLE", "SERVER", "READ_ONLY", "APP_ACCTS", "VIP"
-    );
-    for h in &r.hosts {
-        let _ = writeln!(
-            t,
-            "{:<8} {:<6} {:<22} {:<18} {:<9} {:<9} {:<4} {}",
-            h.host,
-            match (h.ok, h.role.starts_with("down")) {
-                (false, _) => "FAIL",
-                (true, true) => "down",
-                (true, false) => "ok",
-            },
-            h.role,
-            h.server
-                .as_ref()
-                .map(|s| s.label())
-                .unwrap_or_else(|| "-".into()),
-            h.server
-                .as_ref()
-                .map(|s| s.read_only.to_string())
-                .unwrap_or_else(|| "-".into()),
-            h.application_accounts,
-            match h.writer_vip {
-                Some(true) => "yes",
-                Some(false) => "no",
-                None => "-",
-            },
-            h.ms
-        );
-    }
+    let rows: Vec<Vec<String>> = r
+        .hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.host.clone(),
+                match (h.ok, h.role.starts_with("down")) {
+                    (false, _) => "FAIL",
+                    (true, true) => "down",
+                    (true, false) => "ok",
+                }
+                .into(),
+                h.role.clone(),
+                h.server
+                    .as_ref()
+                    .map(|s| s.label())
+                    .unwrap_or_else(|| "-".into()),
+                h.server
+                    .as_ref()
+                    .map(|s| s.read_only.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                h.application_accounts.to_string(),
+                match h.writer_vip {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "-",
+                }
+                .into(),
+                h.ms.to_string(),
+            ]
+        })
+        .collect();
+    t.push_str(&crate::table::render(
+        &[
+            "HOST",
+            "RESULT",
+            "ROLE",
+            "SERVER",
+            "READ_ONLY",
+            "APP_ACCTS",
+            "VIP",
+            "MS",
+        ],
+        &rows,
+    ));
     for h in &r.hosts {
         for p in &h.problems {
             let _ = writeln!(t, "FAIL {p}");

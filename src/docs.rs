@@ -4,6 +4,8 @@
 //! bash, zsh and fish. `mha-helper generate-docs DIR` writes them;
 //! `scripts/package` calls it. None of them is kept in the source tree.
 
+mod sections;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -46,6 +48,18 @@ pub fn generate(dir: &Path, cli: clap::Command, version: &'static str) -> Result
     }
     clap_mangen::generate_to(cli.clone(), &man)
         .with_context(|| format!("cannot write the man pages into {}", man.display()))?;
+    let subs = cli.get_subcommands().filter(|s| !s.is_hide_set());
+    for sub in std::iter::once("").chain(subs.map(|s| s.get_name())) {
+        let name = match sub {
+            "" => format!("{BIN}.1"),
+            s => format!("{BIN}-{s}.1"),
+        };
+        let page = man.join(name);
+        let mut text = std::fs::read_to_string(&page)
+            .with_context(|| format!("cannot read {}", page.display()))?;
+        text.push_str(&sections::render(sub));
+        std::fs::write(&page, text).with_context(|| format!("cannot write {}", page.display()))?;
+    }
     for (name, sub) in HISTORIC {
         let page = man.join(format!("{name}.1"));
         std::fs::write(&page, format!(".so man1/{BIN}-{sub}.1\n"))
@@ -106,6 +120,10 @@ mod tests {
         );
         let page = std::fs::read_to_string(d.join("man/mha-helper-check.1")).unwrap();
         assert!(page.contains("Preflight a cluster"), "{page}");
+        assert!(
+            page.contains(".SH \"EXIT STATUS\"") && page.contains("\\-\\-notify"),
+            "{page}"
+        );
         // A historic name's page is its subcommand's, and that page exists.
         for (name, sub) in HISTORIC {
             let link = std::fs::read_to_string(d.join(format!("man/{name}.1"))).unwrap();

@@ -43,6 +43,7 @@ pub mod ssh;
 pub mod state;
 pub mod step_id;
 pub mod steps;
+pub mod table;
 #[cfg(test)]
 pub mod testing;
 pub mod topology;

@@ -131,10 +131,20 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
+    /// The command and its phase; a command of one phase (recover, fence)
+    /// named once.
+    fn title(&self) -> String {
+        if self.phase == self.command {
+            self.command.clone()
+        } else {
+            format!("{} {}", self.command, self.phase)
+        }
+    }
+
     /// A short human summary (also logged, so MHA's log keeps it).
     pub fn to_text(&self) -> String {
         let mut t = String::new();
-        let _ = write!(t, "{} {}: {}", self.command, self.phase, self.outcome);
+        let _ = write!(t, "{}: {}", self.title(), self.outcome);
         if let (Some(o), Some(n)) = (&self.orig_master, &self.new_master) {
             let _ = write!(t, " ({o} -> {n})");
         }
@@ -229,5 +239,26 @@ impl Report {
             let _ = writeln!(t, "  journal: {j}");
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_a_one_phase_command_once() {
+        let mut r = Report::new("recover", "recover");
+        r.outcome = "completed".into();
+        assert!(
+            r.to_text().starts_with("recover: completed in "),
+            "{}",
+            r.to_text()
+        );
+        let mut r = Report::new("master-ip-online-change", "stop");
+        r.outcome = "completed".into();
+        assert!(r
+            .to_text()
+            .starts_with("master-ip-online-change stop: completed in "));
     }
 }
