@@ -13,6 +13,7 @@
 //! following symlinks and must be a regular file of ours with no group or
 //! other permission bits.
 
+pub mod history;
 pub mod journal;
 pub mod lock;
 
