@@ -190,6 +190,26 @@ pub enum Command {
         #[arg(long)]
         tether_fd: Option<i32>,
     },
+    /// The cluster now: the master as the hosts say, every host's role, an open switch, a
+    /// pending fence and the last switch; exit 0 when settled with nothing left to do, else 1.
+    /// Reads only.
+    Status {
+        #[command(flatten)]
+        conf: ConfArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Past switches from the kept journals, newest first: when, kind, old -> new master,
+    /// outcome, write-block window, sessions killed, accounts blocked. Reads only.
+    History {
+        #[command(flatten)]
+        conf: ConfArgs,
+        /// Show at most N switches.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Finish or undo an interrupted switch, deciding from what the hosts say now.
     Recover {
         #[command(flatten)]
@@ -317,6 +337,14 @@ pub fn run(cli: Cli) -> Result<Code> {
             &switch,
             (lock_fd, tether_fd),
         ),
+        Command::Status { conf, format } => {
+            crate::status::status(&conf.paths(), format == Format::Json)
+        }
+        Command::History {
+            conf,
+            limit,
+            format,
+        } => crate::status::history(&conf.paths(), limit, format == Format::Json),
         Command::Recover {
             conf,
             format,
@@ -333,14 +361,17 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Fence { conf, wait, format } => {
             crate::fence::run(&conf.paths(), wait, format == Format::Json)
         }
-        Command::GenerateDocs { dir } => {
-            let cli = <Cli as clap::CommandFactory>::command();
-            for f in crate::docs::generate(&dir, cli, VERSION)? {
-                println!("{}", f.display());
-            }
-            Ok(Code::Ok)
-        }
+        Command::GenerateDocs { dir } => generate_docs(&dir),
     }
+}
+
+/// Man pages and completions into `dir`, each file's path printed.
+fn generate_docs(dir: &std::path::Path) -> Result<Code> {
+    let cli = <Cli as clap::CommandFactory>::command();
+    for f in crate::docs::generate(dir, cli, VERSION)? {
+        println!("{}", f.display());
+    }
+    Ok(Code::Ok)
 }
 
 /// When a hook alerts the notification sinks about how it ended.

@@ -41,6 +41,7 @@ pub mod setup;
 pub mod shutdown;
 pub mod ssh;
 pub mod state;
+pub mod status;
 pub mod step_id;
 pub mod steps;
 pub mod table;

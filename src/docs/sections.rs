@@ -86,6 +86,20 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         )],
     ),
     (
+        "status",
+        &[(
+            "mha-helper status --conf /etc/mha/app1.cnf",
+            "Which host is the master now, and whether anything is left to do.",
+        )],
+    ),
+    (
+        "history",
+        &[(
+            "mha-helper history --conf /etc/mha/app1.cnf --limit 5",
+            "The last five switches, with their write-block windows.",
+        )],
+    ),
+    (
         "recover",
         &[
             (

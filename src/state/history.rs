@@ -42,12 +42,8 @@ pub fn last_switch(state: &StateDir, within: Duration) -> Option<Switch> {
     if open.exists() {
         return summary(&open, "open");
     }
-    let prefix = format!("{}.", open.file_name()?.to_string_lossy());
-    let newest = std::fs::read_dir(state.dir())
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+    let newest = closed(state)
+        .into_iter()
         .filter(|(t, _)| {
             SystemTime::now()
                 .duration_since(*t)
@@ -57,6 +53,43 @@ pub fn last_switch(state: &StateDir, within: Duration) -> Option<Switch> {
         .max_by_key(|(t, _)| *t)
         .map(|(_, p)| p)?;
     summary(&newest, "")
+}
+
+/// Every switch the state directory keeps a journal of, the newest first:
+/// the open one (outcome `open`) and each closed one (its outcome from its
+/// end record, else from its file name).
+pub fn switches(state: &StateDir) -> Vec<Switch> {
+    let mut all: Vec<Switch> = closed(state)
+        .into_iter()
+        .filter_map(|(_, p)| {
+            let mut s = summary(&p, "")?;
+            if s.outcome.is_empty() {
+                s.outcome = p.extension()?.to_string_lossy().into_owned();
+            }
+            Some(s)
+        })
+        .collect();
+    if state.journal().exists() {
+        all.extend(summary(&state.journal(), "open"));
+    }
+    all.sort_by(|a, b| (&b.started_at, &b.id).cmp(&(&a.started_at, &a.id)));
+    all
+}
+
+/// The closed journals (`<journal>.<id>.<outcome>`) with their times.
+fn closed(state: &StateDir) -> Vec<(SystemTime, PathBuf)> {
+    let open = state.journal();
+    let Some(name) = open.file_name() else {
+        return Vec::new();
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let Ok(dir) = std::fs::read_dir(state.dir()) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect()
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -203,6 +236,44 @@ mod tests {
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         assert!(last_switch(&state, Duration::from_secs(600)).is_some());
         assert!(last_switch(&state, Duration::ZERO).is_none());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn every_kept_journal_is_listed_newest_first_the_open_one_too() {
+        let d = crate::state::tests::temp_dir("history-all");
+        let state = StateDir::open(&d, "app1").unwrap();
+        let write = |p: &Path, lines: &[&str]| {
+            std::fs::write(p, lines.join("\n") + "\n").unwrap();
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        };
+        let begin = |id: &str, at: &str| {
+            format!(
+                r#"{{"t":"begin","id":"{id}","kind":"online","orig":"db1","new":"db2","at":"{at}","pid":1}}"#
+            )
+        };
+        let (a, b, c) = (
+            begin("a", "2026-12-01T00:00:00Z"),
+            begin("b", "2026-12-02T00:00:00Z"),
+            begin("c", "2026-12-03T00:00:00Z"),
+        );
+        write(
+            &state.closed_journal("a", "completed"),
+            &[&a, r#"{"t":"end","outcome":"completed"}"#],
+        );
+        // closed without an end record: the file name says how
+        write(&state.closed_journal("b", "rolled-back"), &[&b]);
+        write(&state.journal(), &[&c]);
+        let all = switches(&state);
+        let seen: Vec<(&str, &str)> = all
+            .iter()
+            .map(|s| (s.id.as_str(), s.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![("c", "open"), ("b", "rolled-back"), ("a", "completed")]
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 }
