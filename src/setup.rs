@@ -11,6 +11,7 @@ use crate::cluster::{self, HostSpec};
 use crate::config::helper::HelperConfig;
 use crate::config::mha::MhaConfig;
 use crate::exit::bad_input;
+use crate::ssh::options::SshOptions;
 use crate::state::StateDir;
 
 /// The configuration files a command was pointed at.
@@ -56,6 +57,7 @@ impl ConfigPaths {
             ))
         })?;
         let mha = MhaConfig::load(conf, self.global.as_deref()).map_err(bad_input)?;
+        refuse_rerouting(&mha)?;
         let helper_path = self.helper.clone().or_else(|| {
             let default = PathBuf::from(DEFAULT_HELPER_CONF);
             default.is_file().then_some(default)
@@ -68,6 +70,22 @@ impl ConfigPaths {
             paths: self.clone(),
         })
     }
+}
+
+/// Refuse (bad input) ssh_options that send connections another way than
+/// mha-helper's SSH client can go (see `SshOptions::refused`).
+fn refuse_rerouting(mha: &MhaConfig) -> Result<()> {
+    for s in &mha.servers {
+        let options = s.ssh_options.as_deref().map(SshOptions::parse);
+        if let Some(why) = options.and_then(|o| o.refused.into_iter().next()) {
+            return Err(bad_input(anyhow!(
+                "{} (server {}): {why}",
+                mha.app_path.display(),
+                s.hostname
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Read when no --helper-conf is given and the file exists.

@@ -223,3 +223,22 @@ fn with_host_keys_sent_to_dev_null_keys_are_trusted_on_first_use_in_our_own_file
     assert_eq!(c.status.code(), Some(1), "{}", both(&c));
     assert!(stdout(&c).contains("HOST KEY MISMATCH"), "{}", both(&c));
 }
+
+#[test]
+fn a_jump_host_in_ssh_options_is_refused_not_gone_around() {
+    let lab = Lab::lock();
+    let conf = edited_copy(&lab.app_cnf(), "jump", |t| {
+        t.replacen("ssh_options=", "ssh_options=-o ProxyJump=mha@bastion ", 1)
+    });
+    let o = lab.helper(&["check", "--conf", &conf, "--helper-conf", &lab.helper_cnf()]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(
+        lines[0].contains("-o ProxyJump=mha@bastion") && lines[0].contains(&conf),
+        "{err}"
+    );
+    // Refused before any host was checked: no table.
+    assert!(stdout(&o).is_empty(), "{}", both(&o));
+}

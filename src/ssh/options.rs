@@ -38,6 +38,10 @@ pub struct SshOptions {
     pub server_alive_interval: Option<u32>,
     /// One line per option that was not honoured.
     pub warnings: Vec<String>,
+    /// Options that send the connection another way (a jump host, a proxy
+    /// command, another address or source): mha-helper cannot follow them
+    /// and must not go around them, so a configuration with one is refused.
+    pub refused: Vec<String>,
 }
 
 impl SshOptions {
@@ -70,6 +74,7 @@ impl SshOptions {
                         continue;
                     };
                     match letter {
+                        'J' | 'b' => o.refuse(&format!("-{letter} {arg}")),
                         'i' => o.identity_files.push(expand_tilde(&arg)),
                         'p' => o.set_port(&arg),
                         'l' => {
@@ -103,6 +108,14 @@ impl SshOptions {
             }
         }
         o
+    }
+
+    fn refuse(&mut self, option: &str) {
+        self.refused.push(format!(
+            "ssh_options: {option}: mha-helper's SSH client cannot connect through a jump \
+             host or proxy, nor from or to another address, and will not go around one; \
+             remove it only if this manager reaches the hosts directly"
+        ));
     }
 
     fn set_port(&mut self, v: &str) {
@@ -158,6 +171,9 @@ impl SshOptions {
                     };
                     self.host_key_policy = Some(policy);
                 }
+            }
+            "proxyjump" | "proxycommand" | "hostname" | "bindaddress" | "bindinterface" => {
+                self.refuse(&format!("-o {key}={value}"))
             }
             "connecttimeout" => match value.parse::<u64>() {
                 Ok(s) if s > 0 => {
@@ -281,11 +297,33 @@ mod tests {
 
     #[test]
     fn unsupported_options_are_named_in_warnings() {
-        let o = SshOptions::parse("-F /etc/ssh/other -o ProxyJump=bastion -C -q");
+        let o = SshOptions::parse("-F /etc/ssh/other -o Compression=yes -C -q");
         assert_eq!(o.warnings.len(), 3, "{:?}", o.warnings);
         assert!(o.warnings[0].contains("-F /etc/ssh/other"));
-        assert!(o.warnings[1].contains("ProxyJump"));
+        assert!(o.warnings[1].contains("Compression"));
         assert!(o.warnings[2].contains("-C"));
+        assert!(o.refused.is_empty());
+    }
+
+    #[test]
+    fn a_jump_host_proxy_or_other_address_is_refused_not_ignored() {
+        for (text, named) in [
+            ("-o ProxyJump=bastion", "-o ProxyJump=bastion"),
+            ("-J admin@bastion:2222", "-J admin@bastion:2222"),
+            ("-Jbastion", "-J bastion"),
+            ("-o ProxyCommand=nc", "-o ProxyCommand=nc"),
+            ("-o HostName 10.0.0.9", "-o HostName=10.0.0.9"),
+            ("-b 10.0.0.1", "-b 10.0.0.1"),
+        ] {
+            let o = SshOptions::parse(text);
+            assert_eq!(o.refused.len(), 1, "{text}: {:?}", o.refused);
+            assert!(
+                o.refused[0].starts_with(&format!("ssh_options: {named}: ")),
+                "{:?}",
+                o.refused
+            );
+            assert!(o.warnings.is_empty(), "{text}: {:?}", o.warnings);
+        }
     }
 
     #[test]
