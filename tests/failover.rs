@@ -216,3 +216,60 @@ fn stopssh_sets_read_only_on_a_master_whose_mysqld_still_answers() {
         .app_sql("app", "db1", "INSERT INTO t1 (val) VALUES ('fenced?')")
         .is_err());
 }
+
+/// The operator's failover commands' MHA output files so far.
+fn switch_logs(lab: &Lab) -> usize {
+    std::fs::read_dir(lab.journal_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".switch.log"))
+        .count()
+}
+
+#[test]
+fn a_failed_failover_says_why_and_a_missing_workdir_is_named_before_mha_runs() {
+    let lab = Lab::lock();
+    let before = lab.state();
+    // db1 is alive: MHA stops, and its reason is the command's.
+    let o = lab.failover("db1", &["--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON summary");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(error.contains("is reachable via MySQL"), "{v:#}");
+    let err = stderr(&o);
+    let last = err
+        .lines()
+        .rfind(|l| l.contains(" ERROR "))
+        .unwrap_or_default();
+    assert!(
+        last.contains("failover from db1 failed") && last.contains("is reachable via MySQL"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.state(),
+        before,
+        "a refused failover changed the cluster"
+    );
+
+    // manager_workdir missing: refused before MHA runs, naming it.
+    let logs = switch_logs(&lab);
+    let conf = lab.app_cnf_edited("nowork", |text, _| {
+        text.lines()
+            .map(|l| match l.starts_with("manager_workdir=") {
+                true => "manager_workdir=/nonexistent/mha-work\n".to_string(),
+                false => format!("{l}\n"),
+            })
+            .collect()
+    });
+    let o = lab.failover_with_conf(&conf, "db1", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    let err = stderr(&o);
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("manager_workdir /nonexistent/mha-work") && errors[0].contains(&conf),
+        "{err}"
+    );
+    assert_eq!(switch_logs(&lab), logs, "MHA was started");
+    assert_eq!(lab.state(), before);
+}

@@ -11,6 +11,7 @@
 pub mod hooks;
 mod run;
 mod settle;
+mod why;
 
 pub use run::{interrupted, run_switch, SwitchRun};
 
@@ -64,6 +65,7 @@ pub fn switchover(
         setup.hostname(n)?;
     }
     guard(&setup, hooks::Hook::Online, unprotected)?;
+    why::check_needs(&setup)?;
     let state = setup.state()?;
     // Held for the whole switch; the hooks MHA runs work under it.
     let (_lock, id) = lock_for_switch(&setup, &state, "switchover")?;
@@ -128,14 +130,18 @@ fn log_failure(run: &SwitchRun) {
     }
 }
 
-/// How MHA ended, for the summary.
+/// How MHA ended, for the summary, with the first error it logged.
 fn mha_ending(run: &SwitchRun) -> String {
-    match run.interrupted {
+    let ended = match run.interrupted {
         Some(sig) => format!(
             "MHA was interrupted (signal {sig}; it ended with {})",
             run.status
         ),
         None => format!("MHA ended with {}", run.status),
+    };
+    match why::first_error(&run.output).filter(|_| !run.success) {
+        Some(e) => format!("{ended}: {e}"),
+        None => ended,
     }
 }
 
@@ -209,7 +215,12 @@ fn summary_json(s: &settle::Settled, run: &SwitchRun) -> serde_json::Value {
         "mha": {
             "status": run.status,
             "interrupted_by_signal": run.interrupted,
+            "error": why::first_error(&run.output).filter(|_| !run.success),
             "log": run.log_file.display().to_string(),
+        },
+        "error": match s.ending {
+            settle::Ending::RolledBack | settle::Ending::Untouched => Some(mha_ending(run)),
+            _ => None,
         },
         "elapsed_ms": run.elapsed.as_millis() as u64,
         "mha_log": run.log_file.display().to_string(),
@@ -288,6 +299,7 @@ pub fn failover(
         }
     }
     guard(&setup, hooks::Hook::Failover, unprotected)?;
+    why::check_needs(&setup)?;
     let state = setup.state()?;
     let (_lock, id) = lock_for_switch(&setup, &state, "failover")?;
     let server = setup
