@@ -545,7 +545,39 @@ fn judge_writable(probes: &mut [Probe]) {
     }
 }
 
-pub fn run(paths: &ConfigPaths, json: bool, notify: bool) -> Result<Code> {
+/// The report as the metrics need it.
+fn findings(r: &CheckReport) -> crate::metrics::Findings {
+    let host = |h: &HostCheck| crate::metrics::Host {
+        name: h.host.clone(),
+        ok: h.ok,
+        read_only: h.server.as_ref().map(|s| s.read_only),
+        replica: h.server.as_ref().and_then(|s| s.replica.as_ref()).map(|r| {
+            let running = r.io_running == "Yes" && r.sql_running == "Yes";
+            (running, r.seconds_behind)
+        }),
+    };
+    crate::metrics::Findings {
+        app: r.app.clone(),
+        ok: r.ok,
+        elapsed_ms: r.elapsed_ms,
+        master: r.master.clone(),
+        hosts: r.hosts.iter().map(host).collect(),
+    }
+}
+
+/// How `check` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Output {
+    /// A table.
+    #[default]
+    Text,
+    /// One JSON record per host.
+    Json,
+    /// Prometheus' text format, for node_exporter's textfile collector.
+    Prometheus,
+}
+
+pub fn run(paths: &ConfigPaths, output: Output, notify: bool) -> Result<Code> {
     let started = Instant::now();
     let setup = paths.load()?;
     let mut problems = Vec::new();
@@ -591,10 +623,21 @@ pub fn run(paths: &ConfigPaths, json: bool, notify: bool) -> Result<Code> {
         elapsed_ms: started.elapsed().as_millis() as u64,
         peak_rss_kb: crate::report::peak_rss_kb(),
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", table(&report));
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print!("{}", table(&report)),
+        Output::Prometheus => {
+            let last = state
+                .as_ref()
+                .and_then(|st| crate::state::history::switches(st).into_iter().next());
+            let ended = last
+                .as_ref()
+                .and_then(|s| std::fs::metadata(&s.journal).ok()?.modified().ok());
+            print!(
+                "{}",
+                crate::metrics::render(&findings(&report), last.as_ref(), ended)
+            );
+        }
     }
     if notify && !report.ok {
         let count =

@@ -112,8 +112,8 @@ pub enum Command {
     Check {
         #[command(flatten)]
         conf: ConfArgs,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = crate::check::Output::Text)]
+        format: crate::check::Output,
         /// Send the problems found to the notification sinks (notify_* in helper.cnf), e.g. from cron.
         #[arg(long)]
         notify: bool,
@@ -274,7 +274,7 @@ pub fn run(cli: Cli) -> Result<Code> {
             conf,
             format,
             notify,
-        } => crate::check::run(&conf.paths(), format == Format::Json, notify),
+        } => crate::check::run(&conf.paths(), format, notify),
         Command::MasterIpOnlineChange(f) => hook(
             "master-ip-online-change",
             &f,
@@ -526,7 +526,15 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::Check {
-                format: Format::Json,
+                format: crate::check::Output::Json,
+                ..
+            }
+        ));
+        let cli = parse(&["mha-helper", "check", "--format", "prometheus"]);
+        assert!(matches!(
+            cli.command,
+            Command::Check {
+                format: crate::check::Output::Prometheus,
                 ..
             }
         ));

@@ -25,6 +25,7 @@ pub mod grants;
 pub mod listing;
 pub mod local;
 pub mod logger;
+pub mod metrics;
 pub mod mha;
 pub mod mha_args;
 pub mod mysql;

@@ -242,3 +242,90 @@ fn a_jump_host_in_ssh_options_is_refused_not_gone_around() {
     // Refused before any host was checked: no table.
     assert!(stdout(&o).is_empty(), "{}", both(&o));
 }
+
+/// Prometheus' own Python parser's reading of `text`: every sample as
+/// (name, labels, value).
+fn parsed_metrics(text: &str) -> Vec<(String, serde_json::Value, f64)> {
+    use std::io::Write;
+    let script = "import sys, json\n\
+                  from prometheus_client.parser import text_string_to_metric_families\n\
+                  out = [[s.name, s.labels, s.value] for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]\n\
+                  print(json.dumps(out))\n";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (scripts/install-deps installs its prometheus client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "the parser refused it: {}\n{text}",
+        both(&o)
+    );
+    let v: Vec<(String, serde_json::Value, f64)> = serde_json::from_slice(&o.stdout).unwrap();
+    v
+}
+
+#[test]
+fn check_as_prometheus_metrics_parses_and_carries_the_last_write_block_window() {
+    let lab = Lab::lock();
+    let o = lab.switchover("db2", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let (conf, helper) = (lab.app_cnf(), lab.helper_cnf());
+    let h = lab.helper(&[
+        "history",
+        "--conf",
+        &conf,
+        "--helper-conf",
+        &helper,
+        "--format",
+        "json",
+    ]);
+    let history: serde_json::Value = serde_json::from_str(&stdout(&h)).unwrap();
+    let window_ms = history["switches"][0]["write_block_ms"].as_u64().unwrap();
+
+    let o = lab.check(&["--format", "prometheus"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let samples = parsed_metrics(&stdout(&o));
+    let value = |name: &str, host: Option<&str>| {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && host.is_none_or(|h| l["host"] == h))
+            .map(|(_, _, v)| *v)
+            .unwrap_or_else(|| panic!("no {name} {host:?} in {samples:?}"))
+    };
+    assert_eq!(value("mha_helper_check_success", None), 1.0);
+    assert_eq!(value("mha_helper_master", Some("db2")), 1.0);
+    for h in HOSTS {
+        assert_eq!(value("mha_helper_host_up", Some(h)), 1.0);
+        assert_eq!(
+            value("mha_helper_read_only", Some(h)),
+            if h == "db2" { 0.0 } else { 1.0 }
+        );
+    }
+    assert_eq!(value("mha_helper_replication_running", Some("db1")), 1.0);
+    assert_eq!(
+        value("mha_helper_last_switch_write_block_seconds", None),
+        window_ms as f64 / 1000.0
+    );
+    assert_eq!(value("mha_helper_last_switch_success", None), 1.0);
+    let info = samples
+        .iter()
+        .find(|(n, _, _)| n == "mha_helper_last_switch_info")
+        .unwrap();
+    assert_eq!(
+        (
+            info.1["orig_master"].as_str(),
+            info.1["new_master"].as_str()
+        ),
+        (Some("db1"), Some("db2"))
+    );
+}

@@ -29,6 +29,10 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "mha-helper check --conf /etc/mha/app1.cnf --format json --notify",
                 "From cron: a JSON record per host, and the problems sent to the notification sinks.",
             ),
+            (
+                "mha-helper check --conf /etc/mha/app1.cnf --format prometheus > app1.prom",
+                "Metrics for node_exporter's textfile collector.",
+            ),
         ],
     ),
     (
