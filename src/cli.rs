@@ -150,6 +150,10 @@ pub enum Command {
         /// --conf (then nothing blocks writes on the old master).
         #[arg(long)]
         unprotected: bool,
+        /// Run MHA's --check_only, then list the hook's plan for the masters MHA chose (stop and
+        /// start, every statement); switch nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -246,6 +250,7 @@ fn hook_options(f: &HookFlags) -> (HookOptions, HookArgs) {
         dry_run: f.dry_run,
         json: f.format == Format::Json,
         show_sent: f.show_sent,
+        capture: None,
     };
     let mut rest = Vec::new();
     for a in &f.mha_args {
@@ -300,12 +305,16 @@ pub fn run(cli: Cli) -> Result<Code> {
             new_master,
             no_orig_as_slave,
             unprotected,
+            dry_run,
             format,
         } => crate::mha::switchover(
             &conf.paths(),
-            new_master.as_deref(),
-            !no_orig_as_slave,
-            unprotected,
+            crate::mha::SwitchoverArgs {
+                new_master: new_master.as_deref(),
+                orig_as_slave: !no_orig_as_slave,
+                unprotected,
+                dry_run,
+            },
             format == Format::Json,
         ),
         Command::Failover {

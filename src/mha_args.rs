@@ -41,6 +41,12 @@ pub fn unescape(v: &str) -> String {
     out
 }
 
+/// A value as [`unescape`] reads it back: every backslash doubled (what
+/// MHA's escaping leaves after the shell, for a value we pass ourselves).
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+}
+
 impl HookArgs {
     pub fn parse<S: AsRef<str>>(args: &[S]) -> HookArgs {
         let mut h = HookArgs::default();

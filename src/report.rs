@@ -88,6 +88,9 @@ pub fn peak_rss_kb() -> u64 {
     }
 }
 
+/// Reports kept by the process that asked for them, in order.
+pub type Captured = std::sync::Arc<std::sync::Mutex<Vec<Report>>>;
+
 /// Print the report as the user asked (text is also logged).
 pub fn emit(report: &Report, json: bool) {
     let mut report = report.clone();

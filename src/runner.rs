@@ -28,6 +28,8 @@ pub struct Runner<'a> {
     pub json: bool,
     /// Put in the report what each step sent.
     pub show_sent: bool,
+    /// Where the report goes instead of stdout, when a command asked.
+    pub capture: Option<crate::report::Captured>,
 }
 
 impl<'a> Runner<'a> {
@@ -40,6 +42,7 @@ impl<'a> Runner<'a> {
             started: Instant::now(),
             json: opts.json,
             show_sent: opts.show_sent,
+            capture: opts.capture.clone(),
         })
     }
 
@@ -100,6 +103,15 @@ impl<'a> Runner<'a> {
 
     /// Print the report as asked (text is also logged, for MHA's log).
     pub fn emit(&self, report: &Report) {
-        crate::report::emit(report, self.json);
+        match &self.capture {
+            Some(kept) => {
+                let mut r = report.clone();
+                r.peak_rss_kb = crate::report::peak_rss_kb();
+                if let Ok(mut kept) = kept.lock() {
+                    kept.push(r);
+                }
+            }
+            None => crate::report::emit(report, self.json),
+        }
     }
 }

@@ -471,3 +471,64 @@ fn an_ssh_user_who_may_not_move_the_vip_is_refused_before_any_write_is_blocked()
         both(&c)
     );
 }
+
+#[test]
+fn a_switchover_dry_run_lists_the_plan_and_changes_no_grant_read_only_or_vip() {
+    let lab = Lab::lock();
+    setup_vip(&lab);
+    let before = lab.state();
+    let (conf, helper) = (lab.app_cnf(), lab.helper_cnf());
+    let o = lab.helper(&[
+        "switchover",
+        "--conf",
+        &conf,
+        "--helper-conf",
+        &helper,
+        "--new-master",
+        "db2",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");
+    assert_eq!(
+        (v["orig_master"].as_str(), v["new_master"].as_str()),
+        (Some("db1"), Some("db2")),
+        "{v:#}"
+    );
+    assert_eq!(v["mha_check_only"]["passed"], true);
+    let steps = |phase: &str| -> Vec<String> {
+        v[phase]["plan"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {phase} plan: {v:#}"))
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}@{}",
+                    s["step"].as_str().unwrap(),
+                    s["host"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let stop = steps("stop");
+    for want in ["block-accounts@db1", "old-master-read-only@db1"] {
+        assert!(stop.contains(&want.to_string()), "{want} not in {stop:?}");
+    }
+    assert!(
+        steps("start").contains(&"new-master-writable@db2".to_string()),
+        "{v:#}"
+    );
+    let planned = v["stop"]["plan"].to_string() + &v["start"]["plan"].to_string();
+    assert!(
+        planned.contains("REVOKE") || planned.contains("ACCOUNT LOCK"),
+        "no block in {planned}"
+    );
+    assert!(
+        planned.contains(&vip_addr(&lab)),
+        "the VIP's move is not planned: {planned}"
+    );
+    assert_eq!(lab.state(), before, "a dry run changed the cluster");
+    assert_eq!(vip_holders(&lab, &vip(&lab)), vec!["db1"]);
+}

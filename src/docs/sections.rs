@@ -80,6 +80,10 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "mha-helper switchover --conf /etc/mha/app1.cnf --format json",
                 "Let MHA choose the new master; the summary as JSON.",
             ),
+            (
+                "mha-helper switchover --conf /etc/mha/app1.cnf --new-master db2 --dry-run",
+                "MHA's --check_only, then every statement the hooks would send; nothing switched.",
+            ),
         ],
     ),
     (

@@ -8,6 +8,7 @@
 //! An interrupt (Ctrl-C, SIGTERM, SIGHUP) stops MHA at its next step and is
 //! settled the same way.
 
+mod dry_run;
 pub mod hooks;
 mod run;
 mod settle;
@@ -52,20 +53,31 @@ fn tail(lines: &[String], n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// What the operator asked of `switchover`.
+pub struct SwitchoverArgs<'a> {
+    pub new_master: Option<&'a str>,
+    pub orig_as_slave: bool,
+    pub unprotected: bool,
+    pub dry_run: bool,
+}
+
 /// `mha-helper switchover`.
-pub fn switchover(
-    paths: &ConfigPaths,
-    new_master: Option<&str>,
-    orig_as_slave: bool,
-    unprotected: bool,
-    json: bool,
-) -> Result<Code> {
+pub fn switchover(paths: &ConfigPaths, asked: SwitchoverArgs, json: bool) -> Result<Code> {
+    let SwitchoverArgs {
+        new_master,
+        orig_as_slave,
+        unprotected,
+        dry_run,
+    } = asked;
     let setup = paths.load()?;
     if let Some(n) = new_master {
         setup.hostname(n)?;
     }
     guard(&setup, hooks::Hook::Online, unprotected)?;
     why::check_needs(&setup)?;
+    if dry_run {
+        return dry_run::switchover(&setup, paths, new_master, orig_as_slave, json);
+    }
     let state = setup.state()?;
     // Held for the whole switch; the hooks MHA runs work under it.
     let (_lock, id) = lock_for_switch(&setup, &state, "switchover")?;

@@ -19,6 +19,9 @@ pub struct HookOptions {
     pub json: bool,
     /// Put in the report what each step sent (`--show-sent`).
     pub show_sent: bool,
+    /// Keep the reports here instead of printing them (a command that
+    /// runs the hook in its own process and prints one document).
+    pub capture: Option<crate::report::Captured>,
 }
 
 /// The two masters of an online switch, as MHA named them.

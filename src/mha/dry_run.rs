@@ -1,0 +1,149 @@
+//! `switchover --dry-run`: what a switchover would do, changing no host of
+//! ours: MHA's own `--check_only` (its checks, and the new master it would
+//! choose), then the online hook's plan for those two masters, stop and
+//! start, statement for statement, as the hook's own `--dry-run` lists it.
+
+use anyhow::{anyhow, Result};
+
+use super::{base_args, run_switch, why};
+use crate::exit::Code;
+use crate::mha_args::{escape, HookArgs};
+use crate::online::HookOptions;
+use crate::setup::{ConfigPaths, Setup};
+use crate::state::journal::new_id;
+
+/// The current and the new master in MHA's `From:`/`To:` picture.
+pub fn from_to(lines: &[String]) -> Option<(String, String)> {
+    let after = |label: &str| {
+        let i = lines.iter().position(|l| l.trim() == label)?;
+        let line = lines.get(i + 1)?;
+        Some(line.trim().split('(').next()?.to_string())
+    };
+    Some((after("From:")?, after("To:")?))
+}
+
+/// The online hook's arguments for `phase`, as MHA would pass them, from
+/// the configuration (in this process: no password in any argv).
+fn hook_args(
+    setup: &Setup,
+    phase: &str,
+    orig: &str,
+    new: &str,
+    orig_as_slave: bool,
+) -> Result<HookArgs> {
+    let server = |h: &str| {
+        setup.mha.server(h).ok_or_else(|| {
+            anyhow!(
+                "MHA named {h}, which no server block of {} has",
+                setup.mha.app_path.display()
+            )
+        })
+    };
+    let (o, n) = (server(orig)?, server(new)?);
+    let mut args = vec![format!("--command={phase}")];
+    for (who, s) in [("orig", o), ("new", n)] {
+        args.push(format!("--{who}_master_host={}", s.hostname));
+        args.push(format!("--{who}_master_ip={}", s.ip));
+        args.push(format!("--{who}_master_port={}", s.port));
+        args.push(format!("--{who}_master_user={}", escape(&s.user)));
+        args.push(format!("--{who}_master_password={}", escape(&s.password)));
+        args.push(format!("--{who}_master_ssh_user={}", s.ssh_user));
+    }
+    if orig_as_slave {
+        args.push("--orig_master_is_new_slave".into());
+    }
+    Ok(HookArgs::parse(&args))
+}
+
+/// `switchover --dry-run`.
+pub fn switchover(
+    setup: &Setup,
+    paths: &ConfigPaths,
+    new_master: Option<&str>,
+    orig_as_slave: bool,
+    json: bool,
+) -> Result<Code> {
+    let state = setup.state()?;
+    let mut args = base_args(setup, paths);
+    args.push("--master_state=alive".into());
+    if let Some(n) = new_master {
+        args.push(format!("--new_master_host={n}"));
+    }
+    if orig_as_slave {
+        args.push("--orig_master_is_new_slave".into());
+    }
+    args.extend(["--interactive=0".into(), "--check_only".into()]);
+    let run = run_switch(setup, &state, &args, &new_id(), "MHA --check_only")?;
+    if !run.success {
+        return Err(anyhow!(
+            "MHA's --check_only failed ({}): {}; its output is in {}",
+            run.status,
+            why::first_error(&run.output).unwrap_or_else(|| "it logged no error".into()),
+            run.log_file.display()
+        ));
+    }
+    let (orig, new) = from_to(&run.output).ok_or_else(|| {
+        anyhow!(
+            "MHA's --check_only passed but named no From:/To: masters; its output is in {}",
+            run.log_file.display()
+        )
+    })?;
+    log::info!("MHA's --check_only passed: it would switch {orig} -> {new}");
+    let reports = crate::report::Captured::default();
+    let opts = HookOptions {
+        paths: paths.clone(),
+        dry_run: true,
+        json,
+        show_sent: false,
+        capture: json.then(|| reports.clone()),
+    };
+    for phase in ["stop", "start"] {
+        let a = hook_args(setup, phase, &orig, &new, orig_as_slave)?;
+        let code = crate::online::hook(&opts, &a)?;
+        if code != Code::Ok {
+            return Ok(code);
+        }
+    }
+    if json {
+        let reports = reports.lock().map_err(|_| anyhow!("poisoned"))?;
+        let v = serde_json::json!({
+            "schema": "mha-helper.switchover-plan/1",
+            "orig_master": orig,
+            "new_master": new,
+            "mha_check_only": { "passed": true, "log": run.log_file.display().to_string() },
+            "stop": reports.first(),
+            "start": reports.get(1),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "switchover --dry-run: MHA's --check_only passed and would switch {orig} -> {new}; \
+             the hook's plan is above (stop, then start: start also gives back what stop takes, \
+             which is known once stop ran); nothing changed"
+        );
+    }
+    Ok(Code::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_masters_are_read_from_mhas_from_to_picture() {
+        let out: Vec<String> = "x - [info] \nFrom:\ndb1(198.18.1.11:3306) (current master)\n +--db2(198.18.1.12:3306)\n\nTo:\ndb2(198.18.1.12:3306) (new master)\n +--db1(198.18.1.11:3306)\ny - [info] ok"
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(from_to(&out), Some(("db1".into(), "db2".into())));
+        assert_eq!(from_to(&out[..3]), None);
+    }
+
+    #[test]
+    fn a_password_passed_in_process_reads_back_as_it_is() {
+        for pw in ["plain", "pa$$ w'o\"rd\\", "\\\\x"] {
+            let a = HookArgs::parse(&[format!("--orig_master_password={}", escape(pw))]);
+            assert_eq!(a.get("orig_master_password"), Some(pw));
+        }
+    }
+}
