@@ -154,6 +154,9 @@ pub enum Command {
         /// start, every statement); switch nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Do not ask before switching (on a terminal it shows the switch and asks).
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -171,6 +174,9 @@ pub enum Command {
         /// --conf (then mha-helper neither fences nor opens anything).
         #[arg(long)]
         unprotected: bool,
+        /// Do not ask before failing over (on a terminal it shows the failover and asks).
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -306,6 +312,7 @@ pub fn run(cli: Cli) -> Result<Code> {
             no_orig_as_slave,
             unprotected,
             dry_run,
+            yes,
             format,
         } => crate::mha::switchover(
             &conf.paths(),
@@ -314,6 +321,7 @@ pub fn run(cli: Cli) -> Result<Code> {
                 orig_as_slave: !no_orig_as_slave,
                 unprotected,
                 dry_run,
+                yes,
             },
             format == Format::Json,
         ),
@@ -322,12 +330,13 @@ pub fn run(cli: Cli) -> Result<Code> {
             dead_master,
             new_master,
             unprotected,
+            yes,
             format,
         } => crate::mha::failover(
             &conf.paths(),
             &dead_master,
             new_master.as_deref(),
-            unprotected,
+            (unprotected, yes),
             format == Format::Json,
         ),
         Command::Keeper {
@@ -359,19 +368,25 @@ pub fn run(cli: Cli) -> Result<Code> {
             format,
             force,
             abandon,
-        } => crate::recover::run(
-            &conf.paths(),
-            crate::recover::Options {
-                json: format == Format::Json,
-                force,
-                abandon,
-            },
-        ),
+        } => recover(&conf, format, force, abandon),
         Command::Fence { conf, wait, format } => {
             crate::fence::run(&conf.paths(), wait, format == Format::Json)
         }
         Command::GenerateDocs { dir } => generate_docs(&dir),
     }
+}
+
+/// `mha-helper recover`.
+fn recover(conf: &ConfArgs, format: Format, force: bool, abandon: bool) -> Result<Code> {
+    let json = format == Format::Json;
+    crate::recover::run(
+        &conf.paths(),
+        crate::recover::Options {
+            json,
+            force,
+            abandon,
+        },
+    )
 }
 
 /// Man pages and completions into `dir`, each file's path printed.

@@ -369,3 +369,72 @@ fn a_switch_whose_hook_is_not_mha_helpers_refuses_before_mha_runs_unless_unprote
         both(&o)
     );
 }
+
+/// `mha-helper ARGS` on a terminal of its own (util-linux `script`), with
+/// `input` typed in.
+fn on_a_terminal(lab: &Lab, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let line = format!(
+        "{} exec mgr {} {}",
+        lab_script().display(),
+        bin(),
+        args.join(" ")
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn on_a_terminal_switchover_shows_the_switch_and_asks_and_no_changes_nothing() {
+    let lab = Lab::lock();
+    let before = lab.state();
+    let (conf, helper) = (lab.app_cnf(), lab.helper_cnf());
+    let args = [
+        "switchover",
+        "--conf",
+        &conf,
+        "--helper-conf",
+        &helper,
+        "--new-master",
+        "db2",
+    ];
+    let o = on_a_terminal(&lab, &args, "n\n");
+    let screen = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{screen}");
+    for part in [
+        "db1 -> db2",
+        "block-accounts",
+        "on db1",
+        "Proceed? [y/N]",
+        "not confirmed; nothing changed",
+    ] {
+        assert!(screen.contains(part), "{part} not shown:\n{screen}");
+    }
+    assert_eq!(
+        lab.state(),
+        before,
+        "a switch not confirmed changed the cluster"
+    );
+
+    let mut yes = args.to_vec();
+    yes.push("--yes");
+    let o = on_a_terminal(&lab, &yes, "");
+    let screen = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{screen}");
+    assert!(
+        !screen.contains("Proceed?") && screen.contains("switched db1 -> db2"),
+        "{screen}"
+    );
+}

@@ -55,6 +55,31 @@ fn hook_args(
     Ok(HookArgs::parse(&args))
 }
 
+/// The hook's report of a dry run of `phase` for `orig` -> `new`, kept
+/// rather than printed.
+pub fn captured_plan(
+    setup: &Setup,
+    paths: &ConfigPaths,
+    phase: &str,
+    (orig, new): (&str, &str),
+    orig_as_slave: bool,
+) -> Result<crate::report::Report> {
+    let kept = crate::report::Captured::default();
+    let opts = HookOptions {
+        paths: paths.clone(),
+        dry_run: true,
+        json: true,
+        show_sent: false,
+        capture: Some(kept.clone()),
+    };
+    crate::online::hook(&opts, &hook_args(setup, phase, orig, new, orig_as_slave)?)?;
+    let mut kept = kept
+        .lock()
+        .map_err(|_| anyhow!("the kept reports are poisoned"))?;
+    kept.pop()
+        .ok_or_else(|| anyhow!("the {phase} phase's dry run made no report"))
+}
+
 /// `switchover --dry-run`.
 pub fn switchover(
     setup: &Setup,

@@ -8,6 +8,7 @@
 //! An interrupt (Ctrl-C, SIGTERM, SIGHUP) stops MHA at its next step and is
 //! settled the same way.
 
+mod confirm;
 mod dry_run;
 pub mod hooks;
 mod run;
@@ -59,6 +60,8 @@ pub struct SwitchoverArgs<'a> {
     pub orig_as_slave: bool,
     pub unprotected: bool,
     pub dry_run: bool,
+    /// Do not ask on a terminal.
+    pub yes: bool,
 }
 
 /// `mha-helper switchover`.
@@ -68,6 +71,7 @@ pub fn switchover(paths: &ConfigPaths, asked: SwitchoverArgs, json: bool) -> Res
         orig_as_slave,
         unprotected,
         dry_run,
+        yes,
     } = asked;
     let setup = paths.load()?;
     if let Some(n) = new_master {
@@ -77,6 +81,9 @@ pub fn switchover(paths: &ConfigPaths, asked: SwitchoverArgs, json: bool) -> Res
     why::check_needs(&setup)?;
     if dry_run {
         return dry_run::switchover(&setup, paths, new_master, orig_as_slave, json);
+    }
+    if confirm::wanted(yes) {
+        confirm::ask(&setup, paths, new_master, orig_as_slave)?;
     }
     let state = setup.state()?;
     // Held for the whole switch; the hooks MHA runs work under it.
@@ -298,7 +305,7 @@ pub fn failover(
     paths: &ConfigPaths,
     dead: &str,
     new_master: Option<&str>,
-    unprotected: bool,
+    (unprotected, yes): (bool, bool),
     json: bool,
 ) -> Result<Code> {
     let setup = paths.load()?;
@@ -312,6 +319,9 @@ pub fn failover(
     }
     guard(&setup, hooks::Hook::Failover, unprotected)?;
     why::check_needs(&setup)?;
+    if confirm::wanted(yes) {
+        confirm::ask_failover(&setup, &dead_host, new_master)?;
+    }
     let state = setup.state()?;
     let (_lock, id) = lock_for_switch(&setup, &state, "failover")?;
     let server = setup
