@@ -624,7 +624,7 @@ pub fn run(paths: &ConfigPaths, output: Output, notify: bool) -> Result<Code> {
         peak_rss_kb: crate::report::peak_rss_kb(),
     };
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => crate::output::set(&report),
         Output::Text => print!("{}", table(&report)),
         Output::Prometheus => {
             let last = state

@@ -280,7 +280,39 @@ fn hook_options(f: &HookFlags) -> (HookOptions, HookArgs) {
 }
 
 pub fn run(cli: Cli) -> Result<Code> {
-    match cli.command {
+    let json = cli.command.json_name();
+    let result = dispatch(cli.command);
+    if let Some(command) = json {
+        crate::output::finish(command, &result);
+    }
+    result
+}
+
+impl Command {
+    /// The command's name when it was asked for JSON (`--format json`).
+    fn json_name(&self) -> Option<&'static str> {
+        use crate::check::Output;
+        // A hook's own flags may come after MHA's arguments too.
+        let hook = |f: &HookFlags| hook_options(f).0.json;
+        match self {
+            Command::Check { format, .. } => (*format == Output::Json).then_some("check"),
+            Command::MasterIpOnlineChange(f) => hook(f).then_some("master-ip-online-change"),
+            Command::MasterIpFailover(f) => hook(f).then_some("master-ip-failover"),
+            Command::Shutdown(f) => hook(f).then_some("shutdown"),
+            Command::Report(f) => hook(f).then_some("report"),
+            Command::Switchover { format, .. } => (*format == Format::Json).then_some("switchover"),
+            Command::Failover { format, .. } => (*format == Format::Json).then_some("failover"),
+            Command::Status { format, .. } => (*format == Format::Json).then_some("status"),
+            Command::History { format, .. } => (*format == Format::Json).then_some("history"),
+            Command::Recover { format, .. } => (*format == Format::Json).then_some("recover"),
+            Command::Fence { format, .. } => (*format == Format::Json).then_some("fence"),
+            Command::Keeper { .. } | Command::GenerateDocs { .. } => None,
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<Code> {
+    match command {
         Command::Check {
             conf,
             format,

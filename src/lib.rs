@@ -32,6 +32,7 @@ pub mod mysql;
 pub mod notify;
 pub mod online;
 pub mod ops;
+pub mod output;
 pub mod plans;
 pub mod quote;
 pub mod recover;

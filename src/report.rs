@@ -97,7 +97,7 @@ pub fn emit(report: &Report, json: bool) {
     report.peak_rss_kb = peak_rss_kb();
     let report = &report;
     if json {
-        println!("{}", report.to_json());
+        crate::output::set(report);
     } else {
         for line in report.to_text().lines() {
             log::info!("{line}");

@@ -14,10 +14,6 @@ use crate::setup::ConfigPaths;
 use crate::state::history::{switches, Switch};
 use crate::topology::{self, HostFacts};
 
-/// The JSON schemas of these commands' `--format json`.
-pub const STATUS_SCHEMA: &str = "mha-helper.status/1";
-pub const HISTORY_SCHEMA: &str = "mha-helper.history/1";
-
 /// What the hosts say of the master: the one writable host that replicates
 /// from nobody, and what keeps the cluster from being settled on it
 /// (`alone`: a failed-over master, which may stay apart).
@@ -42,7 +38,6 @@ pub fn judge(hosts: &[HostFacts], alone: Option<&str>) -> (Option<String>, Vec<S
 
 #[derive(Debug, Serialize)]
 struct Status {
-    schema: &'static str,
     app: String,
     master: Option<String>,
     settled: bool,
@@ -78,7 +73,6 @@ pub fn status(paths: &ConfigPaths, json: bool) -> Result<Code> {
         ));
     }
     let s = Status {
-        schema: STATUS_SCHEMA,
         app: setup.mha.app.clone(),
         master,
         settled: problems.is_empty(),
@@ -89,7 +83,7 @@ pub fn status(paths: &ConfigPaths, json: bool) -> Result<Code> {
         last_switch,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        crate::output::set(&s);
     } else {
         print!("{}", status_text(&s));
     }
@@ -159,8 +153,7 @@ pub fn history(paths: &ConfigPaths, limit: usize, json: bool) -> Result<Code> {
     let mut all = switches(&state);
     all.truncate(limit);
     if json {
-        let v = json!({ "schema": HISTORY_SCHEMA, "app": setup.mha.app, "switches": all });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::output::set(json!({ "app": setup.mha.app, "switches": all }));
     } else {
         print!("{}", history_table(&all));
     }

@@ -372,7 +372,7 @@ fn a_switch_whose_hook_is_not_mha_helpers_refuses_before_mha_runs_unless_unprote
 
 /// `mha-helper ARGS` on a terminal of its own (util-linux `script`), with
 /// `input` typed in.
-fn on_a_terminal(lab: &Lab, args: &[&str], input: &str) -> std::process::Output {
+fn on_a_terminal(args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write;
     let line = format!(
         "{} exec mgr {} {}",
@@ -410,7 +410,7 @@ fn on_a_terminal_switchover_shows_the_switch_and_asks_and_no_changes_nothing() {
         "--new-master",
         "db2",
     ];
-    let o = on_a_terminal(&lab, &args, "n\n");
+    let o = on_a_terminal(&args, "n\n");
     let screen = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{screen}");
     for part in [
@@ -430,7 +430,7 @@ fn on_a_terminal_switchover_shows_the_switch_and_asks_and_no_changes_nothing() {
 
     let mut yes = args.to_vec();
     yes.push("--yes");
-    let o = on_a_terminal(&lab, &yes, "");
+    let o = on_a_terminal(&yes, "");
     let screen = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{screen}");
     assert!(

@@ -43,7 +43,7 @@ fn status_and_history_tell_two_switches_and_a_rollback() {
 
     let (code, h) = json_of(&lab, "history", &[]);
     assert_eq!(code, Some(0));
-    assert_eq!(h["schema"], "mha-helper.history/1");
+    assert_eq!(h["schema"], "mha-helper.output/1");
     let all = h["switches"].as_array().unwrap();
     assert_eq!(all.len(), before + 3, "{h:#}");
     let seen: Vec<(&str, &str, &str, &str)> = all[..3]
@@ -100,5 +100,53 @@ fn status_and_history_tell_two_switches_and_a_rollback() {
     assert!(
         text.starts_with("master: db1\n") && text.contains("NOT settled"),
         "{text}"
+    );
+}
+
+#[test]
+fn every_json_document_has_the_one_schema_and_a_failure_carries_its_error() {
+    let lab = Lab::lock();
+    let (code, st) = json_of(&lab, "status", &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        (
+            st["schema"].as_str(),
+            st["command"].as_str(),
+            st["ok"].as_bool(),
+            st["exit_code"].as_i64()
+        ),
+        (
+            Some("mha-helper.output/1"),
+            Some("status"),
+            Some(true),
+            Some(0)
+        ),
+        "{st:#}"
+    );
+    assert!(st["error"].is_null(), "{st:#}");
+    // A command that fails before it has anything to report.
+    let o = lab.helper(&[
+        "history",
+        "--conf",
+        "/nonexistent/app9.cnf",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");
+    assert_eq!(
+        (
+            v["command"].as_str(),
+            v["ok"].as_bool(),
+            v["exit_code"].as_i64()
+        ),
+        (Some("history"), Some(false), Some(2))
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/nonexistent/app9.cnf"),
+        "{v:#}"
     );
 }

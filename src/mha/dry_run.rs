@@ -132,14 +132,14 @@ pub fn switchover(
     if json {
         let reports = reports.lock().map_err(|_| anyhow!("poisoned"))?;
         let v = serde_json::json!({
-            "schema": "mha-helper.switchover-plan/1",
+            "dry_run": true,
             "orig_master": orig,
             "new_master": new,
             "mha_check_only": { "passed": true, "log": run.log_file.display().to_string() },
             "stop": reports.first(),
             "start": reports.get(1),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::output::set(v);
     } else {
         println!(
             "switchover --dry-run: MHA's --check_only passed and would switch {orig} -> {new}; \

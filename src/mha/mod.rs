@@ -107,7 +107,7 @@ pub fn switchover(paths: &ConfigPaths, asked: SwitchoverArgs, json: bool) -> Res
         let mut v = summary_json(&settled, &run);
         v["stop"] = stop.unwrap_or_default();
         v["start"] = start.unwrap_or_default();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::output::set(v);
     } else {
         print_summary("online switchover", &settled, &run);
         if settled.new.is_some() && matches!(settled.ending, settle::Ending::Switched) {
@@ -350,7 +350,7 @@ pub fn failover(
         let mut v = summary_json(&settled, &run);
         v["dead_master"] = dead_host.clone().into();
         v["replicas"] = summary.replicas.clone().into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::output::set(v);
     } else {
         print_summary("dead-master failover", &settled, &run);
         if settled.ending == settle::Ending::Switched {

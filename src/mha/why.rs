@@ -7,21 +7,26 @@ use anyhow::{anyhow, Result};
 use crate::exit::bad_input;
 use crate::setup::Setup;
 
-/// The first `[error]` line of MHA's output, as a sentence.
+/// The first `[error]` line of MHA's output that says something, as a
+/// sentence (MHA's last words, `Got ERROR:  at .../masterha_master_switch
+/// line 57.`, say nothing).
 pub fn first_error(lines: &[String]) -> Option<String> {
-    let line = lines.iter().find(|l| l.contains("[error]"))?;
+    lines.iter().find_map(|l| error_text(l))
+}
+
+fn error_text(line: &str) -> Option<String> {
     let after = &line[line.find("[error]")? + "[error]".len()..];
     // `[/usr/share/perl5/MHA/ManagerUtil.pm, ln178] Got ERROR: ...`
     let text = match after.strip_prefix('[') {
         Some(rest) => rest.split_once("] ").map_or(rest, |(_, t)| t),
         None => after,
     };
-    let text = text.trim().trim_start_matches("Got ERROR: ").trim();
-    let text = match text.rfind(" at /") {
+    let text = text.trim().trim_start_matches("Got ERROR:").trim();
+    let text = match text.rfind("at /") {
         Some(i) if text[i..].contains(" line ") => &text[..i],
         _ => text,
     };
-    Some(text.trim_end_matches('.').to_string()).filter(|t| !t.is_empty())
+    Some(text.trim().trim_end_matches('.').to_string()).filter(|t| !t.is_empty())
 }
 
 /// Refuse (bad input) when MHA could not do its work: it writes its status
@@ -70,5 +75,9 @@ mod tests {
             Some("Switching master to db2(198.18.1.12:3306) done, but switching slaves partially failed")
         );
         assert_eq!(first_error(&lines("a - [info] ok\nb - [warning] w")), None);
+        let last_words = lines(
+            "x - [error][/usr/share/perl5/MHA/ManagerUtil.pm, ln178] Got ERROR:  at /usr/bin/masterha_master_switch line 57.",
+        );
+        assert_eq!(first_error(&last_words), None);
     }
 }
