@@ -22,11 +22,13 @@ const RECENT: Duration = Duration::from_secs(3600);
 pub fn run(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
     let setup = opts.paths.load()?;
     let event = event(&setup, args);
-    if opts.dry_run || opts.json {
+    if opts.json {
+        crate::output::set(serde_json::json!({ "event": &event }));
+    } else if opts.dry_run {
         println!("{}", serde_json::to_string_pretty(&event)?);
-        if opts.dry_run {
-            return Ok(Code::Ok);
-        }
+    }
+    if opts.dry_run {
+        return Ok(Code::Ok);
     }
     let settings = &setup.helper.defaults().notify;
     if !settings.any() {
