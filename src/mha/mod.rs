@@ -237,10 +237,6 @@ fn summary_json(s: &settle::Settled, run: &SwitchRun) -> serde_json::Value {
             "error": why::first_error(&run.output).filter(|_| !run.success),
             "log": run.log_file.display().to_string(),
         },
-        "error": match s.ending {
-            settle::Ending::RolledBack | settle::Ending::Untouched => Some(mha_ending(run)),
-            _ => None,
-        },
         "elapsed_ms": run.elapsed.as_millis() as u64,
         "mha_log": run.log_file.display().to_string(),
         "cluster": s.cluster,
