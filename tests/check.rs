@@ -246,32 +246,20 @@ fn a_jump_host_in_ssh_options_is_refused_not_gone_around() {
 /// Prometheus' own Python parser's reading of `text`: every sample as
 /// (name, labels, value).
 fn parsed_metrics(text: &str) -> Vec<(String, serde_json::Value, f64)> {
-    use std::io::Write;
     let script = "import sys, json\n\
                   from prometheus_client.parser import text_string_to_metric_families\n\
                   out = [[s.name, s.labels, s.value] for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]\n\
                   print(json.dumps(out))\n";
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (scripts/install-deps installs its prometheus client)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = with_stdin(
+        std::process::Command::new("/usr/bin/python3").args(["-c", script]),
+        text,
+    );
     assert!(
         o.status.success(),
         "the parser refused it: {}\n{text}",
         both(&o)
     );
-    let v: Vec<(String, serde_json::Value, f64)> = serde_json::from_slice(&o.stdout).unwrap();
-    v
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 #[test]
@@ -279,16 +267,7 @@ fn check_as_prometheus_metrics_parses_and_carries_the_last_write_block_window() 
     let lab = Lab::lock();
     let o = lab.switchover("db2", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    let (conf, helper) = (lab.app_cnf(), lab.helper_cnf());
-    let h = lab.helper(&[
-        "history",
-        "--conf",
-        &conf,
-        "--helper-conf",
-        &helper,
-        "--format",
-        "json",
-    ]);
+    let h = lab.command("history", &["--format", "json"]);
     let history: serde_json::Value = serde_json::from_str(&stdout(&h)).unwrap();
     let window_ms = history["switches"][0]["write_block_ms"].as_u64().unwrap();
 

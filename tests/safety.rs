@@ -285,15 +285,6 @@ fn a_statement_past_step_timeout_is_killed_and_gone_before_the_rollback() {
     assert_eq!(lab.settled_state(), before);
 }
 
-/// The operator's command in the manager's namespace with the lab's helper
-/// settings and the given MHA file.
-fn command(lab: &Lab, conf: &str, args: &[&str]) -> std::process::Output {
-    let helper = lab.helper_cnf();
-    let mut all = vec![args[0], "--conf", conf, "--helper-conf", &helper];
-    all.extend_from_slice(&args[1..]);
-    lab.helper(&all)
-}
-
 #[test]
 fn a_switch_whose_hook_is_not_mha_helpers_refuses_before_mha_runs_unless_unprotected() {
     let lab = Lab::lock();
@@ -304,7 +295,7 @@ fn a_switch_whose_hook_is_not_mha_helpers_refuses_before_mha_runs_unless_unprote
             .map(|l| format!("{l}\n"))
             .collect()
     });
-    let o = command(&lab, &conf, &["switchover", "--new-master", "db2"]);
+    let o = lab.command_on(&conf, "switchover", &["--new-master", "db2"]);
     assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     let err = stderr(&o);
     let why: Vec<&str> = err.lines().filter(|l| l.contains("ERROR")).collect();
@@ -337,7 +328,7 @@ fn a_switch_whose_hook_is_not_mha_helpers_refuses_before_mha_runs_unless_unprote
             "master-ip-failover --conf=/etc/mha/other.cnf",
         )
     });
-    let o = command(&lab, &other, &["failover", "--dead-master", "db1"]);
+    let o = lab.command_on(&other, "failover", &["--dead-master", "db1"]);
     assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     assert!(
         stderr(&o).contains("master_ip_failover_script")
@@ -352,10 +343,10 @@ fn a_switch_whose_hook_is_not_mha_helpers_refuses_before_mha_runs_unless_unprote
     );
 
     // Asked for, the unprotected switch runs: MHA alone moves the master.
-    let o = command(
-        &lab,
+    let o = lab.command_on(
         &conf,
-        &["switchover", "--new-master", "db2", "--unprotected"],
+        "switchover",
+        &["--new-master", "db2", "--unprotected"],
     );
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert!(
@@ -373,27 +364,16 @@ fn a_switch_whose_hook_is_not_mha_helpers_refuses_before_mha_runs_unless_unprote
 /// `mha-helper ARGS` on a terminal of its own (util-linux `script`), with
 /// `input` typed in.
 fn on_a_terminal(args: &[&str], input: &str) -> std::process::Output {
-    use std::io::Write;
     let line = format!(
         "{} exec mgr {} {}",
         lab_script().display(),
         bin(),
         args.join(" ")
     );
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    with_stdin(
+        std::process::Command::new("script").args(["-qec", &line, "/dev/null"]),
+        input,
+    )
 }
 
 #[test]

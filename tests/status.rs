@@ -6,18 +6,9 @@ mod common;
 use common::*;
 
 fn json_of(lab: &Lab, command: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let (conf, helper) = (lab.app_cnf(), lab.helper_cnf());
-    let mut args = vec![
-        command,
-        "--conf",
-        &conf,
-        "--helper-conf",
-        &helper,
-        "--format",
-        "json",
-    ];
+    let mut args = vec!["--format", "json"];
     args.extend_from_slice(extra);
-    let o = lab.helper(&args);
+    let o = lab.command(command, &args);
     let v = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", both(&o)));
     (o.status.code(), v)
 }
@@ -71,8 +62,7 @@ fn status_and_history_tell_two_switches_and_a_rollback() {
     }
     let (_, one) = json_of(&lab, "history", &["--limit", "1"]);
     assert_eq!(one["switches"].as_array().unwrap().len(), 1);
-    let (conf, helper) = (lab.app_cnf(), lab.helper_cnf());
-    let text = stdout(&lab.helper(&["history", "--conf", &conf, "--helper-conf", &helper]));
+    let text = stdout(&lab.command("history", &[]));
     assert!(
         text.lines()
             .nth(1)
@@ -96,7 +86,7 @@ fn status_and_history_tell_two_switches_and_a_rollback() {
     assert_eq!(code, Some(1), "{st:#}");
     let problems = st["problems"].to_string();
     assert!(problems.contains("db3"), "{st:#}");
-    let text = stdout(&lab.helper(&["status", "--conf", &conf, "--helper-conf", &helper]));
+    let text = stdout(&lab.command("status", &[]));
     assert!(
         text.starts_with("master: db1\n") && text.contains("NOT settled"),
         "{text}"

@@ -477,19 +477,10 @@ fn a_switchover_dry_run_lists_the_plan_and_changes_no_grant_read_only_or_vip() {
     let lab = Lab::lock();
     setup_vip(&lab);
     let before = lab.state();
-    let (conf, helper) = (lab.app_cnf(), lab.helper_cnf());
-    let o = lab.helper(&[
+    let o = lab.command(
         "switchover",
-        "--conf",
-        &conf,
-        "--helper-conf",
-        &helper,
-        "--new-master",
-        "db2",
-        "--dry-run",
-        "--format",
-        "json",
-    ]);
+        &["--new-master", "db2", "--dry-run", "--format", "json"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");
     assert_eq!(

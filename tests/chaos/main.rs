@@ -242,19 +242,26 @@ fn kill(pids: &[u32], sig: i32) {
     }
 }
 
-/// The hook processes of `phase` themselves: mha-helper, not the `sh -c`
-/// MHA runs them through (killing that shell would orphan the hook, which
-/// then cannot prove it works under the switch's lock: not the fault meant).
-fn hook_pids(phase: &str) -> Vec<u32> {
-    pids_with(&["master-ip-online-change", &format!("--command={phase}")])
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
-                String::from_utf8_lossy(argv0).ends_with("mha-helper")
-            })
+/// The hook processes of `phase` of this lab's switch (MHA runs the hook
+/// with this lab's `--conf`; other labs on the machine run hooks too, and
+/// are never touched) themselves: mha-helper, not the `sh -c` MHA runs
+/// them through (killing that shell would orphan the hook, which then
+/// cannot prove it works under the switch's lock: not the fault meant).
+fn hook_pids(lab: &Lab, phase: &str) -> Vec<u32> {
+    let conf = format!("--conf={}", lab.app_cnf());
+    pids_with(&[
+        "master-ip-online-change",
+        &format!("--command={phase}"),
+        &conf,
+    ])
+    .into_iter()
+    .filter(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
+            String::from_utf8_lossy(argv0).ends_with("mha-helper")
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// Wait until `find` finds some process (up to `limit`).
@@ -293,7 +300,7 @@ fn inject(
 ) -> String {
     let (orig, new) = hosts;
     let hook = |phase: &str, max: u64, rng: &mut Rng| {
-        let p = appears_by(&|| hook_pids(phase), Duration::from_secs(30));
+        let p = appears_by(&|| hook_pids(lab, phase), Duration::from_secs(30));
         let d = rng.ms(max);
         std::thread::sleep(d);
         kill(&p, libc::SIGKILL);

@@ -270,6 +270,20 @@ impl Lab {
             .unwrap_or_else(|e| panic!("cannot run mha-helper: {e}"))
     }
 
+    /// `mha-helper COMMAND --conf APP --helper-conf HELPER EXTRA...` with
+    /// the lab's helper settings and MHA file `conf`.
+    pub fn command_on(&self, conf: &str, command: &str, extra: &[&str]) -> Output {
+        let helper = self.helper_cnf();
+        let mut args = vec![command, "--conf", conf, "--helper-conf", &helper];
+        args.extend_from_slice(extra);
+        self.helper(&args)
+    }
+
+    /// `mha-helper COMMAND` on the lab's own files.
+    pub fn command(&self, command: &str, extra: &[&str]) -> Output {
+        self.command_on(&self.app_cnf(), command, extra)
+    }
+
     /// `check --conf` with the lab's files plus `extra` arguments.
     pub fn check(&self, extra: &[&str]) -> Output {
         let conf = self.app_cnf();
@@ -1052,23 +1066,27 @@ pub fn mha_escape(s: &str) -> String {
     out
 }
 
-/// `scripts/lab ARGS` with `input` on stdin.
-pub fn lab_stdin(args: &[&str], input: &str) -> String {
+/// Run `cmd` with `input` on its stdin; its output.
+pub fn with_stdin(cmd: &mut Command, input: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(lab_script())
-        .args(args)
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     child
         .stdin
         .take()
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `scripts/lab ARGS` with `input` on stdin.
+pub fn lab_stdin(args: &[&str], input: &str) -> String {
+    let out = with_stdin(Command::new(lab_script()).args(args), input);
     assert!(
         out.status.success(),
         "scripts/lab {}: {}",
