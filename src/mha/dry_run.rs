@@ -5,7 +5,7 @@
 
 use anyhow::{anyhow, Result};
 
-use super::{base_args, run_switch, why};
+use super::{online_args, run_switch, why};
 use crate::exit::Code;
 use crate::mha_args::{escape, HookArgs};
 use crate::online::HookOptions;
@@ -72,7 +72,13 @@ pub fn captured_plan(
         show_sent: false,
         capture: Some(kept.clone()),
     };
-    crate::online::hook(&opts, &hook_args(setup, phase, orig, new, orig_as_slave)?)?;
+    let code = crate::online::hook(&opts, &hook_args(setup, phase, orig, new, orig_as_slave)?)?;
+    if code != Code::Ok {
+        return Err(anyhow!(
+            "the {phase} phase's dry run ended with exit {}",
+            code as i32
+        ));
+    }
     let mut kept = kept
         .lock()
         .map_err(|_| anyhow!("the kept reports are poisoned"))?;
@@ -89,15 +95,8 @@ pub fn switchover(
     json: bool,
 ) -> Result<Code> {
     let state = setup.state()?;
-    let mut args = base_args(setup, paths);
-    args.push("--master_state=alive".into());
-    if let Some(n) = new_master {
-        args.push(format!("--new_master_host={n}"));
-    }
-    if orig_as_slave {
-        args.push("--orig_master_is_new_slave".into());
-    }
-    args.extend(["--interactive=0".into(), "--check_only".into()]);
+    let mut args = online_args(setup, paths, new_master, orig_as_slave);
+    args.push("--check_only".into());
     let run = run_switch(setup, &state, &args, &new_id(), "MHA --check_only")?;
     if !run.success {
         return Err(anyhow!(
@@ -114,33 +113,31 @@ pub fn switchover(
         )
     })?;
     log::info!("MHA's --check_only passed: it would switch {orig} -> {new}");
-    let reports = crate::report::Captured::default();
-    let opts = HookOptions {
-        paths: paths.clone(),
-        dry_run: true,
-        json,
-        show_sent: false,
-        capture: json.then(|| reports.clone()),
-    };
-    for phase in ["stop", "start"] {
-        let a = hook_args(setup, phase, &orig, &new, orig_as_slave)?;
-        let code = crate::online::hook(&opts, &a)?;
-        if code != Code::Ok {
-            return Ok(code);
-        }
-    }
     if json {
-        let reports = reports.lock().map_err(|_| anyhow!("poisoned"))?;
-        let v = serde_json::json!({
+        let masters = (orig.as_str(), new.as_str());
+        let stop = captured_plan(setup, paths, "stop", masters, orig_as_slave)?;
+        let start = captured_plan(setup, paths, "start", masters, orig_as_slave)?;
+        crate::output::set(serde_json::json!({
             "dry_run": true,
             "orig_master": orig,
             "new_master": new,
             "mha_check_only": { "passed": true, "log": run.log_file.display().to_string() },
-            "stop": reports.first(),
-            "start": reports.get(1),
-        });
-        crate::output::set(v);
+            "stop": stop,
+            "start": start,
+        }));
     } else {
+        let opts = HookOptions {
+            paths: paths.clone(),
+            dry_run: true,
+            ..HookOptions::default()
+        };
+        for phase in ["stop", "start"] {
+            let code =
+                crate::online::hook(&opts, &hook_args(setup, phase, &orig, &new, orig_as_slave)?)?;
+            if code != Code::Ok {
+                return Ok(code);
+            }
+        }
         println!(
             "switchover --dry-run: MHA's --check_only passed and would switch {orig} -> {new}; \
              the hook's plan is above (stop, then start: start also gives back what stop takes, \

@@ -34,6 +34,25 @@ fn base_args(setup: &Setup, paths: &ConfigPaths) -> Vec<String> {
     a
 }
 
+/// masterha_master_switch's arguments for an online switch.
+fn online_args(
+    setup: &Setup,
+    paths: &ConfigPaths,
+    new_master: Option<&str>,
+    orig_as_slave: bool,
+) -> Vec<String> {
+    let mut args = base_args(setup, paths);
+    args.push("--master_state=alive".into());
+    if let Some(n) = new_master {
+        args.push(format!("--new_master_host={n}"));
+    }
+    if orig_as_slave {
+        args.push("--orig_master_is_new_slave".into());
+    }
+    args.push("--interactive=0".into());
+    args
+}
+
 /// Refuse (bad input, exit 2) to start MHA when the hook it would run is
 /// not mha-helper's on this application, unless the operator asked for an
 /// unprotected switch.
@@ -88,15 +107,7 @@ pub fn switchover(paths: &ConfigPaths, asked: SwitchoverArgs, json: bool) -> Res
     let state = setup.state()?;
     // Held for the whole switch; the hooks MHA runs work under it.
     let (_lock, id) = lock_for_switch(&setup, &state, "switchover")?;
-    let mut args = base_args(&setup, paths);
-    args.push("--master_state=alive".into());
-    if let Some(n) = new_master {
-        args.push(format!("--new_master_host={n}"));
-    }
-    if orig_as_slave {
-        args.push("--orig_master_is_new_slave".into());
-    }
-    args.push("--interactive=0".into());
+    let args = online_args(&setup, paths, new_master, orig_as_slave);
     let run = run_switch(&setup, &state, &args, &id, "online switchover")?;
     log_failure(&run);
     let settled = settle::after_mha(paths, &setup, &state, &id, &run)?;
