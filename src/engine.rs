@@ -1,7 +1,8 @@
 //! The small engine that drives every change mha-helper makes: first every
 //! step reads what it needs (`prepare`, nothing changed yet, so a refusal
 //! there leaves the cluster untouched); then for each step in order, its
-//! undo is journaled (fsynced) and the change applied. On a failure the
+//! undo is journaled (fsynced), what it reads at the last moment (`stage`)
+//! too, and the change applied. On a failure the
 //! policy decides: roll back (run the recorded undos in reverse, each with
 //! its own fresh timeout), or go on with the remaining steps and report
 //! (phases that run after MHA has moved the master, and recover). A refusal
@@ -183,8 +184,22 @@ fn run_one(
         }
         recorded.push((id.to_string(), undo));
     }
+    for (key, value) in step.stage(ctx)? {
+        match (journal.note(&key, value), policy.journal) {
+            (Ok(()), _) => {}
+            (Err(e), JournalUse::Required) => {
+                return Err(e.context(format!(
+                    "{key} could not be journaled, so {host} was not changed"
+                )))
+            }
+            (Err(e), JournalUse::BestEffort) => {
+                log::error!("{host}: {id}: cannot record {key}: {e:#}; changing the host anyway")
+            }
+        }
+    }
     fault::point(&format!("before:{id}"))?;
     let applied = step.apply(ctx, journal)?;
+    fault::point(&format!("applied:{id}"))?;
     record(id, &host, &applied, journal, recorded)?;
     fault::point(&format!("after:{id}"))?;
     if let Err(e) = journal.append_lazy(Entry::Done {
@@ -326,6 +341,8 @@ mod tests {
         fail: bool,
         refuse: bool,
         revise: Option<Undo>,
+        /// `stage` returns a note (`Some(true)`) or fails (`Some(false)`).
+        stage: Option<bool>,
     }
 
     impl Scripted {
@@ -336,6 +353,7 @@ mod tests {
                 fail: false,
                 refuse: false,
                 revise: None,
+                stage: None,
             }
         }
 
@@ -366,7 +384,21 @@ mod tests {
         fn scripts(&self, _ctx: &Ctx) -> Vec<crate::listing::Planned> {
             vec![crate::listing::Planned::once(&self.host, &self.script())]
         }
-        fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
+        fn stage(&mut self, _ctx: &mut Ctx) -> Result<Vec<(String, serde_json::Value)>> {
+            match self.stage {
+                None => Ok(Vec::new()),
+                Some(true) => Ok(vec![(format!("staged:{}", self.host), "read".into())]),
+                Some(false) => anyhow::bail!("cannot read what the change needs"),
+            }
+        }
+        fn apply(&mut self, ctx: &mut Ctx, journal: &Journal) -> Result<Applied> {
+            if self.stage.is_some()
+                && journal
+                    .note_value(&format!("staged:{}", self.host))
+                    .is_none()
+            {
+                anyhow::bail!("applied before its staged note was journaled");
+            }
             if self.refuse {
                 return Err(anyhow!("not proven").context(crate::exit::Refused));
             }
@@ -585,6 +617,40 @@ mod tests {
             }
             assert!(ctx.hosts.iter().all(|h| h.sent.is_none()), "recording ends");
         }
+    }
+
+    #[test]
+    fn a_staged_note_is_journaled_before_the_change_and_a_failed_stage_changes_nothing() {
+        let (mut ctx, log, mut journal) = fixture("staged");
+        let mut first = Scripted::new(StepId::NewMasterReadOnly, "db1");
+        first.stage = Some(true);
+        let mut second = Scripted::new(StepId::BlockAccounts, "db2");
+        second.stage = Some(false);
+        let mut steps: Vec<Box<dyn Step>> = vec![Box::new(first), Box::new(second)];
+        let e = run(
+            &mut steps,
+            &mut ctx,
+            &mut journal,
+            policy(OnFailure::RollBack),
+        )
+        .unwrap_err();
+        assert!(
+            crate::exit::message(&e).contains("cannot read what the change needs"),
+            "{e:#}"
+        );
+        assert_eq!(
+            journal.note_value("staged:db1").and_then(|v| v.as_str()),
+            Some("read")
+        );
+        // db2 was never sent its change; both undos ran, in reverse.
+        assert_eq!(
+            sent(&log),
+            [
+                "db1 DO 'new-master-read-only'",
+                "db2 SET GLOBAL read_only = 1",
+                "db1 SET GLOBAL read_only = 1"
+            ]
+        );
     }
 
     #[test]

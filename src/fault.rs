@@ -7,8 +7,10 @@
 //!
 //! * `kill@POINT` — the process kills itself with SIGKILL at POINT;
 //! * `fail@POINT` — the step fails there. Points are `before:<step>`
-//!   (journal written, nothing applied yet) and `after:<step>` (applied,
-//!   not yet marked done), plus a few named ones (`after:start-begun`);
+//!   (journal written, nothing applied yet), `applied:<step>` (the host
+//!   changed, nothing the change produced journaled yet) and
+//!   `after:<step>` (applied and recorded, not yet marked done), plus a
+//!   few named ones (`after:start-begun`);
 //! * `enospc@journal:N` — the Nth journal write of this process fails with
 //!   "No space left on device", as on a full disk;
 //! * `hang@<step>` — the step's first SQL script sleeps on the server far

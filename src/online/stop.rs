@@ -588,24 +588,31 @@ mod tests {
         assert_eq!(code_for(&err), Code::Failed);
         let log = log.lock().unwrap();
         let undo: Vec<&String> = log.iter().skip(3).collect();
-        // db1 is made writable again only once db2 reads read-only.
+        // db1 is made writable again only once db2 reads read-only (db1's
+        // binary log position is read at the same time, in parallel).
+        let proof = undo.iter().position(|s| {
+            s.starts_with("db2: ")
+                && s.contains("SELECT @@GLOBAL.read_only")
+                && !s.contains("SET GLOBAL")
+        });
+        let position = undo.iter().position(|s| {
+            s.starts_with("db1: ") && s.contains("SHOW MASTER STATUS") && !s.contains("SET GLOBAL")
+        });
+        let open = undo
+            .iter()
+            .position(|s| s.starts_with("db1: ") && s.contains("SET GLOBAL read_only = 0"));
+        assert_eq!(open, Some(2), "{undo:#?}");
         assert!(
-            undo[0].starts_with("db2: ")
-                && undo[0].contains("SELECT @@GLOBAL.read_only")
-                && !undo[0].contains("SET GLOBAL"),
+            proof.is_some_and(|p| p < 2) && position.is_some_and(|p| p < 2),
             "{undo:#?}"
         );
         assert!(
-            undo[1].starts_with("db1: ") && undo[1].contains("SET GLOBAL read_only = 0"),
+            undo[3].starts_with("db1: ") && undo[3].contains(GRANT),
             "{undo:#?}"
         );
+        assert!(undo[3].contains("SET SESSION sql_log_bin = 0"));
         assert!(
-            undo[2].starts_with("db1: ") && undo[2].contains(GRANT),
-            "{undo:#?}"
-        );
-        assert!(undo[2].contains("SET SESSION sql_log_bin = 0"));
-        assert!(
-            undo[3].starts_with("db2: ") && undo[3].contains("SET GLOBAL read_only = 1"),
+            undo[4].starts_with("db2: ") && undo[4].contains("SET GLOBAL read_only = 1"),
             "{undo:#?}"
         );
         assert!(journal.pending_undos().is_empty());

@@ -291,13 +291,63 @@ pub struct Writable {
     pub binlog: Option<String>,
 }
 
-/// Prove every other host read-only (reading the target's server kind at
-/// the same time when it is not known yet), then record the target's
-/// binary log position, turn read_only off and read it back, in one round
-/// trip. Where GTID is on, the same script first waits (briefly) until the
-/// target has executed every transaction a required host (the fenced old
-/// master of a switch) had committed, and stops before the `SET` if not:
-/// lag figures say nothing about a transaction the new master never got.
+/// What [`ready`] found: every other host proven read-only, and where the
+/// target's binary log stood while it was still read-only.
+#[derive(Debug, Clone, Default)]
+pub struct Ready {
+    pub proof: Proof,
+    /// The target's binary log position (`file:pos`), read with read_only
+    /// on, before anything opened it; None when it was writable already or
+    /// logs nothing. Journaled before the target is opened, it is where a
+    /// replica of the old master starts in the target's log even when the
+    /// process dies before it records the position of the opening itself.
+    pub before: Option<String>,
+}
+
+/// Prove every other host read-only and, in parallel, read the target's
+/// server kind (when not known yet) and its binary log position while it
+/// is read-only. Changes nothing.
+pub fn ready(
+    target: &mut Host,
+    others: &mut [&mut Host],
+    unreachable: &[String],
+    required: &[String],
+    timeout: Duration,
+) -> Result<Ready> {
+    let name = target.name().to_string();
+    let (proof, before) = std::thread::scope(|s| {
+        let before = s.spawn(|| position_while_read_only(target, timeout));
+        let proof = prove_read_only(others, unreachable, required, timeout);
+        (proof, before.join())
+    });
+    let proof = proof?;
+    let before = before.map_err(|_| anyhow!("{name}: thread panicked"))??;
+    Ok(Ready { proof, before })
+}
+
+/// The target's binary log position, if it reads read-only with it.
+fn position_while_read_only(target: &mut Host, timeout: Duration) -> Result<Option<String>> {
+    if target.info.is_none() {
+        target.refresh_info()?;
+    }
+    let info = target.info()?.clone();
+    let r = target
+        .run_with(&position_script(&info, timeout), timeout)
+        .with_context(|| format!("{}: reading its binary log position", target.name()))?;
+    Ok((read_back(&r, "ro") == Some(true))
+        .then(|| binlog_position(&r, "binlog"))
+        .flatten())
+}
+
+/// The script [`position_while_read_only`] sends.
+fn position_script(info: &ServerInfo, timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    s.query("ro", READ);
+    add_binlog_position(&mut s, info, "binlog");
+    s
+}
+
+/// [`ready`], then [`open`].
 pub fn make_writable(
     target: &mut Host,
     others: &mut [&mut Host],
@@ -305,16 +355,18 @@ pub fn make_writable(
     required: &[String],
     timeout: Duration,
 ) -> Result<Writable> {
-    let (proof, info) = std::thread::scope(|s| {
-        let info = s.spawn(|| match target.info {
-            None => target.refresh_info().map(|_| ()),
-            Some(_) => Ok(()),
-        });
-        let proof = prove_read_only(others, unreachable, required, timeout);
-        (proof, info.join())
-    });
-    let proof = proof?;
-    info.map_err(|_| anyhow!("{}: thread panicked", target.name()))??;
+    let r = ready(target, others, unreachable, required, timeout)?;
+    open(target, r.proof, timeout)
+}
+
+/// Open the target, every other host proven read-only by `proof`: record
+/// its binary log position, turn read_only off and read it back, in one
+/// round trip. Where GTID is on, the same script first waits (briefly)
+/// until the target has executed every transaction a required host (the
+/// fenced old master of a switch) had committed, and stops before the
+/// `SET` if not: lag figures say nothing about a transaction the new
+/// master never got.
+pub fn open(target: &mut Host, proof: Proof, timeout: Duration) -> Result<Writable> {
     let info = target.info()?.clone();
     let catch_up: Vec<&(String, String)> = if info.gtid_mode {
         proof.gtid_executed.iter().collect()
@@ -342,11 +394,11 @@ pub fn make_writable(
     }
     Ok(Writable {
         at,
-        proof,
         // Where its writes start: only when this made it writable.
         binlog: (read_back(&r, "was") == Some(true))
             .then(|| binlog_position(&r, "binlog"))
             .flatten(),
+        proof,
     })
 }
 
@@ -373,8 +425,8 @@ fn catch_up_wait(timeout: Duration) -> u64 {
 
 /// What [`make_writable`] sends, for a plan: to every other host of
 /// `hosts` the read-only question (a script if it keeps no client to ask),
-/// then to `target` its server kind if not known yet, and the script that
-/// opens it, with a catch-up wait per fenced host whose executed GTID set
+/// then to `target` its server kind if not known yet, its binary log
+/// position with its read_only, and the script that opens it, with a catch-up wait per fenced host whose executed GTID set
 /// the proof reads (known only then), and the read of what it lacks if it
 /// has not caught up.
 pub fn writable_plan(
@@ -407,6 +459,7 @@ pub fn writable_plan(
         ));
         return v;
     };
+    v.push(Planned::once(target, &position_script(info, timeout)));
     let sources: Vec<String> = hosts
         .iter()
         .filter(|h| info.gtid_mode && h.name() != target && asks_gtid(h, required))

@@ -29,7 +29,8 @@ pub struct Facts {
     pub new: String,
     pub hosts: Vec<HostFacts>,
     /// The new master's binary log position when the switch made it
-    /// writable (journal), if it did.
+    /// writable (journal), if it did; or, when the process died before it
+    /// recorded that, where it stood read-only just before.
     pub new_binlog_at_writable: Option<String>,
     /// The journal says the switch made the new master writable.
     pub new_made_writable: bool,

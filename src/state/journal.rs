@@ -433,6 +433,14 @@ pub mod note {
     pub fn binlog_at_writable(host: &str) -> String {
         format!("binlog-at-writable:{host}")
     }
+
+    /// Where `host`'s binary log stood while it was still read-only, just
+    /// before this switch opened it (written before the opening, so it is
+    /// there even when the process died before it wrote the position at
+    /// the opening).
+    pub fn binlog_before_writable(host: &str) -> String {
+        format!("binlog-before-writable:{host}")
+    }
 }
 
 pub fn new_id() -> String {

@@ -1,7 +1,8 @@
 //! The steps a switch is made of: thin, journaled adapters over the host
 //! operations in `ops/`. Each step reads what it needs first (`prepare`,
 //! which changes nothing and returns how to undo the change), then changes
-//! one host (`apply`). The engine runs every `prepare` before the first
+//! one host (`apply`, after `stage` read what must be journaled just
+//! before the change). The engine runs every `prepare` before the first
 //! `apply`, and journals each undo before its change. Undos are plain data
 //! ([`Undo`]) so that a later process — the `start` phase, or `recover`
 //! after a crash — can run them from the journal ([`apply_undo`]).
@@ -130,6 +131,12 @@ pub trait Step {
     /// `apply` builds them with (after prepare; for the dry run). Values
     /// read only when the step runs are placeholders (`listing::at_run`).
     fn scripts(&self, ctx: &Ctx) -> Vec<Planned>;
+    /// Read, at the last moment before the change, what must be on disk
+    /// before it is made: the engine journals these notes (fsynced) and
+    /// then applies. Changes nothing; by default reads nothing.
+    fn stage(&mut self, _ctx: &mut Ctx) -> Result<Vec<(String, serde_json::Value)>> {
+        Ok(Vec::new())
+    }
     /// Make the change; what it produced is for the engine to record (a
     /// step reads the journal, never writes it).
     fn apply(&mut self, ctx: &mut Ctx, journal: &Journal) -> Result<Applied>;

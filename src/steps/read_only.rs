@@ -112,10 +112,13 @@ impl Step for SetReadOnly {
 }
 
 /// Make a host writable: prove every other host of the cluster read-only
-/// (in parallel, reading this host's server kind at the same time), then
-/// record the host's binary log position and turn read_only off in one
-/// round trip. The position (journal note `binlog-at-writable:<host>`)
-/// lets `recover` tell later whether the host took writes.
+/// (in parallel, reading this host's binary log position while it is
+/// still read-only: journaled as `binlog-before-writable:<host>` before
+/// anything opens it), then record the position again and turn read_only
+/// off in one round trip (`binlog-at-writable:<host>`). The positions let
+/// `recover` tell later whether the host took writes, and where a replica
+/// of the old master starts in its log (the first, when the process died
+/// before it recorded the second).
 pub struct MakeWritable {
     id: StepId,
     host: String,
@@ -123,6 +126,8 @@ pub struct MakeWritable {
     required: Vec<String>,
     /// What read-only state the undo puts back.
     before: (bool, Option<bool>),
+    /// What `stage` proved and read, for `apply`.
+    ready: Option<read_only::Ready>,
 }
 
 impl MakeWritable {
@@ -132,6 +137,7 @@ impl MakeWritable {
             host: host.to_string(),
             required: required.to_vec(),
             before: (true, None),
+            ready: None,
         }
     }
 
@@ -139,10 +145,6 @@ impl MakeWritable {
     pub fn undoing_to(mut self, read_only: bool, super_read_only: Option<bool>) -> MakeWritable {
         self.before = (read_only, super_read_only);
         self
-    }
-
-    pub fn note_key(host: &str) -> String {
-        format!("binlog-at-writable:{host}")
     }
 }
 
@@ -170,12 +172,28 @@ impl Step for MakeWritable {
         read_only::writable_plan(&ctx.hosts, &self.host, &self.required, t)
     }
 
-    fn apply(&mut self, ctx: &mut Ctx, journal: &Journal) -> Result<Applied> {
+    fn stage(&mut self, ctx: &mut Ctx) -> Result<Vec<(String, serde_json::Value)>> {
         let unreachable = ctx.unreachable_names();
         let (target, mut others) = read_only::split(&mut ctx.hosts, &self.host)?;
         let timeout = target.spec.settings.step_timeout;
-        let w =
-            read_only::make_writable(target, &mut others, &unreachable, &self.required, timeout)?;
+        let ready = read_only::ready(target, &mut others, &unreachable, &self.required, timeout)?;
+        let notes = ready
+            .before
+            .clone()
+            .map(|pos| (note::binlog_before_writable(&self.host), pos.into()))
+            .into_iter()
+            .collect();
+        self.ready = Some(ready);
+        Ok(notes)
+    }
+
+    fn apply(&mut self, ctx: &mut Ctx, journal: &Journal) -> Result<Applied> {
+        let ready = self.ready.take().ok_or_else(|| {
+            anyhow::anyhow!("{}: {} applied before it was staged", self.host, self.id)
+        })?;
+        let target = ctx.host(&self.host)?;
+        let timeout = target.spec.settings.step_timeout;
+        let w = read_only::open(target, ready.proof, timeout)?;
         // The write outage of an online switch: first blocking statement to here.
         if let Some(b) = journal
             .note_value(note::BLOCK_STARTED_MS)
