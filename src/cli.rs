@@ -174,6 +174,10 @@ pub enum Command {
         /// --conf (then mha-helper neither fences nor opens anything).
         #[arg(long)]
         unprotected: bool,
+        /// Name the new master (the one given, or the one MHA's rules pick from the replicas now)
+        /// and list the hook's plan: fencing the dead master, opening the new one; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Do not ask before failing over (on a terminal it shows the failover and asks).
         #[arg(long, short = 'y')]
         yes: bool,
@@ -362,13 +366,14 @@ fn dispatch(command: Command) -> Result<Code> {
             dead_master,
             new_master,
             unprotected,
+            dry_run,
             yes,
             format,
         } => crate::mha::failover(
             &conf.paths(),
             &dead_master,
             new_master.as_deref(),
-            (unprotected, yes),
+            (unprotected, yes, dry_run),
             format == Format::Json,
         ),
         Command::Keeper {

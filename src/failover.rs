@@ -35,7 +35,7 @@ use crate::grants::Snapshot;
 use crate::mha_args::{FailoverArgs, HookArgs, MasterArg};
 use crate::online::HookOptions;
 use crate::ops;
-use crate::report::{emit, Report};
+use crate::report::Report;
 use crate::setup::Setup;
 use crate::state::journal::{new_id, note, Entry, Journal};
 use crate::state::StateDir;
@@ -62,7 +62,7 @@ pub fn hook(opts: &HookOptions, args: &HookArgs) -> Result<Code> {
         ))),
     }?;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
-    emit(&report, opts.json);
+    crate::report::emit_or_keep(&report, opts.json, opts.capture.as_ref());
     Ok(code)
 }
 

@@ -91,6 +91,21 @@ pub fn peak_rss_kb() -> u64 {
 /// Reports kept by the process that asked for them, in order.
 pub type Captured = std::sync::Arc<std::sync::Mutex<Vec<Report>>>;
 
+/// Keep the report in `kept` when the caller runs the phase in-process
+/// (a dry run's plans), else [`emit`] it.
+pub fn emit_or_keep(report: &Report, json: bool, kept: Option<&Captured>) {
+    match kept {
+        Some(kept) => {
+            let mut r = report.clone();
+            r.peak_rss_kb = peak_rss_kb();
+            if let Ok(mut kept) = kept.lock() {
+                kept.push(r);
+            }
+        }
+        None => emit(report, json),
+    }
+}
+
 /// Print the report as the user asked (text is also logged).
 pub fn emit(report: &Report, json: bool) {
     let mut report = report.clone();

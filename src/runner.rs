@@ -103,15 +103,6 @@ impl<'a> Runner<'a> {
 
     /// Print the report as asked (text is also logged, for MHA's log).
     pub fn emit(&self, report: &Report) {
-        match &self.capture {
-            Some(kept) => {
-                let mut r = report.clone();
-                r.peak_rss_kb = crate::report::peak_rss_kb();
-                if let Ok(mut kept) = kept.lock() {
-                    kept.push(r);
-                }
-            }
-            None => crate::report::emit(report, self.json),
-        }
+        crate::report::emit_or_keep(report, self.json, self.capture.as_ref());
     }
 }

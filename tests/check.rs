@@ -225,10 +225,14 @@ fn with_host_keys_sent_to_dev_null_keys_are_trusted_on_first_use_in_our_own_file
 }
 
 #[test]
-fn a_jump_host_in_ssh_options_is_refused_not_gone_around() {
+fn more_than_one_jump_host_in_ssh_options_is_refused_not_gone_around() {
     let lab = Lab::lock();
     let conf = edited_copy(&lab.app_cnf(), "jump", |t| {
-        t.replacen("ssh_options=", "ssh_options=-o ProxyJump=mha@bastion ", 1)
+        t.replacen(
+            "ssh_options=",
+            "ssh_options=-o ProxyJump=mha@bastion,mha@inner ",
+            1,
+        )
     });
     let o = lab.helper(&["check", "--conf", &conf, "--helper-conf", &lab.helper_cnf()]);
     assert_eq!(o.status.code(), Some(2), "{}", both(&o));
@@ -236,11 +240,82 @@ fn a_jump_host_in_ssh_options_is_refused_not_gone_around() {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line: {err}");
     assert!(
-        lines[0].contains("-o ProxyJump=mha@bastion") && lines[0].contains(&conf),
+        lines[0].contains("-o ProxyJump=mha@bastion,mha@inner") && lines[0].contains(&conf),
         "{err}"
     );
     // Refused before any host was checked: no table.
     assert!(stdout(&o).is_empty(), "{}", both(&o));
+}
+
+/// A copy of the lab's MHA file (hooks on the copy) whose ssh_options go
+/// through the lab's jump host as the MHA user, with `extra` options.
+fn through_jump(lab: &Lab, dir: &str, extra: &str) -> String {
+    let jump = lab.var("MHALAB_IP_jump");
+    lab.app_cnf_edited(dir, |t, _| {
+        t.replacen(
+            "ssh_options=",
+            &format!("ssh_options=-J mha@{jump} {extra} "),
+            1,
+        )
+    })
+}
+
+#[test]
+fn check_and_a_switchover_go_through_the_jump_host_when_only_it_reaches_the_hosts() {
+    let lab = Lab::lock();
+    common::lab(&["jump-only", "on"]);
+    // Directly, the network says no: the test is not passing by going around.
+    let direct = lab.check(&[]);
+    assert_eq!(direct.status.code(), Some(1), "{}", both(&direct));
+    assert!(
+        both(&direct).contains("cannot reach sshd"),
+        "{}",
+        both(&direct)
+    );
+    let conf = through_jump(&lab, "jump-ok", "");
+    let c = lab.command_on(&conf, "check", &[]);
+    assert_eq!(c.status.code(), Some(0), "{}", both(&c));
+    let before = lab.state();
+    let o = lab.command_on(&conf, "switchover", &["--new-master", "db2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    lab.assert_settled_on("db2");
+    for (b, a) in before.hosts.iter().zip(&lab.state().hosts) {
+        assert_eq!(b.grants, a.grants, "grants on {} changed", b.host);
+    }
+}
+
+#[test]
+fn an_unknown_jump_host_key_is_refused_naming_the_jump_host() {
+    let lab = Lab::lock();
+    common::lab(&["jump-only", "on"]);
+    // A known_hosts with every database host and without the jump host.
+    let jump = lab.var("MHALAB_IP_jump");
+    let known = lab.dir().join("manager").join("known_hosts.nojump");
+    let app = std::fs::read_to_string(lab.app_cnf()).unwrap();
+    let lab_known = app
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("UserKnownHostsFile="))
+        .expect("the lab's ssh_options name its known_hosts");
+    let all = std::fs::read_to_string(lab_known).unwrap();
+    let kept: String = all
+        .lines()
+        .filter(|l| !l.starts_with("jump,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(kept, all, "the lab's known_hosts has no jump host line");
+    std::fs::write(&known, kept).unwrap();
+    let conf = through_jump(
+        &lab,
+        "jump-unknown",
+        &format!("-o UserKnownHostsFile={}", known.display()),
+    );
+    let c = lab.command_on(&conf, "check", &[]);
+    assert_eq!(c.status.code(), Some(1), "{}", both(&c));
+    let out = both(&c);
+    assert!(
+        out.contains(&format!("{jump} (jump host of db1)")) && out.contains("not in known_hosts"),
+        "{out}"
+    );
 }
 
 /// Prometheus' own Python parser's reading of `text`: every sample as

@@ -523,3 +523,70 @@ fn a_switchover_dry_run_lists_the_plan_and_changes_no_grant_read_only_or_vip() {
     assert_eq!(lab.state(), before, "a dry run changed the cluster");
     assert_eq!(vip_holders(&lab, &vip(&lab)), vec!["db1"]);
 }
+
+#[test]
+fn a_failover_dry_run_names_the_new_master_and_plans_the_fence_and_the_opening_changing_nothing() {
+    let lab = Lab::lock();
+    setup_vip(&lab);
+    common::lab(&["kill-mysql", "db1"]);
+    let before: Vec<_> = ["db2", "db3"].map(|h| lab.host_state(h)).into();
+    let dry = |extra: &[&str]| {
+        let mut args = vec!["--dead-master", "db1", "--dry-run", "--format", "json"];
+        args.extend_from_slice(extra);
+        let o = lab.command("failover", &args);
+        assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");
+        v
+    };
+    // Chosen as MHA would: db2 and db3 read as far, and the lab's db2 is
+    // its candidate_master.
+    let v = dry(&[]);
+    assert_eq!(v["new_master"], "db2", "{v:#}");
+    assert_eq!(
+        v["new_master_chosen_by"], "a candidate_master that has the latest events",
+        "{v:#}"
+    );
+    let steps = |v: &serde_json::Value, phase: &str| -> Vec<String> {
+        v[phase]["plan"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {phase} plan: {v:#}"))
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}@{}",
+                    s["step"].as_str().unwrap(),
+                    s["host"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // db1's mysqld is down: its fence is the VIP only, and says so.
+    assert_eq!(steps(&v, "stop"), ["vip-leave-dead-master@db1"], "{v:#}");
+    assert!(
+        steps(&v, "start").contains(&"new-master-writable@db2".to_string()),
+        "{v:#}"
+    );
+    assert!(
+        v["start"]["plan"].to_string().contains(&vip_addr(&lab)),
+        "the VIP's arrival is not planned: {v:#}"
+    );
+    // Named: that one.
+    let v = dry(&["--new-master", "db3"]);
+    assert_eq!(
+        (v["new_master"].as_str(), v["new_master_chosen_by"].as_str()),
+        (Some("db3"), Some("named by --new-master")),
+        "{v:#}"
+    );
+    assert!(steps(&v, "start").contains(&"new-master-writable@db3".to_string()));
+    let after: Vec<_> = ["db2", "db3"].map(|h| lab.host_state(h)).into();
+    assert_eq!(after, before, "a dry run changed a replica");
+    assert_eq!(vip_holders(&lab, &vip(&lab)), vec!["db1"]);
+    assert!(
+        std::fs::read_dir(lab.journal_dir()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("journal")),
+        "a dry run wrote a journal"
+    );
+}

@@ -88,10 +88,16 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "failover",
-        &[(
-            "mha-helper failover --conf /etc/mha/app1.cnf --dead-master db1 --new-master db2",
-            "Fail over from a dead db1 to db2.",
-        )],
+        &[
+            (
+                "mha-helper failover --conf /etc/mha/app1.cnf --dead-master db1 --new-master db2",
+                "Fail over from a dead db1 to db2.",
+            ),
+            (
+                "mha-helper failover --conf /etc/mha/app1.cnf --dead-master db1 --dry-run",
+                "Which replica MHA's rules would promote now, and the hook's plan; nothing changed.",
+            ),
+        ],
     ),
     (
         "status",

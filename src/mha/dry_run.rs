@@ -2,6 +2,11 @@
 //! ours: MHA's own `--check_only` (its checks, and the new master it would
 //! choose), then the online hook's plan for those two masters, stop and
 //! start, statement for statement, as the hook's own `--dry-run` lists it.
+//!
+//! `failover --dry-run`: MHA has no `--check_only` for a dead master, so
+//! the new master is the one named, or the one MHA's rules would pick from
+//! the replicas as they stand (`choose`); then the failover hook's plan:
+//! fencing the dead master (as far as it answers) and opening the new one.
 
 use anyhow::{anyhow, Result};
 
@@ -55,15 +60,49 @@ fn hook_args(
     Ok(HookArgs::parse(&args))
 }
 
-/// The hook's report of a dry run of `phase` for `orig` -> `new`, kept
-/// rather than printed.
-pub fn captured_plan(
+/// The failover hook's arguments for `phase`, as MHA would pass them: the
+/// dead master's address (stopssh), and the new master's with its
+/// credentials (start).
+fn failover_hook_args(
     setup: &Setup,
-    paths: &ConfigPaths,
     phase: &str,
-    (orig, new): (&str, &str),
-    orig_as_slave: bool,
+    dead: &str,
+    new: Option<&str>,
+) -> Result<HookArgs> {
+    let server = |h: &str| {
+        setup
+            .mha
+            .server(h)
+            .ok_or_else(|| anyhow!("{h}: no server block in {}", setup.mha.app_path.display()))
+    };
+    let d = server(dead)?;
+    let mut args = vec![
+        format!("--command={phase}"),
+        format!("--ssh_user={}", d.ssh_user),
+        format!("--orig_master_host={}", d.hostname),
+        format!("--orig_master_ip={}", d.ip),
+        format!("--orig_master_port={}", d.port),
+    ];
+    if let Some(n) = new {
+        let n = server(n)?;
+        args.push(format!("--new_master_host={}", n.hostname));
+        args.push(format!("--new_master_ip={}", n.ip));
+        args.push(format!("--new_master_port={}", n.port));
+        args.push(format!("--new_master_user={}", escape(&n.user)));
+        args.push(format!("--new_master_password={}", escape(&n.password)));
+    }
+    Ok(HookArgs::parse(&args))
+}
+
+/// Run `hook` as a dry run with `args`, its report kept rather than
+/// printed; `allowed` are the exit codes that still make a plan.
+fn captured(
+    paths: &ConfigPaths,
+    hook: fn(&HookOptions, &HookArgs) -> Result<Code>,
+    args: &HookArgs,
+    allowed: &[Code],
 ) -> Result<crate::report::Report> {
+    let phase = args.get("command").unwrap_or("?").to_string();
     let kept = crate::report::Captured::default();
     let opts = HookOptions {
         paths: paths.clone(),
@@ -72,8 +111,8 @@ pub fn captured_plan(
         show_sent: false,
         capture: Some(kept.clone()),
     };
-    let code = crate::online::hook(&opts, &hook_args(setup, phase, orig, new, orig_as_slave)?)?;
-    if code != Code::Ok {
+    let code = hook(&opts, args)?;
+    if code != Code::Ok && !allowed.contains(&code) {
         return Err(anyhow!(
             "the {phase} phase's dry run ended with exit {}",
             code as i32
@@ -84,6 +123,80 @@ pub fn captured_plan(
         .map_err(|_| anyhow!("the kept reports are poisoned"))?;
     kept.pop()
         .ok_or_else(|| anyhow!("the {phase} phase's dry run made no report"))
+}
+
+/// The hook's report of a dry run of `phase` for `orig` -> `new`, kept
+/// rather than printed.
+pub fn captured_plan(
+    setup: &Setup,
+    paths: &ConfigPaths,
+    phase: &str,
+    (orig, new): (&str, &str),
+    orig_as_slave: bool,
+) -> Result<crate::report::Report> {
+    let args = hook_args(setup, phase, orig, new, orig_as_slave)?;
+    captured(paths, crate::online::hook, &args, &[])
+}
+
+/// `failover --dry-run`.
+pub fn failover(
+    setup: &Setup,
+    paths: &ConfigPaths,
+    dead: &str,
+    new_master: Option<&str>,
+    json: bool,
+) -> Result<Code> {
+    let (new, why) = match new_master {
+        Some(n) => (setup.hostname(n)?, "named by --new-master"),
+        None => {
+            let specs = setup.specs(&[])?;
+            let (mut hosts, _) = crate::cluster::connect_split(specs);
+            hosts.retain(|h| h.name() != dead);
+            let all = super::choose::candidates(setup, &mut hosts, dead);
+            super::choose::choose(&all)
+                .map_err(|e| e.context(format!("failover --dry-run from {dead}")))?
+        }
+    };
+    log::info!("failover --dry-run: {dead} -> {new} ({why})");
+    // The dead master's fence: MHA calls stopssh when SSH answers (stop,
+    // which changes nothing, when not); a host that cannot be reached is
+    // said so in the report (exit 10 there: MHA would go on).
+    let fence = failover_hook_args(setup, "stopssh", dead, None)?;
+    let open = failover_hook_args(setup, "start", dead, Some(&new))?;
+    if json {
+        let stop = captured(paths, crate::failover::hook, &fence, &[Code::Proceed])?;
+        let start = captured(paths, crate::failover::hook, &open, &[Code::Proceed])?;
+        crate::output::set(serde_json::json!({
+            "dry_run": true,
+            "dead_master": dead,
+            "new_master": new,
+            "new_master_chosen_by": why,
+            "stop": stop,
+            "start": start,
+        }));
+        return Ok(Code::Ok);
+    }
+    let opts = HookOptions {
+        paths: paths.clone(),
+        dry_run: true,
+        ..HookOptions::default()
+    };
+    for args in [&fence, &open] {
+        let code = crate::failover::hook(&opts, args)?;
+        if !matches!(code, Code::Ok | Code::Proceed) {
+            return Ok(code);
+        }
+    }
+    println!(
+        "failover --dry-run: {dead} -> {new} ({why}{}); the hook's plan is above (the dead \
+         master fenced as far as it answers, then the new master opened); nothing changed",
+        if new_master.is_none() {
+            "; MHA chooses again when it runs"
+        } else {
+            ""
+        }
+    );
+    Ok(Code::Ok)
 }
 
 /// `switchover --dry-run`.

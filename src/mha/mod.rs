@@ -8,6 +8,7 @@
 //! An interrupt (Ctrl-C, SIGTERM, SIGHUP) stops MHA at its next step and is
 //! settled the same way.
 
+mod choose;
 mod confirm;
 mod dry_run;
 pub mod hooks;
@@ -312,7 +313,7 @@ pub fn failover(
     paths: &ConfigPaths,
     dead: &str,
     new_master: Option<&str>,
-    (unprotected, yes): (bool, bool),
+    (unprotected, yes, dry_run): (bool, bool, bool),
     json: bool,
 ) -> Result<Code> {
     let setup = paths.load()?;
@@ -326,6 +327,9 @@ pub fn failover(
     }
     guard(&setup, hooks::Hook::Failover, unprotected)?;
     why::check_needs(&setup)?;
+    if dry_run {
+        return dry_run::failover(&setup, paths, &dead_host, new_master, json);
+    }
     if confirm::wanted(yes) {
         confirm::ask_failover(&setup, &dead_host, new_master)?;
     }

@@ -159,7 +159,9 @@ pub struct Connection {
     name: String,
     session: Session,
     stream_fd: i32,
-    _stream: TcpStream,
+    /// The socket the session runs over (to the host, or to the thread
+    /// that carries it through a jump host), kept open with it.
+    _stream: Box<dyn AsRawFd + Send>,
     keepalive: bool,
     /// The process kept running for `ask`, with the key of how it was
     /// started.
@@ -194,36 +196,24 @@ impl Connection {
 
     fn open_once(t: &Target) -> Result<Connection> {
         let timeout = t.options.connect_timeout.unwrap_or(t.connect_timeout);
-        let stream = tcp_connect(&t.ssh_ip, t.port, timeout).with_context(|| {
-            format!(
-                "{}: cannot reach sshd at {}:{} (is the host up and sshd running?)",
-                t.name, t.ssh_ip, t.port
-            )
-        })?;
-        stream.set_nodelay(true).ok();
-        let mut session = Session::new().context("cannot create an SSH session")?;
-        session.set_tcp_stream(stream.try_clone()?);
-        session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
-
-        let names = [t.ssh_host.as_str(), t.ssh_ip.as_str()];
-        let files = t.known_hosts_files();
-        let known = known_hosts::lookup(&files, &names, t.port)
-            .with_context(|| format!("{}: cannot read known_hosts", t.name))?;
-        let methods = known.hostkey_methods();
-        if !methods.is_empty() {
-            session
-                .method_pref(MethodType::HostKey, &methods)
-                .with_context(|| format!("{}: cannot set host key methods {methods}", t.name))?;
-        }
-        session.handshake().with_context(|| {
-            format!(
-                "{}: SSH handshake with {}:{} failed",
-                t.name, t.ssh_ip, t.port
-            )
-        })?;
-        verify_host_key(t, &session, &known, &files)?;
-        authenticate(t, &session)?;
-        session.set_timeout(0);
+        let (stream, session): (Box<dyn AsRawFd + Send>, Session) = match &t.options.jump {
+            Some(jump) => {
+                let local = super::jump::open(t, jump, timeout)?;
+                let session = login(t, local.try_clone()?, timeout)?;
+                (Box::new(local), session)
+            }
+            None => {
+                let stream = tcp_connect(&t.ssh_ip, t.port, timeout).with_context(|| {
+                    format!(
+                        "{}: cannot reach sshd at {}:{} (is the host up and sshd running?)",
+                        t.name, t.ssh_ip, t.port
+                    )
+                })?;
+                stream.set_nodelay(true).ok();
+                let session = login(t, stream.try_clone()?, timeout)?;
+                (Box::new(stream), session)
+            }
+        };
         if let Some(interval) = t.options.server_alive_interval.filter(|i| *i > 0) {
             session.set_keepalive(true, interval);
         }
@@ -521,11 +511,43 @@ impl Connection {
     }
 }
 
+/// An SSH session over `stream` to `t`: handshake, the host key checked
+/// against known_hosts (as `t`'s policy says), the login made.
+pub(super) fn login<S: 'static + AsRawFd>(
+    t: &Target,
+    stream: S,
+    timeout: Duration,
+) -> Result<Session> {
+    let mut session = Session::new().context("cannot create an SSH session")?;
+    session.set_tcp_stream(stream);
+    session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+    let names = [t.ssh_host.as_str(), t.ssh_ip.as_str()];
+    let files = t.known_hosts_files();
+    let known = known_hosts::lookup(&files, &names, t.port)
+        .with_context(|| format!("{}: cannot read known_hosts", t.name))?;
+    let methods = known.hostkey_methods();
+    if !methods.is_empty() {
+        session
+            .method_pref(MethodType::HostKey, &methods)
+            .with_context(|| format!("{}: cannot set host key methods {methods}", t.name))?;
+    }
+    session.handshake().with_context(|| {
+        format!(
+            "{}: SSH handshake with {}:{} failed",
+            t.name, t.ssh_ip, t.port
+        )
+    })?;
+    verify_host_key(t, &session, &known, &files)?;
+    authenticate(t, &session)?;
+    session.set_timeout(0);
+    Ok(session)
+}
+
 fn is_would_block(e: &ssh2::Error) -> bool {
     matches!(e.code(), ssh2::ErrorCode::Session(-37))
 }
 
-fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
+pub(super) fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {host}"))?

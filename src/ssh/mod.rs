@@ -1,9 +1,10 @@
 //! The SSH transport: one libssh2 session per database host per run
-//! (`connection`), host keys (`known_hosts`), MHA's ssh_options
-//! (`options`), and the session keeper that holds the sessions across the
+//! (`connection`, through a jump host when ssh_options name one: `jump`),
+//! host keys (`known_hosts`), MHA's ssh_options (`options`), and the session keeper that holds the sessions across the
 //! two phases of an online switch (`keeper`).
 
 pub mod connection;
+mod jump;
 pub mod keeper;
 pub mod known_hosts;
 pub mod options;

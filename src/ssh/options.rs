@@ -38,10 +38,60 @@ pub struct SshOptions {
     pub server_alive_interval: Option<u32>,
     /// One line per option that was not honoured.
     pub warnings: Vec<String>,
-    /// Options that send the connection another way (a jump host, a proxy
-    /// command, another address or source): mha-helper cannot follow them
-    /// and must not go around them, so a configuration with one is refused.
+    /// `ProxyJump` / `-J`: connect through this host (one hop).
+    pub jump: Option<Jump>,
+    /// A ProxyJump was given (`none` included): later ones are ignored.
+    jump_given: bool,
+    /// Options that send the connection another way (a proxy command,
+    /// several jump hosts, another address or source): mha-helper cannot
+    /// follow them and must not go around them, so a configuration with one
+    /// is refused.
     pub refused: Vec<String>,
+}
+
+/// A jump host: `[user@]host[:port]` (or `ssh://[user@]host[:port]`).
+/// It is reached, and its key checked, with the same identities and
+/// known_hosts as the host behind it; the user defaults to that host's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Jump {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Jump {
+    /// One jump host; None for what cannot be one (named in the refusal).
+    pub fn parse(text: &str) -> Option<Jump> {
+        let rest = text.strip_prefix("ssh://").unwrap_or(text);
+        if rest.is_empty() || rest.contains([',', '/', ' ']) {
+            return None;
+        }
+        let (user, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
+            Some(_) => return None,
+            None => (None, rest),
+        };
+        let (host, port) = match hostport.strip_prefix('[') {
+            // [v6]:port or [v6]
+            Some(v6) => {
+                let (h, tail) = v6.split_once(']')?;
+                let port = match tail.strip_prefix(':') {
+                    Some(p) => p.parse().ok().filter(|p| *p > 0)?,
+                    None if tail.is_empty() => 22,
+                    None => return None,
+                };
+                (h.to_string(), port)
+            }
+            None => match hostport.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') => {
+                    (h.to_string(), p.parse().ok().filter(|p| *p > 0)?)
+                }
+                Some(_) => (hostport.to_string(), 22),
+                None => (hostport.to_string(), 22),
+            },
+        };
+        (!host.is_empty()).then_some(Jump { user, host, port })
+    }
 }
 
 impl SshOptions {
@@ -74,7 +124,8 @@ impl SshOptions {
                         continue;
                     };
                     match letter {
-                        'J' | 'b' => o.refuse(&format!("-{letter} {arg}")),
+                        'J' => o.set_jump(&arg, &format!("-J {arg}")),
+                        'b' => o.refuse(&format!("-{letter} {arg}")),
                         'i' => o.identity_files.push(expand_tilde(&arg)),
                         'p' => o.set_port(&arg),
                         'l' => {
@@ -112,10 +163,22 @@ impl SshOptions {
 
     fn refuse(&mut self, option: &str) {
         self.refused.push(format!(
-            "ssh_options: {option}: mha-helper's SSH client cannot connect through a jump \
-             host or proxy, nor from or to another address, and will not go around one; \
-             remove it only if this manager reaches the hosts directly"
+            "ssh_options: {option}: mha-helper's SSH client cannot connect through a proxy \
+             command or more than one jump host, nor from or to another address, and will not \
+             go around one; use one ProxyJump host, or remove it only if this manager reaches \
+             the hosts directly"
         ));
+    }
+
+    /// The first ProxyJump/-J wins, as in OpenSSH; `none` means direct.
+    fn set_jump(&mut self, value: &str, named: &str) {
+        if std::mem::replace(&mut self.jump_given, true) || value.eq_ignore_ascii_case("none") {
+            return;
+        }
+        match Jump::parse(value) {
+            Some(j) => self.jump = Some(j),
+            None => self.refuse(named),
+        }
     }
 
     fn set_port(&mut self, v: &str) {
@@ -172,7 +235,8 @@ impl SshOptions {
                     self.host_key_policy = Some(policy);
                 }
             }
-            "proxyjump" | "proxycommand" | "hostname" | "bindaddress" | "bindinterface" => {
+            "proxyjump" => self.set_jump(value, &format!("-o {key}={value}")),
+            "proxycommand" | "hostname" | "bindaddress" | "bindinterface" => {
                 self.refuse(&format!("-o {key}={value}"))
             }
             "connecttimeout" => match value.parse::<u64>() {
@@ -306,11 +370,42 @@ mod tests {
     }
 
     #[test]
-    fn a_jump_host_proxy_or_other_address_is_refused_not_ignored() {
+    fn one_jump_host_is_read_in_every_spelling_and_the_first_wins() {
+        let j = |user: Option<&str>, host: &str, port: u16| Jump {
+            user: user.map(String::from),
+            host: host.into(),
+            port,
+        };
+        for (text, want) in [
+            ("-o ProxyJump=bastion", Some(j(None, "bastion", 22))),
+            (
+                "-J admin@bastion:2222",
+                Some(j(Some("admin"), "bastion", 2222)),
+            ),
+            ("-Jbastion -J other", Some(j(None, "bastion", 22))),
+            (
+                "-o ProxyJump ssh://a@10.0.0.1:23",
+                Some(j(Some("a"), "10.0.0.1", 23)),
+            ),
+            ("-J [2001:db8::1]:2200", Some(j(None, "2001:db8::1", 2200))),
+            ("-J 2001:db8::1", Some(j(None, "2001:db8::1", 22))),
+            ("-o ProxyJump=none -J bastion", None),
+        ] {
+            let o = SshOptions::parse(text);
+            assert_eq!(o.jump, want, "{text}");
+            assert!(
+                o.refused.is_empty() && o.warnings.is_empty(),
+                "{text}: {o:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_proxy_several_jump_hosts_or_other_address_is_refused_not_ignored() {
         for (text, named) in [
-            ("-o ProxyJump=bastion", "-o ProxyJump=bastion"),
-            ("-J admin@bastion:2222", "-J admin@bastion:2222"),
-            ("-Jbastion", "-J bastion"),
+            ("-o ProxyJump=a,b", "-o ProxyJump=a,b"),
+            ("-J @bastion", "-J @bastion"),
+            ("-J bastion:0", "-J bastion:0"),
             ("-o ProxyCommand=nc", "-o ProxyCommand=nc"),
             ("-o HostName 10.0.0.9", "-o HostName=10.0.0.9"),
             ("-b 10.0.0.1", "-b 10.0.0.1"),
