@@ -15,8 +15,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ssh2::{BlockDirections, Channel, Session};
 
-use super::connection::{login, tcp_connect, Target};
+use super::login::{login, tcp_connect};
 use super::options::Jump;
+use super::target::Target;
 
 /// The jump host as a target of its own: its address and port, its user
 /// (the host's unless the jump names one), the host's identities and
