@@ -619,6 +619,17 @@ mod tests {
         }
     }
 
+    /// Run two steps under roll-back, the second failing; its error.
+    fn fail_two(
+        first: Scripted,
+        second: Scripted,
+        ctx: &mut Ctx,
+        journal: &mut Journal,
+    ) -> anyhow::Error {
+        let mut steps: Vec<Box<dyn Step>> = vec![Box::new(first), Box::new(second)];
+        run(&mut steps, ctx, journal, policy(OnFailure::RollBack)).unwrap_err()
+    }
+
     #[test]
     fn a_staged_note_is_journaled_before_the_change_and_a_failed_stage_changes_nothing() {
         let (mut ctx, log, mut journal) = fixture("staged");
@@ -626,14 +637,7 @@ mod tests {
         first.stage = Some(true);
         let mut second = Scripted::new(StepId::BlockAccounts, "db2");
         second.stage = Some(false);
-        let mut steps: Vec<Box<dyn Step>> = vec![Box::new(first), Box::new(second)];
-        let e = run(
-            &mut steps,
-            &mut ctx,
-            &mut journal,
-            policy(OnFailure::RollBack),
-        )
-        .unwrap_err();
+        let e = fail_two(first, second, &mut ctx, &mut journal);
         assert!(
             crate::exit::message(&e).contains("cannot read what the change needs"),
             "{e:#}"
@@ -665,14 +669,7 @@ mod tests {
         first.revise = Some(revised.clone());
         let mut second = Scripted::new(StepId::KillSessions, "db1");
         second.fail = true;
-        let mut steps: Vec<Box<dyn Step>> = vec![Box::new(first), Box::new(second)];
-        let e = run(
-            &mut steps,
-            &mut ctx,
-            &mut journal,
-            policy(OnFailure::RollBack),
-        )
-        .unwrap_err();
+        let e = fail_two(first, second, &mut ctx, &mut journal);
         assert!(
             crate::exit::message(&e).contains("rolled back: 2 change"),
             "{e:#}"

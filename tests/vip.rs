@@ -472,6 +472,22 @@ fn an_ssh_user_who_may_not_move_the_vip_is_refused_before_any_write_is_blocked()
     );
 }
 
+/// `step@host` of each planned step of `phase` in a dry run's JSON.
+fn plan_steps(v: &serde_json::Value, phase: &str) -> Vec<String> {
+    v[phase]["plan"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {phase} plan: {v:#}"))
+        .iter()
+        .map(|s| {
+            format!(
+                "{}@{}",
+                s["step"].as_str().unwrap(),
+                s["host"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn a_switchover_dry_run_lists_the_plan_and_changes_no_grant_read_only_or_vip() {
     let lab = Lab::lock();
@@ -489,20 +505,7 @@ fn a_switchover_dry_run_lists_the_plan_and_changes_no_grant_read_only_or_vip() {
         "{v:#}"
     );
     assert_eq!(v["mha_check_only"]["passed"], true);
-    let steps = |phase: &str| -> Vec<String> {
-        v[phase]["plan"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no {phase} plan: {v:#}"))
-            .iter()
-            .map(|s| {
-                format!(
-                    "{}@{}",
-                    s["step"].as_str().unwrap(),
-                    s["host"].as_str().unwrap()
-                )
-            })
-            .collect()
-    };
+    let steps = |phase: &str| plan_steps(&v, phase);
     let stop = steps("stop");
     for want in ["block-accounts@db1", "old-master-read-only@db1"] {
         assert!(stop.contains(&want.to_string()), "{want} not in {stop:?}");
@@ -546,24 +549,14 @@ fn a_failover_dry_run_names_the_new_master_and_plans_the_fence_and_the_opening_c
         v["new_master_chosen_by"], "a candidate_master that has the latest events",
         "{v:#}"
     );
-    let steps = |v: &serde_json::Value, phase: &str| -> Vec<String> {
-        v[phase]["plan"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no {phase} plan: {v:#}"))
-            .iter()
-            .map(|s| {
-                format!(
-                    "{}@{}",
-                    s["step"].as_str().unwrap(),
-                    s["host"].as_str().unwrap()
-                )
-            })
-            .collect()
-    };
     // db1's mysqld is down: its fence is the VIP only, and says so.
-    assert_eq!(steps(&v, "stop"), ["vip-leave-dead-master@db1"], "{v:#}");
+    assert_eq!(
+        plan_steps(&v, "stop"),
+        ["vip-leave-dead-master@db1"],
+        "{v:#}"
+    );
     assert!(
-        steps(&v, "start").contains(&"new-master-writable@db2".to_string()),
+        plan_steps(&v, "start").contains(&"new-master-writable@db2".to_string()),
         "{v:#}"
     );
     assert!(
@@ -577,7 +570,7 @@ fn a_failover_dry_run_names_the_new_master_and_plans_the_fence_and_the_opening_c
         (Some("db3"), Some("named by --new-master")),
         "{v:#}"
     );
-    assert!(steps(&v, "start").contains(&"new-master-writable@db3".to_string()));
+    assert!(plan_steps(&v, "start").contains(&"new-master-writable@db3".to_string()));
     let after: Vec<_> = ["db2", "db3"].map(|h| lab.host_state(h)).into();
     assert_eq!(after, before, "a dry run changed a replica");
     assert_eq!(vip_holders(&lab, &vip(&lab)), vec!["db1"]);

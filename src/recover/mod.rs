@@ -335,13 +335,10 @@ fn gather(
         orig: orig.to_string(),
         new: new.to_string(),
         hosts,
-        new_binlog_at_writable: [
-            note::binlog_at_writable(new),
-            note::binlog_before_writable(new),
-        ]
-        .iter()
-        .find_map(|k| journal.note_value(k))
-        .and_then(|v| v.as_str().map(String::from)),
+        new_binlog_at_writable: note::binlog_opened(new)
+            .iter()
+            .find_map(|k| journal.note_value(k))
+            .and_then(|v| v.as_str().map(String::from)),
         new_made_writable: journal.undo_of(StepId::NewMasterWritable).is_some(),
         orig_follows_new: journal
             .note_value(note::ORIG_FOLLOWS_NEW)
@@ -441,14 +438,11 @@ fn repoints(
         // Where it was opened; else where it stood, read-only, just before
         // (the process died between the two): the repoint's proof holds
         // either way, as it compares the executed transactions themselves.
-        let opened_at = [
-            note::binlog_at_writable(new),
-            note::binlog_before_writable(new),
-        ]
-        .iter()
-        .find_map(|k| journal.first_note_value(k))
-        .and_then(|v| v.as_str())
-        .and_then(crate::ops::repoint::parse_position);
+        let opened_at = note::binlog_opened(new)
+            .iter()
+            .find_map(|k| journal.first_note_value(k))
+            .and_then(|v| v.as_str())
+            .and_then(crate::ops::repoint::parse_position);
         for h in hosts {
             steps.push(Box::new(RepointReplica::new(
                 crate::ops::repoint::Repoint {

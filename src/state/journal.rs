@@ -441,6 +441,12 @@ pub mod note {
     pub fn binlog_before_writable(host: &str) -> String {
         format!("binlog-before-writable:{host}")
     }
+
+    /// The notes that say where `host`'s binary log stood when this switch
+    /// opened it, best first: at the opening, else just before it.
+    pub fn binlog_opened(host: &str) -> [String; 2] {
+        [binlog_at_writable(host), binlog_before_writable(host)]
+    }
 }
 
 pub fn new_id() -> String {
