@@ -426,7 +426,8 @@ fn catch_up_wait(timeout: Duration) -> u64 {
 /// What [`make_writable`] sends, for a plan: to every other host of
 /// `hosts` the read-only question (a script if it keeps no client to ask),
 /// then to `target` its server kind if not known yet, its binary log
-/// position with its read_only, and the script that opens it, with a catch-up wait per fenced host whose executed GTID set
+/// position with its read_only, and the script that opens it, with a
+/// catch-up wait per fenced host whose executed GTID set
 /// the proof reads (known only then), and the read of what it lacks if it
 /// has not caught up.
 pub fn writable_plan(
