@@ -8,9 +8,10 @@
 //! keeps a ledger of what each host acknowledged.
 //!
 //! After each round (with `recover` when a journal is left open) it
-//! demands: no acknowledged write missing from any host, never two hosts
-//! acknowledging in one pass, never two hosts read writable at once (the
-//! lab's watchdog), every account's grants exactly as before, one writable
+//! demands: no acknowledged write missing from any host, never the old
+//! master acknowledging a write sent after another host acknowledged one
+//! (nor two new hosts acknowledging), never two hosts read writable at
+//! once (the lab's watchdog), every account's grants exactly as before, one writable
 //! host with every other replicating from it (both threads running), and
 //! the next switch not refused. One line per round; the seed is printed
 //! first, and the same seed replays the same schedule.
@@ -159,9 +160,21 @@ impl Drop for StateFs {
     }
 }
 
+/// One write of the application: its pass, the host it went to, whether
+/// the host acknowledged it, and when it was sent and answered (ns since
+/// the epoch, the manager's clock).
+struct Write {
+    pass: u64,
+    host: String,
+    acked: bool,
+    sent: u128,
+    answered: u128,
+}
+
 /// The application: a shell loop in the manager's namespace writing one
 /// row per host per pass, as the application account, over TCP, a new
-/// connection each time; each line of its output is `PASS HOST ok|no`.
+/// connection each time; each line of its output is
+/// `PASS HOST ok|no SENT ANSWERED`.
 struct Writer {
     child: Child,
     stop: PathBuf,
@@ -182,10 +195,10 @@ impl Writer {
             .collect();
         let script = format!(
             "p=0; while [ ! -e {stop} ]; do p=$((p+1)); for hi in {hosts}; do h=${{hi%%:*}}; \
-             ip=${{hi#*:}}; if mysql --defaults-extra-file={cnf} -h $ip --connect-timeout=1 \
-             appdb -e \"INSERT INTO ledger (tag) VALUES ('r{round}p${{p}}$h')\" \
-             >/dev/null 2>&1; then echo \"$p $h ok\"; else echo \"$p $h no\"; fi; done; \
-             done > {out}",
+             ip=${{hi#*:}}; s=$(date +%s%N); if mysql --defaults-extra-file={cnf} -h $ip \
+             --connect-timeout=1 appdb -e \"INSERT INTO ledger (tag) VALUES ('r{round}p${{p}}$h')\" \
+             >/dev/null 2>&1; then r=ok; else r=no; fi; echo \"$p $h $r $s $(date +%s%N)\"; \
+             done; done > {out}",
             stop = stop.display(),
             out = out.display(),
             hosts = hosts.join(" "),
@@ -200,8 +213,8 @@ impl Writer {
         Writer { child, stop, out }
     }
 
-    /// Stop it; the ledger: (pass, host, acknowledged).
-    fn finish(mut self) -> Vec<(u64, String, bool)> {
+    /// Stop it; the ledger, in the order the writes were sent.
+    fn finish(mut self) -> Vec<Write> {
         std::fs::write(&self.stop, "").unwrap();
         let _ = self.child.wait();
         std::fs::read_to_string(&self.out)
@@ -209,11 +222,13 @@ impl Writer {
             .lines()
             .filter_map(|l| {
                 let mut w = l.split_whitespace();
-                Some((
-                    w.next()?.parse().ok()?,
-                    w.next()?.to_string(),
-                    w.next()? == "ok",
-                ))
+                Some(Write {
+                    pass: w.next()?.parse().ok()?,
+                    host: w.next()?.to_string(),
+                    acked: w.next()? == "ok",
+                    sent: w.next()?.parse().ok()?,
+                    answered: w.next()?.parse().ok()?,
+                })
             })
             .collect()
     }
@@ -386,7 +401,7 @@ struct Verdict {
     master: String,
     acked: usize,
     lost: Vec<String>,
-    split: Vec<u64>,
+    split: Vec<String>,
     unsettled: Vec<String>,
     grants: Vec<String>,
     refused: bool,
@@ -404,11 +419,52 @@ impl Verdict {
     }
 }
 
+/// The writes that prove two hosts accepted writes in the same stretch of
+/// time: the old master acknowledging a write sent after another host had
+/// answered one (it took writes after the new master did), or two hosts
+/// other than the old master both acknowledging (two new masters). A pass
+/// that holds an acknowledgement from the old master and then one from the
+/// new is a switch between them, not a split: a hung connection can stretch
+/// one pass across the whole switch.
+fn splits(old: &str, ledger: &[Write]) -> Vec<String> {
+    let acked: Vec<&Write> = ledger.iter().filter(|w| w.acked).collect();
+    let mut found = Vec::new();
+    let first_elsewhere = acked
+        .iter()
+        .filter(|w| w.host != old)
+        .min_by_key(|w| w.answered);
+    if let Some(y) = first_elsewhere {
+        found.extend(
+            acked
+                .iter()
+                .filter(|w| w.host == old && w.sent > y.answered)
+                .map(|w| {
+                    format!(
+                        "{old} acknowledged pass {} after {} had acknowledged pass {}",
+                        w.pass, y.host, y.pass
+                    )
+                }),
+        );
+    }
+    let mut new_hosts: Vec<&str> = acked
+        .iter()
+        .filter(|w| w.host != old)
+        .map(|w| w.host.as_str())
+        .collect();
+    new_hosts.sort();
+    new_hosts.dedup();
+    if new_hosts.len() > 1 {
+        found.push(format!("hosts besides {old} took writes: {new_hosts:?}"));
+    }
+    found
+}
+
 /// Every check of a settled round.
 fn judge(
     lab: &Lab,
     round: u32,
-    ledger: &[(u64, String, bool)],
+    old: &str,
+    ledger: &[Write],
     grants_before: &[Vec<(String, Vec<String>)>],
 ) -> Verdict {
     let mut v = Verdict::default();
@@ -439,8 +495,8 @@ fn judge(
     }
     let acked: Vec<String> = ledger
         .iter()
-        .filter(|(_, _, ok)| *ok)
-        .map(|(p, h, _)| format!("r{round}p{p}{h}"))
+        .filter(|w| w.acked)
+        .map(|w| format!("r{round}p{}{}", w.pass, w.host))
         .collect();
     v.acked = acked.len();
     let present = |h: &str| -> Vec<String> {
@@ -470,17 +526,7 @@ fn judge(
             );
         }
     }
-    let mut passes: std::collections::BTreeMap<u64, usize> = Default::default();
-    for (p, _, ok) in ledger {
-        if *ok {
-            *passes.entry(*p).or_default() += 1;
-        }
-    }
-    v.split = passes
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|(p, _)| p)
-        .collect();
+    v.split = splits(old, ledger);
     for (h, before) in HOSTS.iter().zip(grants_before) {
         if &lab.grants(h) != before {
             v.grants.push(h.to_string());
@@ -533,7 +579,7 @@ fn main() {
         let recovered = recover_until_settled(&lab);
         std::thread::sleep(Duration::from_millis(300));
         let ledger = writer.finish();
-        let mut v = judge(&lab, round, &ledger, &grants_before);
+        let mut v = judge(&lab, round, &master, &ledger, &grants_before);
         let text = both(&out);
         // The switch itself refused before it ran MHA (a hook's own
         // refusal inside MHA's output is a fault's effect, not this).
@@ -559,7 +605,7 @@ fn main() {
         println!("{line}");
         if !v.ok() {
             failed += 1;
-            for d in v.lost.iter().chain(&v.unsettled).take(10) {
+            for d in v.lost.iter().chain(&v.unsettled).chain(&v.split).take(10) {
                 println!("      {d}");
             }
             println!("      switchover output:\n{}", indent(&text));
