@@ -537,14 +537,22 @@ impl Lab {
         res
     }
 
+    /// read_only, replication and grants of `host`, in three client calls.
     pub fn host_state(&self, host: &str) -> HostState {
-        let ro = self.value(host, "SELECT @@GLOBAL.read_only") == "1";
-        let rep = self.mysql(
+        let out = self.mysql(
             host,
-            self.sql_for("SHOW SLAVE STATUS", "SHOW REPLICA STATUS"),
+            &format!(
+                "SELECT @@GLOBAL.read_only; {}",
+                self.sql_for("SHOW SLAVE STATUS", "SHOW REPLICA STATUS")
+            ),
         );
-        let replica_of = rep.lines().nth(1).map(|row| {
-            let cols: Vec<&str> = rep.lines().next().unwrap().split('\t').collect();
+        // The first result (a header and a value), then the replica
+        // status: a header and a row, or nothing on a host that is not one.
+        let mut lines = out.lines().skip(1);
+        let ro = lines.next() == Some("1");
+        let (header, row) = (lines.next(), lines.next());
+        let replica_of = header.zip(row).map(|(header, row)| {
+            let cols: Vec<&str> = header.split('\t').collect();
             let vals: Vec<&str> = row.split('\t').collect();
             // MySQL's names first, then MariaDB's
             let get = |mysql: &str, mariadb: &str| {
@@ -567,10 +575,16 @@ impl Lab {
         }
     }
 
+    /// Every host's state, the hosts read side by side.
     pub fn state(&self) -> State {
-        State {
-            hosts: HOSTS.iter().map(|h| self.host_state(h)).collect(),
-        }
+        let hosts = std::thread::scope(|s| {
+            let reads: Vec<_> = HOSTS
+                .iter()
+                .map(|h| s.spawn(move || self.host_state(h)))
+                .collect();
+            reads.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        State { hosts }
     }
 
     /// Wait until replication settles (replicas caught up), then read state.
