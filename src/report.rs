@@ -20,6 +20,17 @@ pub struct Session {
     pub command: String,
     pub time: i64,
     pub state: Option<String>,
+    /// Running no statement and holding no open transaction when listed.
+    pub idle: bool,
+}
+
+/// The application sessions open on the old master when its block began.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct SessionsAtBlock {
+    /// Running no statement and holding no open transaction: ended at once.
+    pub idle: usize,
+    /// With work in flight: given up to the grace period.
+    pub busy: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +69,8 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedStep>,
     pub killed_sessions: Vec<Session>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions_at_block: Option<SessionsAtBlock>,
     pub accounts_changed: Vec<String>,
     /// Milliseconds from the first blocking statement to read_only off on
     /// the new master (set by the start phase).
@@ -222,13 +235,25 @@ impl Report {
                 let _ = writeln!(t, "    ... and {} more", self.accounts_changed.len() - 20);
             }
         }
+        if let Some(a) = self.sessions_at_block {
+            let _ = writeln!(
+                t,
+                "  sessions at the block: {} idle (ended at once), {} with work in flight",
+                a.idle, a.busy
+            );
+        }
         if !self.killed_sessions.is_empty() {
             let _ = writeln!(t, "  sessions killed: {}", self.killed_sessions.len());
             for s in &self.killed_sessions {
                 let _ = writeln!(
                     t,
-                    "    id={} user={} host={} command={} time={}s",
-                    s.id, s.user, s.host, s.command, s.time
+                    "    id={} user={} host={} command={} time={}s{}",
+                    s.id,
+                    s.user,
+                    s.host,
+                    s.command,
+                    s.time,
+                    if s.idle { " (idle)" } else { "" }
                 );
             }
         }

@@ -343,6 +343,81 @@ fn grace_period_spares_sessions_that_end_in_time_and_kills_the_rest_at_the_deadl
 }
 
 #[test]
+fn idle_sessions_are_ended_at_once_and_the_grace_period_waits_only_for_work_in_flight() {
+    let lab = Lab::lock();
+    lab.set_helper_conf("[default]\ngrace_period = 2\n");
+    lab.mysql(
+        "db1",
+        "CREATE TABLE appdb.drain_probe (id INT PRIMARY KEY) ENGINE=InnoDB",
+    );
+    let before = lab.settled_state();
+    let idle = lab.app_session_held("app", "db1", "SELECT 1;");
+    let in_trx = lab.app_session_held("app", "db1", "BEGIN; INSERT INTO drain_probe VALUES (1);");
+    let (mut idle_id, mut trx_id) = (String::new(), String::new());
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            trx_id = lab.value(
+                "db1",
+                "SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX",
+            );
+            idle_id = lab.value(
+                "db1",
+                &format!(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'app' \
+                     AND COMMAND = 'Sleep' AND ID <> '{trx_id}'"
+                ),
+            );
+            !trx_id.is_empty() && !idle_id.is_empty()
+        }),
+        "the two application sessions never showed up on db1"
+    );
+
+    let o = lab.online_hook("stop", "db1", "db2", &["--format=json"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON report");
+    assert_eq!(
+        report["sessions_at_block"],
+        serde_json::json!({"idle": 1, "busy": 1}),
+        "{report}"
+    );
+    let killed: Vec<(String, bool)> = report["killed_sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].to_string(), s["idle"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        killed,
+        vec![(idle_id, true), (trx_id, false)],
+        "the idle session first, by the drain; the one in a transaction at the deadline"
+    );
+    let drain = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "drain-sessions")
+        .and_then(|s| s["detail"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(drain.contains("1 idle, 1 ended at once"), "{drain}");
+    assert!(
+        !drain.contains("after 0 poll(s)"),
+        "the transaction was waited for: {drain}"
+    );
+    // The transaction ended with its session: rolled back.
+    assert_eq!(
+        lab.value("db1", "SELECT COUNT(*) FROM appdb.drain_probe"),
+        "0"
+    );
+    // Their clients end as their input does.
+    let _ = idle.wait_with_output();
+    let _ = in_trx.wait_with_output();
+    let r = lab.recover();
+    assert_eq!(r.status.code(), Some(0), "{}", both(&r));
+    assert_eq!(lab.settled_state(), before);
+}
+
+#[test]
 fn no_password_in_any_argv_or_environment_during_the_switch() {
     let lab = Lab::lock();
     let pw = lab.var("MHALAB_MHA_PASSWORD");

@@ -270,8 +270,9 @@ fn a_dry_run_lists_statement_for_statement_what_stop_and_start_then_send() {
     let lab = Lab::lock();
     lab.set_helper_conf("[default]\ngrace_period = 1\n");
     // An application session busy past the grace period: the drain polls,
-    // the kill kills it.
+    // the kill kills it. And an idle one, which the drain ends at once.
     let mut session = lab.app_session("app", "db1", "SELECT SLEEP(60)");
+    let idle = lab.app_session_held("app", "db1", "SELECT 1;");
     std::thread::sleep(Duration::from_millis(500));
     let stop = dry_run_then_real(&lab, "stop");
     let lines = |step: &str| -> Vec<String> {
@@ -286,6 +287,14 @@ fn a_dry_run_lists_statement_for_statement_what_stop_and_start_then_send() {
             .any(|l| l.contains("PROCESSLIST")),
         "the drain never polled"
     );
+    assert!(
+        lines("drain-sessions")
+            .iter()
+            .any(|l| l.starts_with("KILL CONNECTION ")),
+        "the drain ended no idle session: {:?}",
+        lines("drain-sessions")
+    );
+    let _ = idle.wait_with_output();
     assert!(
         lines("kill-sessions")
             .iter()

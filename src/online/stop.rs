@@ -380,6 +380,7 @@ mod tests {
     use crate::engine;
     use crate::exit::{code_for, Code};
     use crate::grants::{Account, Selection, Snapshot};
+    use crate::report::PlannedStep;
     use crate::state::journal::Entry;
     use crate::state::StateDir;
     use crate::testing::{self, FakeExec, Log};
@@ -502,23 +503,73 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_dry_run_lists_exactly_what_each_step_then_sends() {
-        const HEAD: &str = "id\tuser\thost\tdb\tdb_null\tcommand\ttime\tstate\n";
+    const SESSIONS: &str = "id\tuser\thost\tdb\tdb_null\tcommand\ttime\tstate\tidle\n";
+
+    /// A stop with one application session open at the block (`idle` or
+    /// in a transaction), gone once killed, run after its dry run; returns
+    /// the plan and the context after the run.
+    fn run_with_one_session(name: &str, idle: bool) -> (Vec<PlannedStep>, Ctx) {
         let (mut ctx, _log, mut steps, mut journal) = fixture_with(
-            "plan-sent",
+            name,
             &[],
             |db1| {
-                // one application session open at the block, gone once killed
-                let open = format!("{HEAD}50\tapp\t10.0.0.9:4000\tappdb\t0\tSleep\t3\t\n");
+                let open = format!(
+                    "{SESSIONS}50\tapp\t10.0.0.9:4000\tappdb\t0\tSleep\t3\t\t{}\n",
+                    u8::from(idle)
+                );
                 db1.answers.insert("sessions".into(), open);
-                db1.after_kill.insert("sessions".into(), HEAD.into());
+                db1.after_kill.insert("sessions".into(), SESSIONS.into());
             },
             Some(std::time::Duration::from_millis(120)),
         );
         ctx.show_sent = true;
         let planned = engine::plan(&mut steps, &mut ctx).unwrap();
         engine::run(&mut steps, &mut ctx, &mut journal, policy()).unwrap();
+        (planned, ctx)
+    }
+
+    /// Every statement a step of `ctx`'s run sent.
+    fn sent(ctx: &Ctx, step: &str) -> Vec<String> {
+        let s = ctx.report.steps.iter().find(|s| s.step == step).unwrap();
+        s.sent
+            .iter()
+            .flat_map(|x| x.statements.clone())
+            .collect::<Vec<_>>()
+    }
+
+    #[test]
+    fn an_idle_session_is_ended_at_once_and_the_drain_does_not_poll() {
+        let (planned, ctx) = run_with_one_session("idle", true);
+        for (p, s) in planned.iter().zip(&ctx.report.steps) {
+            crate::listing::conforms(&p.scripts, &s.sent)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.step));
+        }
+        let drain = sent(&ctx, "drain-sessions");
+        assert!(
+            drain.contains(&"KILL CONNECTION 50;".to_string()),
+            "{drain:?}"
+        );
+        let step = ctx.report.steps.iter().find(|s| s.step == "drain-sessions");
+        let detail = step.and_then(|s| s.detail.clone()).unwrap_or_default();
+        assert!(
+            detail.contains("1 idle, 1 ended at once") && detail.contains("after 0 poll(s)"),
+            "{detail}"
+        );
+        assert!(!sent(&ctx, "kill-sessions")
+            .iter()
+            .any(|l| l.contains("KILL")));
+        assert_eq!(
+            ctx.report.sessions_at_block,
+            Some(crate::report::SessionsAtBlock { idle: 1, busy: 0 })
+        );
+        assert_eq!(ctx.report.killed_sessions.len(), 1);
+        assert!(ctx.report.killed_sessions[0].idle);
+    }
+
+    #[test]
+    fn the_dry_run_lists_exactly_what_each_step_then_sends() {
+        // the session is in a transaction: polled, then killed at the end
+        let (planned, ctx) = run_with_one_session("plan-sent", false);
         assert_eq!(planned.len(), ctx.report.steps.len());
         for (p, s) in planned.iter().zip(&ctx.report.steps) {
             assert_eq!(p.step, s.step);
@@ -527,17 +578,14 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", p.step));
         }
         // the repeated parts were really exercised: polls, then the kill
-        let sent = |step: &str| {
-            let s = ctx.report.steps.iter().find(|s| s.step == step).unwrap();
-            s.sent
-                .iter()
-                .flat_map(|x| x.statements.clone())
-                .collect::<Vec<_>>()
-        };
-        assert!(sent("drain-sessions")
-            .iter()
-            .any(|l| l.contains("PROCESSLIST")));
-        assert!(sent("kill-sessions").contains(&"KILL USER 'app';".to_string()));
+        let drain = sent(&ctx, "drain-sessions");
+        assert!(drain.iter().any(|l| l.contains("PROCESSLIST")));
+        assert!(!drain.iter().any(|l| l.contains("KILL")), "{drain:?}");
+        assert!(sent(&ctx, "kill-sessions").contains(&"KILL USER 'app';".to_string()));
+        assert_eq!(
+            ctx.report.sessions_at_block,
+            Some(crate::report::SessionsAtBlock { idle: 0, busy: 1 })
+        );
         // and a plan that differs in one statement does not pass
         let mut wrong = planned[0].scripts.clone();
         wrong[0].statements.last_mut().unwrap().sql.push(' ');

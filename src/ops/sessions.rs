@@ -22,7 +22,9 @@ pub fn add_query(script: &mut Script, name: &str, accounts: &[Account], admin_us
         name,
         &format!(
             "SELECT ID AS id, USER AS user, HOST AS host, DB AS db, DB IS NULL AS db_null, \
-             COMMAND AS command, TIME AS time, STATE AS state \
+             COMMAND AS command, TIME AS time, STATE AS state, \
+             COMMAND = 'Sleep' AND ID NOT IN \
+             (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX) AS idle \
              FROM information_schema.PROCESSLIST \
              WHERE USER IN {} AND ID <> CONNECTION_ID() AND USER <> {} \
              AND USER NOT IN ('system user', 'event_scheduler') \
@@ -60,6 +62,7 @@ pub fn parse(r: &Results, name: &str) -> Vec<Session> {
             command: rec.text("command"),
             time: rec.num("time"),
             state: rec.get("state").map(str::to_string),
+            idle: rec.flag("idle"),
         })
         .collect()
 }
@@ -103,6 +106,54 @@ pub fn kill_statements(flavor: Flavor, accounts: &[Account], left: &[Session]) -
         Flavor::MySql => left.iter().map(|s| s.id.to_string()).collect(),
     };
     who.iter().map(|w| kill_statement(flavor, w)).collect()
+}
+
+/// The script [`end_idle`] sends: a kill by id for each of `idle` (the
+/// session, not every session of its user), then the sessions listed again.
+pub fn end_idle_script(
+    accounts: &[Account],
+    admin: &str,
+    idle: &[String],
+    timeout: Duration,
+) -> Script {
+    let mut s = Script::new(timeout);
+    for id in idle {
+        s.exec("end idle session", &format!("KILL CONNECTION {id}"));
+    }
+    add_query(&mut s, "sessions", accounts, admin);
+    s
+}
+
+/// End the sessions `idle` (running no statement, holding no open
+/// transaction: nothing of theirs is in flight) in one round trip. Returns
+/// those ended and the application's sessions as they are now. A session
+/// that began a statement since it was listed is ended all the same, as it
+/// would be at the grace period's end; one that left by itself in between
+/// ("Unknown thread id") only costs a second listing.
+pub fn end_idle(
+    host: &mut Host,
+    accounts: &[Account],
+    admin: &str,
+    idle: Vec<Session>,
+) -> Result<(Vec<Session>, Vec<Session>)> {
+    let ids: Vec<String> = idle.iter().map(|s| s.id.to_string()).collect();
+    let s = end_idle_script(accounts, admin, &ids, host.spec.settings.step_timeout);
+    let now = match host.run(&s) {
+        Ok(r) => parse(&r, "sessions"),
+        Err(e) if unknown_thread(&e) => list(host, accounts, admin)?,
+        Err(e) => return Err(e),
+    };
+    let ended = idle
+        .into_iter()
+        .filter(|i| !now.iter().any(|s| s.id == i.id && s.idle))
+        .collect();
+    Ok((ended, now))
+}
+
+/// "Unknown thread id" (1094): the session ended by itself before its KILL.
+fn unknown_thread(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::mysql::Error>()
+        .is_some_and(|m| m.kind == crate::mysql::ErrorKind::Statement { code: 1094 })
 }
 
 /// How many rounds [`kill`] makes at most while sessions remain.
@@ -178,17 +229,10 @@ pub fn kill(
         );
         let still = match host.run(&s) {
             Ok(r) => parse(&r, "sessions"),
-            Err(e) => {
-                // A session that ended by itself between poll and KILL
-                // gives "Unknown thread id" (1094): look again.
-                let benign = e
-                    .downcast_ref::<crate::mysql::Error>()
-                    .is_some_and(|m| m.kind == crate::mysql::ErrorKind::Statement { code: 1094 });
-                if !benign {
-                    return Err(e);
-                }
-                list(host, accounts, admin)?
-            }
+            // A session that ended by itself between poll and KILL: look
+            // again.
+            Err(e) if unknown_thread(&e) => list(host, accounts, admin)?,
+            Err(e) => return Err(e),
         };
         killed.extend(
             left.into_iter()

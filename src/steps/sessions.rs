@@ -8,13 +8,16 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{Applied, Ctx, Step, Undo};
-use crate::listing::Planned;
+use crate::listing::{at_run, Planned};
 use crate::ops::sessions;
+use crate::report::{Session, SessionsAtBlock};
 use crate::state::journal::Journal;
 
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
-/// Wait up to the grace period for application sessions to end.
+/// End the application sessions open at the block that are idle (no
+/// statement, no open transaction) at once, and wait up to the grace
+/// period for those with work in flight to end.
 pub struct DrainSessions {
     host: String,
     admin: String,
@@ -31,6 +34,14 @@ impl DrainSessions {
     }
 }
 
+/// The sessions of `remaining` from before the block (id up to
+/// `watermark`): only those can be doing work worth waiting for; an
+/// application that reconnects in a loop (through a VIP, say) logs in with
+/// no rights and must not hold the drain.
+fn pre_block(remaining: &[Session], watermark: u64) -> impl Iterator<Item = &Session> {
+    remaining.iter().filter(move |s| s.id <= watermark)
+}
+
 impl Step for DrainSessions {
     fn id(&self) -> StepId {
         StepId::DrainSessions
@@ -40,7 +51,8 @@ impl Step for DrainSessions {
     }
     fn what(&self) -> String {
         format!(
-            "wait up to {:.1} s for the application sessions open at the block to end (polling every {} ms)",
+            "end the idle application sessions open at the block, and wait up to {:.1} s for \
+             those with work in flight (polling every {} ms)",
             self.grace.as_secs_f64(),
             POLL_EVERY.as_millis()
         )
@@ -50,43 +62,69 @@ impl Step for DrainSessions {
     }
     fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
         let t = super::step_timeout(ctx, &self.host);
+        let id = at_run("id of an idle session");
+        let idle =
+            sessions::end_idle_script(&ctx.app.accounts, &self.admin, std::slice::from_ref(&id), t);
         let when = format!(
             "every {} ms while sessions from before the block remain, up to {:.1} s",
             POLL_EVERY.as_millis(),
             self.grace.as_secs_f64()
         );
         let s = sessions::list_script(&ctx.app.accounts, &self.admin, t);
-        vec![Planned::repeated(&self.host, &s, &when)]
+        vec![
+            Planned::repeated(
+                &self.host,
+                &idle,
+                "at once, and after a poll, while sessions from before the block are idle",
+            )
+            .each(&id, "per idle session"),
+            Planned::repeated(&self.host, &s, &when),
+            Planned::repeated(
+                &self.host,
+                &s,
+                "listed again if an idle session ended by itself before its KILL",
+            ),
+        ]
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let deadline = Instant::now() + self.grace;
         let watermark = ctx.app.watermark;
-        // Only sessions from before the block can be doing work worth
-        // waiting for; an application that reconnects in a loop (through a
-        // VIP, say) logs in with no rights and must not hold the drain.
-        let pending = |ctx: &Ctx| {
-            ctx.app
-                .remaining
-                .iter()
-                .filter(|s| s.id <= watermark)
-                .count()
-        };
-        let at_start = pending(ctx);
-        let mut polls = 0;
-        while pending(ctx) > 0 {
+        let accounts = ctx.app.accounts.clone();
+        let (idle, busy) = pre_block(&ctx.app.remaining, watermark).fold((0, 0), |(i, b), s| {
+            if s.idle {
+                (i + 1, b)
+            } else {
+                (i, b + 1)
+            }
+        });
+        ctx.report.sessions_at_block = Some(SessionsAtBlock { idle, busy });
+        let (mut ended, mut polls) = (0, 0);
+        loop {
+            let idle: Vec<Session> = pre_block(&ctx.app.remaining, watermark)
+                .filter(|s| s.idle)
+                .cloned()
+                .collect();
+            if !idle.is_empty() {
+                let (gone, now) =
+                    sessions::end_idle(ctx.host(&self.host)?, &accounts, &self.admin, idle)?;
+                ended += gone.len();
+                ctx.report.killed_sessions.extend(gone);
+                ctx.app.remaining = now;
+            }
             let now = Instant::now();
-            if now >= deadline {
+            if pre_block(&ctx.app.remaining, watermark).next().is_none() || now >= deadline {
                 break;
             }
             std::thread::sleep(POLL_EVERY.min(deadline - now));
-            let accounts = ctx.app.accounts.clone();
             ctx.app.remaining = sessions::list(ctx.host(&self.host)?, &accounts, &self.admin)?;
             polls += 1;
         }
         Ok(Applied::detail(format!(
-            "{at_start} open at the block, {} of them left after {polls} poll(s)",
-            pending(ctx)
+            "{} open at the block: {idle} idle, {ended} ended at once; {busy} with work in flight; \
+             {} left after {polls} poll(s)",
+            idle + busy,
+            pre_block(&ctx.app.remaining, watermark).count()
         )))
     }
 }

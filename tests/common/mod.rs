@@ -665,6 +665,28 @@ impl Lab {
             .unwrap()
     }
 
+    /// An application client in the manager's namespace connected to
+    /// `host` (by address) that runs `sql` and then stays connected, idle,
+    /// until its stdin is closed (dropped with the child's `stdin`).
+    pub fn app_session_held(&self, user: &str, host: &str, sql: &str) -> std::process::Child {
+        use std::io::Write;
+        let cnf = self.app_client_cnf(user);
+        let ip = self.var(&format!("MHALAB_IP_{host}"));
+        let mut child = Command::new(lab_script())
+            .args(["exec", "mgr", "mysql"])
+            .arg(format!("--defaults-extra-file={cnf}"))
+            .args(["-h", &ip, "appdb"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{sql}").unwrap();
+        stdin.flush().unwrap();
+        child
+    }
+
     /// A root session on `host`'s own server (socket) running `sql` in the
     /// background.
     pub fn app_session_root(&self, host: &str, sql: &str) -> std::process::Child {
