@@ -180,6 +180,63 @@ impl Report {
             let _ = write!(t, " ({o} -> {n})");
         }
         let _ = writeln!(t, " in {} ms", self.elapsed_ms);
+        self.plan_text(&mut t);
+        for s in &self.steps {
+            let _ = writeln!(
+                t,
+                "  {:<8} {:<22} on {:<6} {:>6} ms{}",
+                s.status,
+                s.step,
+                s.host,
+                s.ms,
+                s.detail
+                    .as_deref()
+                    .map(|d| format!("  {d}"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(ms) = self.write_block_ms {
+            let _ = writeln!(t, "  write-block window: {ms} ms");
+        }
+        if !self.accounts_changed.is_empty() {
+            let _ = writeln!(t, "  accounts changed: {}", self.accounts_changed.len());
+            for a in self.accounts_changed.iter().take(20) {
+                let _ = writeln!(t, "    {a}");
+            }
+            if self.accounts_changed.len() > 20 {
+                let _ = writeln!(t, "    ... and {} more", self.accounts_changed.len() - 20);
+            }
+        }
+        self.sessions_text(&mut t);
+        for w in &self.warnings {
+            let _ = writeln!(t, "  warning: {w}");
+        }
+        for c in &self.cluster {
+            let _ = writeln!(t, "  cluster: {c}");
+        }
+        for (h, s) in &self.ssh {
+            if s.via_keeper && s.connections == 0 {
+                let _ = writeln!(
+                    t,
+                    "  ssh {h}: {} command(s) over the session keeper's connection",
+                    s.execs
+                );
+            } else {
+                let _ = writeln!(
+                    t,
+                    "  ssh {h}: {} connection(s), {} command(s), connect {} ms",
+                    s.connections, s.execs, s.connect_ms
+                );
+            }
+        }
+        if let Some(j) = &self.journal {
+            let _ = writeln!(t, "  journal: {j}");
+        }
+        t
+    }
+
+    /// The dry run's steps and every script each will send.
+    fn plan_text(&self, t: &mut String) {
         for p in &self.plan {
             let _ = writeln!(
                 t,
@@ -209,32 +266,10 @@ impl Report {
                 }
             }
         }
-        for s in &self.steps {
-            let _ = writeln!(
-                t,
-                "  {:<8} {:<22} on {:<6} {:>6} ms{}",
-                s.status,
-                s.step,
-                s.host,
-                s.ms,
-                s.detail
-                    .as_deref()
-                    .map(|d| format!("  {d}"))
-                    .unwrap_or_default()
-            );
-        }
-        if let Some(ms) = self.write_block_ms {
-            let _ = writeln!(t, "  write-block window: {ms} ms");
-        }
-        if !self.accounts_changed.is_empty() {
-            let _ = writeln!(t, "  accounts changed: {}", self.accounts_changed.len());
-            for a in self.accounts_changed.iter().take(20) {
-                let _ = writeln!(t, "    {a}");
-            }
-            if self.accounts_changed.len() > 20 {
-                let _ = writeln!(t, "    ... and {} more", self.accounts_changed.len() - 20);
-            }
-        }
+    }
+
+    /// The application sessions at the block, and each one killed.
+    fn sessions_text(&self, t: &mut String) {
         if let Some(a) = self.sessions_at_block {
             let _ = writeln!(
                 t,
@@ -242,46 +277,22 @@ impl Report {
                 a.idle, a.busy
             );
         }
-        if !self.killed_sessions.is_empty() {
-            let _ = writeln!(t, "  sessions killed: {}", self.killed_sessions.len());
-            for s in &self.killed_sessions {
-                let _ = writeln!(
-                    t,
-                    "    id={} user={} host={} command={} time={}s{}",
-                    s.id,
-                    s.user,
-                    s.host,
-                    s.command,
-                    s.time,
-                    if s.idle { " (idle)" } else { "" }
-                );
-            }
+        if self.killed_sessions.is_empty() {
+            return;
         }
-        for w in &self.warnings {
-            let _ = writeln!(t, "  warning: {w}");
+        let _ = writeln!(t, "  sessions killed: {}", self.killed_sessions.len());
+        for s in &self.killed_sessions {
+            let _ = writeln!(
+                t,
+                "    id={} user={} host={} command={} time={}s{}",
+                s.id,
+                s.user,
+                s.host,
+                s.command,
+                s.time,
+                if s.idle { " (idle)" } else { "" }
+            );
         }
-        for c in &self.cluster {
-            let _ = writeln!(t, "  cluster: {c}");
-        }
-        for (h, s) in &self.ssh {
-            if s.via_keeper && s.connections == 0 {
-                let _ = writeln!(
-                    t,
-                    "  ssh {h}: {} command(s) over the session keeper's connection",
-                    s.execs
-                );
-            } else {
-                let _ = writeln!(
-                    t,
-                    "  ssh {h}: {} connection(s), {} command(s), connect {} ms",
-                    s.connections, s.execs, s.connect_ms
-                );
-            }
-        }
-        if let Some(j) = &self.journal {
-            let _ = writeln!(t, "  journal: {j}");
-        }
-        t
     }
 }
 
