@@ -345,7 +345,8 @@ fn grace_period_spares_sessions_that_end_in_time_and_kills_the_rest_at_the_deadl
 #[test]
 fn idle_sessions_are_ended_at_once_and_the_grace_period_waits_only_for_work_in_flight() {
     let lab = Lab::lock();
-    lab.set_helper_conf("[default]\ngrace_period = 2\n");
+    // The open transaction is the test's own: not a long one to refuse.
+    lab.set_helper_conf("[default]\ngrace_period = 2\nlong_transaction_limit = 600\n");
     lab.mysql(
         "db1",
         "CREATE TABLE appdb.drain_probe (id INT PRIMARY KEY) ENGINE=InnoDB",

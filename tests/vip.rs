@@ -304,10 +304,13 @@ impl TestSudo {
         if !root.is_empty() {
             dirs.push(PathBuf::from(root).join("etc/sudoers.d"));
         }
+        // One name per lab: labs side by side share /etc/sudoers.d (and a
+        // flavour's root), and each removes its own file when done.
+        let name = format!("{name}-lab{}", lab.var("MHALAB_INSTANCE"));
         let files: Vec<PathBuf> = dirs
             .into_iter()
             .map(|d| {
-                let p = d.join(name);
+                let p = d.join(&name);
                 std::fs::write(&p, rules).unwrap();
                 let _ = Command::new("chmod")
                     .args(["0440", p.to_str().unwrap()])
