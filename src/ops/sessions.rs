@@ -24,7 +24,8 @@ pub fn add_query(script: &mut Script, name: &str, accounts: &[Account], admin_us
             "SELECT ID AS id, USER AS user, HOST AS host, DB AS db, DB IS NULL AS db_null, \
              COMMAND AS command, TIME AS time, STATE AS state, \
              COMMAND = 'Sleep' AND ID NOT IN \
-             (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX) AS idle \
+             (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX \
+             WHERE trx_mysql_thread_id IS NOT NULL) AS idle \
              FROM information_schema.PROCESSLIST \
              WHERE USER IN {} AND ID <> CONNECTION_ID() AND USER <> {} \
              AND USER NOT IN ('system user', 'event_scheduler') \
