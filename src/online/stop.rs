@@ -552,7 +552,8 @@ mod tests {
         let step = ctx.report.steps.iter().find(|s| s.step == "drain-sessions");
         let detail = step.and_then(|s| s.detail.clone()).unwrap_or_default();
         assert!(
-            detail.contains("1 idle, 1 ended at once") && detail.contains("after 0 poll(s)"),
+            detail.contains("(1 idle, 0 with work in flight); 1 ended while idle")
+                && detail.contains("after 0 poll(s)"),
             "{detail}"
         );
         assert!(!sent(&ctx, "kill-sessions")

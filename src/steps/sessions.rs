@@ -91,13 +91,11 @@ impl Step for DrainSessions {
         let deadline = Instant::now() + self.grace;
         let watermark = ctx.app.watermark;
         let accounts = ctx.app.accounts.clone();
-        let (idle, busy) = pre_block(&ctx.app.remaining, watermark).fold((0, 0), |(i, b), s| {
-            if s.idle {
-                (i + 1, b)
-            } else {
-                (i, b + 1)
-            }
-        });
+        let open = pre_block(&ctx.app.remaining, watermark).count();
+        let idle = pre_block(&ctx.app.remaining, watermark)
+            .filter(|s| s.idle)
+            .count();
+        let busy = open - idle;
         ctx.report.sessions_at_block = Some(SessionsAtBlock { idle, busy });
         let (mut ended, mut polls) = (0, 0);
         loop {
@@ -121,9 +119,8 @@ impl Step for DrainSessions {
             polls += 1;
         }
         Ok(Applied::detail(format!(
-            "{} open at the block: {idle} idle, {ended} ended at once; {busy} with work in flight; \
-             {} left after {polls} poll(s)",
-            idle + busy,
+            "{open} open at the block ({idle} idle, {busy} with work in flight); {ended} ended \
+             while idle; {} left after {polls} poll(s)",
             pre_block(&ctx.app.remaining, watermark).count()
         )))
     }
