@@ -535,7 +535,17 @@ fn a_failover_dry_run_names_the_new_master_and_plans_the_fence_and_the_opening_c
     let lab = Lab::lock();
     setup_vip(&lab);
     common::lab(&["kill-mysql", "db1"]);
-    let before: Vec<_> = ["db2", "db3"].map(|h| lab.host_state(h)).into();
+    // The replicas as they stay once they noticed: IO threads retrying.
+    let mut before: Vec<HostState> = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            before = ["db2", "db3"].map(|h| lab.host_state(h)).into();
+            before
+                .iter()
+                .all(|h| matches!(h.replica_of, Some((_, false))))
+        }),
+        "the replicas never noticed db1 was gone: {before:?}"
+    );
     let dry = |extra: &[&str]| {
         let mut args = vec!["--dead-master", "db1", "--dry-run", "--format", "json"];
         args.extend_from_slice(extra);
