@@ -292,20 +292,22 @@ fn a_rollback_puts_the_vip_back_on_the_old_master() {
     assert_eq!(lab.settled_state(), before);
 }
 
-/// A sudoers file for one test, removed on drop. On a flavour whose hosts
-/// run from a sid root, the hosts' sudo reads the root's /etc/sudoers.d:
-/// the file goes there too.
+/// A sudoers file for one test, removed on drop, where the lab's hosts read
+/// it: the flavour's sid root's /etc/sudoers.d when its hosts run from one,
+/// else this machine's. Only there: a rule in this machine's sudoers.d
+/// (a `Defaults:mha secure_path`, say) would change sudo for the hosts of
+/// every other lab that runs from no root, side by side.
 struct TestSudo(Vec<PathBuf>);
 
 impl TestSudo {
     fn grant(lab: &Lab, name: &str, rules: &str) -> TestSudo {
-        let mut dirs = vec![PathBuf::from("/etc/sudoers.d")];
         let root = lab.var("MHALAB_ROOT");
-        if !root.is_empty() {
-            dirs.push(PathBuf::from(root).join("etc/sudoers.d"));
-        }
-        // One name per lab: labs side by side share /etc/sudoers.d (and a
-        // flavour's root), and each removes its own file when done.
+        let dirs = vec![if root.is_empty() {
+            PathBuf::from("/etc/sudoers.d")
+        } else {
+            PathBuf::from(root).join("etc/sudoers.d")
+        }];
+        // One name per lab, each removing its own file when done.
         let name = format!("{name}-lab{}", lab.var("MHALAB_INSTANCE"));
         let files: Vec<PathBuf> = dirs
             .into_iter()
