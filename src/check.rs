@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::cluster::{self, Host, HostSpec};
 use crate::config::helper::BlockMethod;
 use crate::exit::Code;
-use crate::grants::{self, Account, Selection, Snapshot};
+use crate::grants::{self, Account, Digest, SavedGrants, Selection, Snapshot};
 use crate::mysql::ServerInfo;
 use crate::ops::{self, accounts};
 use crate::setup::{ConfigPaths, Setup};
@@ -80,6 +80,7 @@ pub struct CheckReport {
 struct Probe {
     check: HostCheck,
     snaps: Vec<Snapshot>,
+    digest: Option<Digest>,
 }
 
 fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
@@ -120,6 +121,7 @@ fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
             return Ok(Probe {
                 check: c,
                 snaps: Vec::new(),
+                digest: None,
             });
         }
     };
@@ -149,10 +151,13 @@ fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
                 ));
             }
             c.application_accounts = loaded.accounts.len();
-            let snaps = loaded.snapshots;
             c.server = Some(info);
             c.ms = started.elapsed().as_millis() as u64;
-            Ok(Probe { check: c, snaps })
+            Ok(Probe {
+                check: c,
+                snaps: loaded.snapshots,
+                digest: loaded.digest,
+            })
         }
         Err(e) => {
             c.problems.push(format!(
@@ -163,6 +168,7 @@ fn probe(h: &mut Host, sel: &Selection) -> Result<Probe> {
             Ok(Probe {
                 check: c,
                 snaps: Vec::new(),
+                digest: None,
             })
         }
     }
@@ -182,6 +188,7 @@ fn failed(host: &str, role: &str, problem: String) -> Probe {
             ms: 0,
         },
         snaps: Vec::new(),
+        digest: None,
     }
 }
 
@@ -510,9 +517,14 @@ fn table(r: &CheckReport) -> String {
     t
 }
 
-/// Keep the master's application grants for a later failover to compare.
-fn save_grants(state: &StateDir, snaps: &[Snapshot]) {
-    let text = serde_json::to_string(snaps).unwrap_or_default();
+/// Keep the master's application grants (and the digest they were read
+/// with) for a later failover to compare.
+fn save_grants(state: &StateDir, snaps: &[Snapshot], digest: Option<&Digest>) {
+    let text = serde_json::to_string(&SavedGrants {
+        snapshots: snaps.to_vec(),
+        digest: digest.cloned(),
+    })
+    .unwrap_or_default();
     if let Err(e) = state.write(&state.grants_snapshot(), text.as_bytes()) {
         log::warn!("cannot save the master's grants: {e:#}");
     }
@@ -610,7 +622,7 @@ pub fn run(paths: &ConfigPaths, output: Output, notify: bool) -> Result<Code> {
     }
     if let (Some(m), Some(st)) = (&master, &state) {
         if let Some(p) = probes.iter().find(|p| &p.check.host == m) {
-            save_grants(st, &p.snaps);
+            save_grants(st, &p.snaps, p.digest.as_ref());
         }
     }
     let report = CheckReport {

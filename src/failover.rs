@@ -31,7 +31,7 @@ use crate::cluster;
 use crate::engine::{self, JournalUse, OnFailure, Policy};
 use crate::exit::{bad_input, is_refusal, Code};
 use crate::fence;
-use crate::grants::Snapshot;
+use crate::grants::SavedGrants;
 use crate::mha_args::{FailoverArgs, HookArgs, MasterArg};
 use crate::online::HookOptions;
 use crate::ops;
@@ -338,16 +338,22 @@ fn stop_outcome(
 
 /// The application grants the cluster expects: an unfinished online
 /// switch's snapshot, else what `check` saved from the master.
-fn expected_grants(state: &StateDir) -> Option<(Vec<Snapshot>, String)> {
+fn expected_grants(state: &StateDir) -> Option<(SavedGrants, String)> {
     if let Ok(Some(j)) = Journal::open(state) {
-        if let Some(Undo::Grants { snapshots, .. }) = j.undo_of(StepId::BlockAccounts) {
-            return Some((snapshots.clone(), format!("journal {}", j.path().display())));
+        if let Some(Undo::Grants {
+            snapshots, digest, ..
+        }) = j.undo_of(StepId::BlockAccounts)
+        {
+            let saved = SavedGrants {
+                snapshots: snapshots.clone(),
+                digest: digest.clone(),
+            };
+            return Some((saved, format!("journal {}", j.path().display())));
         }
     }
     let text = state.read(&state.grants_snapshot()).ok()??;
-    let snaps: Vec<Snapshot> = serde_json::from_str(&text).ok()?;
     Some((
-        snaps,
+        SavedGrants::parse(&text)?,
         format!(
             "the last `mha-helper check` ({})",
             state.grants_snapshot().display()
@@ -500,15 +506,18 @@ fn mark_dead(state: &StateDir, orig: &str, new: &str, pending: Option<&fence::Pe
 /// differences are warnings.
 fn compare_grants(state: &StateDir, ctx: &mut Ctx, new: &str, t: Duration) -> Result<()> {
     match expected_grants(state) {
-        Some((snaps, source)) => match ops::accounts::compare(ctx.host(new)?, &snaps, t) {
-            Ok(diffs) => {
-                for d in diffs {
-                    ctx.report
-                        .warn(format!("{new}: {d} (compared with {source})"));
+        Some((saved, source)) => {
+            match ops::accounts::compare(ctx.host(new)?, &saved.snapshots, saved.digest.as_ref(), t)
+            {
+                Ok(diffs) => {
+                    for d in diffs {
+                        ctx.report
+                            .warn(format!("{new}: {d} (compared with {source})"));
+                    }
                 }
+                Err(e) => ctx.report.warn(format!("{new}: cannot read grants: {e:#}")),
             }
-            Err(e) => ctx.report.warn(format!("{new}: cannot read grants: {e:#}")),
-        },
+        }
         None => ctx.report.warn(format!(
             "{new}: no record of the application's grants to compare with (run `mha-helper check` \
              regularly)"

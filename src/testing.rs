@@ -67,7 +67,12 @@ impl Exec for FakeExec {
 
     fn exec(&mut self, _command: &str, stdin: &[u8], timeout: Duration) -> Result<Output> {
         let text = String::from_utf8_lossy(stdin);
-        let sql = &text[text.find("SET SESSION sql_mode").unwrap_or(0)..];
+        let start = text.find("SET SESSION sql_mode").unwrap_or(0);
+        let sql = &text[start..];
+        // The client numbers lines from the start of the SQL (the option
+        // file before it is read apart).
+        let first = text.find("SELECT 'mha-helper:session'").unwrap_or(start);
+        let skipped = text[first.min(start)..start].matches('\n').count();
         self.log
             .lock()
             .unwrap()
@@ -94,7 +99,7 @@ impl Exec for FakeExec {
                     stdout: out.into_bytes(),
                     stderr: format!(
                         "ERROR 1227 (42000) at line {}: Access denied ({bad})\n",
-                        i + 1
+                        skipped + i + 1
                     )
                     .into_bytes(),
                     timed_out: None,

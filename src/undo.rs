@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::helper::BlockMethod;
-use crate::grants::Snapshot;
+use crate::grants::{Digest, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -24,6 +24,10 @@ pub enum Undo {
         host: String,
         method: BlockMethod,
         snapshots: Vec<Snapshot>,
+        /// The grant tables' digest the snapshots were taken with: the
+        /// restore is proven by it in one query where it comes back equal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<Digest>,
     },
     /// Put the writer VIP on (`add`) or take it off the host.
     Vip { host: String, add: bool },

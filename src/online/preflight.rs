@@ -92,6 +92,7 @@ pub fn run(ctx: &mut Ctx, orig: &str, new: &str, selection: &Selection) -> Resul
     );
     ctx.app.accounts = loaded.accounts;
     ctx.app.snapshots = loaded.snapshots;
+    ctx.app.digest = loaded.digest;
     Ok(())
 }
 

@@ -97,12 +97,14 @@ fn plan_parts(ctx: &Ctx, m: &Masters, owed: &Owed) -> (Steps, Steps) {
         host,
         method,
         snapshots,
+        digest,
     }) = &owed.grants
     {
         restore.push(Box::new(RestoreGrants::new(
             host,
             *method,
             snapshots.clone(),
+            digest.clone(),
         )));
     }
     (open, restore)
@@ -341,9 +343,11 @@ fn after_open(
     journal: &mut Journal,
     policy: Policy,
 ) -> Result<()> {
-    let snapshots = match &owed.grants {
-        Some(Undo::Grants { snapshots, .. }) => snapshots.as_slice(),
-        _ => &[],
+    let (snapshots, digest) = match &owed.grants {
+        Some(Undo::Grants {
+            snapshots, digest, ..
+        }) => (snapshots.as_slice(), digest.as_ref()),
+        _ => (&[][..], None),
     };
     let Some(i) = ctx.hosts.iter().position(|h| h.spec.name == m.new) else {
         return engine::run(restore, ctx, journal, policy);
@@ -353,7 +357,7 @@ fn after_open(
         let h = &mut new_host;
         let compare = s.spawn(move || {
             let t = h.spec.settings.step_timeout;
-            crate::ops::accounts::compare(h, snapshots, t)
+            crate::ops::accounts::compare(h, snapshots, digest, t)
         });
         let result = engine::run(restore, ctx, journal, policy);
         (compare.join(), result)

@@ -537,6 +537,66 @@ mod tests {
             .collect::<Vec<_>>()
     }
 
+    fn digest() -> crate::grants::Digest {
+        crate::grants::Digest {
+            expr: "CONCAT_WS(' ', 'x')".into(),
+            value: "user:1:2".into(),
+        }
+    }
+
+    fn journaled_digest(j: &Journal) -> Option<crate::grants::Digest> {
+        match j.undo_of(StepId::BlockAccounts) {
+            Some(crate::steps::Undo::Grants { digest, .. }) => digest.clone(),
+            u => panic!("no grants undo: {u:?}"),
+        }
+    }
+
+    #[test]
+    fn with_a_digest_the_block_proves_the_grants_in_one_statement_and_reads_none_again() {
+        let (mut ctx, _log, mut steps, mut journal) = fixture("digest", &[]);
+        ctx.app.digest = Some(digest());
+        ctx.show_sent = true;
+        engine::run(&mut steps, &mut ctx, &mut journal, policy()).unwrap();
+        let block = sent(&ctx, "block-accounts");
+        let guard = block.iter().position(|s| s.contains("@mha_helper_guard"));
+        let revoke = block.iter().position(|s| s.starts_with("REVOKE ALL"));
+        assert!(guard.is_some() && guard < revoke, "{block:?}");
+        assert!(
+            !block.iter().any(|s| s.starts_with("SHOW GRANTS")),
+            "{block:?}"
+        );
+        assert_eq!(journaled_digest(&journal), Some(digest()));
+    }
+
+    #[test]
+    fn a_failed_digest_guard_reruns_the_block_with_every_grant_read_again_first() {
+        let (mut ctx, log, mut steps, mut journal) = fixture("guard", &["@mha_helper_guard"]);
+        ctx.app.digest = Some(digest());
+        engine::run(&mut steps, &mut ctx, &mut journal, policy()).unwrap();
+        let db1: Vec<String> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.starts_with("db1:") && s.contains("REVOKE ALL"))
+            .cloned()
+            .collect();
+        assert_eq!(db1.len(), 2, "the block ran twice: {db1:?}");
+        assert!(db1[0].contains("@mha_helper_guard"), "{}", db1[0]);
+        let again = &db1[1];
+        assert!(!again.contains("@mha_helper_guard"), "{again}");
+        assert!(
+            again.find("SHOW GRANTS FOR") < again.find("REVOKE ALL"),
+            "{again}"
+        );
+        assert!(
+            kinds(&journal).contains(&"done block-accounts".to_string()),
+            "{:?}",
+            kinds(&journal)
+        );
+        // no digest was read with the grants: the restore reads them all back
+        assert_eq!(journaled_digest(&journal), None);
+    }
+
     #[test]
     fn an_idle_session_is_ended_at_once_and_the_drain_does_not_poll() {
         let (planned, ctx) = run_with_one_session("idle", true);

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cluster::{Host, HostSpec};
 use crate::config::helper::BlockMethod;
-use crate::grants::{self, Account, Selection, Snapshot};
+use crate::grants::{self, digest, Account, Digest, Selection, Snapshot};
 use crate::listing::Planned;
 use crate::mysql::{Flavor, Script, ServerInfo};
 use crate::setup::Setup;
@@ -43,6 +43,9 @@ pub struct AppAccounts {
     /// The grants of every role the accounts hold, directly or through
     /// other roles, by role name as the server prints it.
     pub role_grants: BTreeMap<String, Vec<String>>,
+    /// The grant tables' digest, read before and after the snapshots (None
+    /// if it changed meanwhile or the server has no grant tables we know).
+    pub digest: Option<Digest>,
 }
 
 impl AppAccounts {
@@ -84,16 +87,24 @@ pub fn mysql_roles(info: &crate::mysql::ServerInfo) -> bool {
     info.flavor == Flavor::MySql && info.has_roles()
 }
 
-/// Read the application accounts of `host`, their snapshots, and the grants
-/// of the roles they hold.
+/// Read the application accounts of `host`, their snapshots, the grants of
+/// the roles they hold and the grant tables' digest.
 pub fn load(host: &mut Host, selection: &Selection) -> Result<AppAccounts> {
     let info = host.info()?.clone();
     let mut s = Script::new(host.spec.settings.step_timeout);
     grants::add_account_query(&mut s, info.flavor, info.has_roles());
+    digest::add_columns_query(&mut s);
     let r = host.run(&s).context("listing accounts")?;
     let accounts = grants::select(&r, selection);
+    let expr = digest::expression(&r, &selection.digest_skip());
     let mut s = Script::new(host.spec.settings.step_timeout);
+    if let Some(e) = &expr {
+        digest::add_query(&mut s, "digest_before", e);
+    }
     grants::add_snapshot_queries(&mut s, &accounts, mysql_roles(&info));
+    if let Some(e) = &expr {
+        digest::add_query(&mut s, "digest_after", e);
+    }
     let mariadb_roles = info.flavor == Flavor::MariaDb && info.has_roles();
     if mariadb_roles {
         grants::add_admin_roles_query(&mut s);
@@ -111,6 +122,21 @@ pub fn load(host: &mut Host, selection: &Selection) -> Result<AppAccounts> {
         snapshots,
         roles_without_admin,
         role_grants,
+        digest: steady_digest(&r, expr),
+    })
+}
+
+/// The digest, if it read the same before and after the snapshots (a
+/// change between the two reads could be half in the snapshots).
+fn steady_digest(r: &crate::mysql::Results, expr: Option<String>) -> Option<Digest> {
+    let before = digest::value(r, "digest_before")?;
+    if digest::value(r, "digest_after").as_ref() != Some(&before) {
+        log::info!("grants changed while they were read; the block will read them again");
+        return None;
+    }
+    Some(Digest {
+        expr: expr?,
+        value: before,
     })
 }
 
@@ -140,12 +166,14 @@ fn load_role_grants(host: &mut Host, snaps: &[Snapshot]) -> Result<BTreeMap<Stri
     Ok(out)
 }
 
-/// Give the accounts back what `snaps` says and check `SHOW GRANTS` again:
-/// first all at once (grants shared by many accounts in one statement);
-/// if that fails or reads back differently, account by account with every
-/// saved line replayed verbatim, where an account that fails does not stop
-/// the others. Every failure is reported at the end. Returns the accounts
-/// restored.
+/// Give the accounts back what `snaps` says and prove it: first all at
+/// once (grants shared by many accounts in one statement), proven by the
+/// grant tables' digest when there is one (equal to the one the snapshots
+/// were taken with: every row is back), else by reading `SHOW GRANTS` of
+/// every account; if that fails or reads back differently, account by
+/// account with every saved line replayed verbatim, where an account that
+/// fails does not stop the others. Every failure is reported at the end.
+/// Returns the accounts restored.
 ///
 /// MySQL refuses GRANT under `super_read_only` even to root: where it is
 /// on, it is lifted for the restore (`read_only` stays on, so only accounts
@@ -155,6 +183,7 @@ pub fn restore(
     host: &mut Host,
     method: BlockMethod,
     snaps: &[Snapshot],
+    digest: Option<&Digest>,
     timeout: Duration,
 ) -> Result<Vec<String>> {
     if snaps.is_empty() {
@@ -169,7 +198,7 @@ pub fn restore(
     } else {
         false
     };
-    let restored = restore_grants(host, method, snaps, timeout);
+    let restored = restore_grants(host, method, snaps, digest, timeout);
     if lifted {
         if let Err(e) = host.run_with(&set_again_script(timeout), timeout) {
             let put_back = format!(
@@ -193,6 +222,7 @@ pub fn restore_plan(
     info: Option<&ServerInfo>,
     method: BlockMethod,
     snaps: &[Snapshot],
+    digest: Option<&Digest>,
     timeout: Duration,
 ) -> Vec<Planned> {
     if snaps.is_empty() {
@@ -203,7 +233,17 @@ pub fn restore_plan(
     if lifts {
         v.push(Planned::once(host, &lift_script(timeout)));
     }
-    v.push(Planned::once(host, &grouped_script(method, snaps, timeout)));
+    v.push(Planned::once(
+        host,
+        &grouped_script(method, snaps, digest, timeout),
+    ));
+    if digest.is_some() {
+        v.push(Planned::repeated(
+            host,
+            &readback_script(snaps, timeout),
+            "only if the digest differs: every account's grants read back",
+        ));
+    }
     v.push(Planned::repeated(
         host,
         &each_script(method, snaps, timeout),
@@ -240,10 +280,31 @@ fn set_again_script(timeout: Duration) -> Script {
     s
 }
 
-/// Every account's grants given back at once, then read back.
-fn grouped_script(method: BlockMethod, snaps: &[Snapshot], timeout: Duration) -> Script {
+/// Every account's grants given back at once, then the digest read (or,
+/// without one, every account's grants read back).
+fn grouped_script(
+    method: BlockMethod,
+    snaps: &[Snapshot],
+    digest: Option<&Digest>,
+    timeout: Duration,
+) -> Script {
     let mut s = Script::new(timeout).without_binlog();
-    grants::add_restore(&mut s, method, snaps);
+    match digest {
+        Some(d) => {
+            grants::add_give_back(&mut s, method, snaps);
+            digest::add_query(&mut s, AFTER_DIGEST, &d.expr);
+        }
+        None => grants::add_restore(&mut s, method, snaps),
+    }
+    s
+}
+
+/// Result set of the digest read after the grouped restore.
+const AFTER_DIGEST: &str = "after_digest";
+
+fn readback_script(snaps: &[Snapshot], timeout: Duration) -> Script {
+    let mut s = Script::new(timeout);
+    grants::add_readback(&mut s, snaps);
     s
 }
 
@@ -278,17 +339,40 @@ fn restore_grants(
     host: &mut Host,
     method: BlockMethod,
     snaps: &[Snapshot],
+    digest: Option<&Digest>,
     timeout: Duration,
 ) -> Result<Vec<String>> {
-    match host.run_with(&grouped_script(method, snaps, timeout), timeout) {
-        Ok(r) if grants::differences(&r, snaps).is_empty() => {
-            return Ok(snaps.iter().map(|s| s.account.label()).collect());
+    let all = || snaps.iter().map(|s| s.account.label()).collect();
+    match host.run_with(&grouped_script(method, snaps, digest, timeout), timeout) {
+        Ok(r) => {
+            let differences = match digest {
+                Some(d) if digest::value(&r, AFTER_DIGEST).as_ref() == Some(&d.value) => {
+                    log::info!(
+                        "{}: {} account(s) given back, proven by the grant tables' digest",
+                        host.name(),
+                        snaps.len()
+                    );
+                    return Ok(all());
+                }
+                Some(_) => {
+                    log::info!(
+                        "{}: the grant tables' digest differs after the restore (other grants                          may have changed meanwhile); reading every account's grants back",
+                        host.name()
+                    );
+                    let r = host.run_with(&readback_script(snaps, timeout), timeout)?;
+                    grants::differences(&r, snaps)
+                }
+                None => grants::differences(&r, snaps),
+            };
+            if differences.is_empty() {
+                return Ok(all());
+            }
+            log::warn!(
+                "{}: grants differ after the grouped restore ({}); replaying account by account",
+                host.name(),
+                differences.join(" | ")
+            );
         }
-        Ok(r) => log::warn!(
-            "{}: grants differ after the grouped restore ({}); replaying account by account",
-            host.name(),
-            grants::differences(&r, snaps).join(" | ")
-        ),
         Err(e) if is_timeout(&e) => return Err(e),
         Err(e) => log::warn!(
             "{}: grouped restore failed ({}); replaying account by account",
@@ -353,11 +437,34 @@ fn restore_each(
     Ok(restored)
 }
 
-/// Compare the application grants on `host` with `expected` (read only).
-/// Returns one line per difference; accounts missing there are named.
-pub fn compare(host: &mut Host, expected: &[Snapshot], timeout: Duration) -> Result<Vec<String>> {
+/// Compare the application grants on `host` with `expected` (read only):
+/// equal if the grant tables there have `digest` (one query), else account
+/// by account. Returns one line per difference; accounts missing there are
+/// named.
+pub fn compare(
+    host: &mut Host,
+    expected: &[Snapshot],
+    digest: Option<&Digest>,
+    timeout: Duration,
+) -> Result<Vec<String>> {
     if expected.is_empty() {
         return Ok(Vec::new());
+    }
+    if let Some(d) = digest {
+        let mut s = Script::new(timeout);
+        digest::add_query(&mut s, "digest", &d.expr);
+        match host.run_with(&s, timeout) {
+            Ok(r) if digest::value(&r, "digest").as_ref() == Some(&d.value) => {
+                return Ok(Vec::new())
+            }
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => return Err(e),
+            Err(e) => log::info!(
+                "{}: no grants digest ({}); comparing account by account",
+                host.name(),
+                crate::exit::message(&e)
+            ),
+        }
     }
     let mut s = Script::new(timeout);
     s.query("users", "SELECT User AS user, Host AS host FROM mysql.user");

@@ -9,17 +9,20 @@ use anyhow::Result;
 
 use super::{Applied, Ctx, Step, Undo};
 use crate::config::helper::BlockMethod;
-use crate::grants::{self, Selection, Snapshot};
+use crate::grants::{self, digest, Digest, Selection, Snapshot};
 use crate::listing::Planned;
-use crate::mysql::Script;
+use crate::mysql::{Results, Script};
 use crate::ops::{self, read_only::unix_ms, sessions};
 use crate::state::journal::{note, Journal};
 
 /// Take the application accounts' rights away (per `method`).
 ///
-/// The grants are read again in the block's own script, just before the
-/// first revoke: if they changed since the preflight snapshot that was
-/// journaled, the journal gets the grants as they were at the block
+/// The snapshot journaled before the block must still be true when the
+/// first revoke runs: the block's own script proves it with the grant
+/// tables' digest in one statement, which fails the script before any
+/// change if the grants changed since. Then (or where there is no digest)
+/// the block reads every account's grants again just before its first
+/// revoke, and the journal gets the grants as they were at the block
 /// (durably, at once), so a GRANT made in between is given back too.
 pub struct BlockAccounts {
     host: String,
@@ -29,6 +32,18 @@ pub struct BlockAccounts {
     /// MySQL keeps default roles outside SHOW GRANTS: snapshot them too.
     mysql_roles: bool,
 }
+
+/// How the block proves its snapshot is still true.
+#[derive(Clone, Copy, PartialEq)]
+enum Proof {
+    /// One statement comparing the grant tables' digest.
+    Digest,
+    /// Every account's grants read again inside the block's script.
+    ReRead,
+}
+
+/// Result set of the digest read with the grants (ReRead).
+const DIGEST_AT_BLOCK: &str = "digest_at_block";
 
 impl BlockAccounts {
     pub fn new(host: &str, method: BlockMethod, selection: Selection) -> BlockAccounts {
@@ -41,13 +56,28 @@ impl BlockAccounts {
         }
     }
 
-    fn script(&self, ctx: &Ctx, timeout: Duration) -> Script {
+    fn proof(&self, ctx: &Ctx) -> Option<Proof> {
+        match (self.method, &ctx.app.digest) {
+            (BlockMethod::ReadOnlyOnly, _) => None,
+            (_, Some(_)) => Some(Proof::Digest),
+            (_, None) => Some(Proof::ReRead),
+        }
+    }
+
+    fn script(&self, ctx: &Ctx, proof: Option<Proof>, timeout: Duration) -> Script {
         let mut s = Script::new(timeout).without_binlog();
-        // The server's clock before the reads and before the first block
+        // The server's clock before the proof and before the first block
         // statement: the write outage starts at the second.
         s.query("t0", "SELECT UNIX_TIMESTAMP(NOW(6)) AS t");
-        if self.method != BlockMethod::ReadOnlyOnly {
-            grants::add_snapshot_queries(&mut s, &ctx.app.accounts, self.mysql_roles);
+        match (proof, &ctx.app.digest) {
+            (Some(Proof::Digest), Some(d)) => digest::add_guard(&mut s, d),
+            (Some(_), d) => {
+                if let Some(d) = d {
+                    digest::add_query(&mut s, DIGEST_AT_BLOCK, &d.expr);
+                }
+                grants::add_snapshot_queries(&mut s, &ctx.app.accounts, self.mysql_roles);
+            }
+            (None, _) => {}
         }
         s.query("t1", "SELECT UNIX_TIMESTAMP(NOW(6)) AS t");
         for st in &self.stmts {
@@ -62,6 +92,62 @@ impl BlockAccounts {
         );
         s
     }
+
+    /// Run the block with `proof`; where the digest says the grants
+    /// changed (nothing was changed yet), again with the re-read.
+    fn run(&self, ctx: &mut Ctx, timeout: Duration) -> Result<(Results, Option<Proof>)> {
+        let proof = self.proof(ctx);
+        let script = self.script(ctx, proof, timeout);
+        match ctx.host(&self.host)?.run(&script) {
+            Err(e) if proof == Some(Proof::Digest) && digest::failed_guard(&e) => {
+                log::info!(
+                    "{}: grants changed since the snapshot; the block reads them again",
+                    self.host
+                );
+                let script = self.script(ctx, Some(Proof::ReRead), timeout);
+                Ok((ctx.host(&self.host)?.run(&script)?, Some(Proof::ReRead)))
+            }
+            r => Ok((r?, proof)),
+        }
+    }
+
+    /// After a re-read: the journal gets the grants as they were at the
+    /// block if they differ from the snapshot.
+    fn revise(&self, ctx: &mut Ctx, r: &Results, applied: &mut Applied) -> Result<()> {
+        let at_block = grants::parse_snapshots(r, &ctx.app.accounts)?;
+        let digest = ctx.app.digest.as_ref().and_then(|d| {
+            digest::value(r, DIGEST_AT_BLOCK).map(|value| Digest {
+                expr: d.expr.clone(),
+                value,
+            })
+        });
+        if at_block == ctx.app.snapshots && digest == ctx.app.digest {
+            return Ok(());
+        }
+        let changed: Vec<String> = at_block
+            .iter()
+            .zip(&ctx.app.snapshots)
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.account.label())
+            .collect();
+        if !changed.is_empty() {
+            ctx.report.warn(format!(
+                "{}: grants of {} changed between the preflight and the block; the journal now \
+                 holds them as they were at the block",
+                self.host,
+                changed.join(", ")
+            ));
+        }
+        applied.revised_undo = Some(Undo::Grants {
+            host: self.host.clone(),
+            method: self.method,
+            snapshots: at_block.clone(),
+            digest: digest.clone(),
+        });
+        ctx.app.snapshots = at_block;
+        ctx.app.digest = digest;
+        Ok(())
+    }
 }
 
 impl Step for BlockAccounts {
@@ -74,7 +160,7 @@ impl Step for BlockAccounts {
     fn what(&self) -> String {
         match self.method {
             BlockMethod::Revoke => {
-                "read the grants again, then revoke them from the application accounts".into()
+                "prove the grants unchanged, then revoke them from the application accounts".into()
             }
             BlockMethod::AccountLock => "lock the application accounts".into(),
             BlockMethod::ReadOnlyOnly => {
@@ -88,6 +174,7 @@ impl Step for BlockAccounts {
             let loaded = ops::accounts::load(ctx.host(&self.host)?, &self.selection)?;
             ctx.app.accounts = loaded.accounts;
             ctx.app.snapshots = loaded.snapshots;
+            ctx.app.digest = loaded.digest;
         }
         let info = ctx.host(&self.host)?.info()?;
         let flavor = info.flavor;
@@ -102,19 +189,29 @@ impl Step for BlockAccounts {
             host: self.host.clone(),
             method: self.method,
             snapshots: ctx.app.snapshots.clone(),
+            digest: ctx.app.digest.clone(),
         }))
     }
 
     fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
         let t = super::step_timeout(ctx, &self.host);
-        vec![Planned::once(&self.host, &self.script(ctx, t))]
+        let proof = self.proof(ctx);
+        let mut v = vec![Planned::once(&self.host, &self.script(ctx, proof, t))];
+        if proof == Some(Proof::Digest) {
+            v.push(Planned::repeated(
+                &self.host,
+                &self.script(ctx, Some(Proof::ReRead), t),
+                "only if the grants changed since the snapshot (the first script then stops \
+                 before its first change)",
+            ));
+        }
+        v
     }
 
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let timeout = ctx.host(&self.host)?.spec.settings.step_timeout;
-        let script = self.script(ctx, timeout);
         let sent = unix_ms();
-        let r = ctx.host(&self.host)?.run(&script)?;
+        let (r, proof) = self.run(ctx, timeout)?;
         let server_t = |name: &str| {
             r.set(name)
                 .records()
@@ -131,28 +228,10 @@ impl Step for BlockAccounts {
         };
         ctx.app.watermark = sessions::watermark(&r, "watermark");
         ctx.app.remaining = sessions::parse(&r, "sessions");
+        if proof == Some(Proof::ReRead) {
+            self.revise(ctx, &r, &mut applied)?;
+        }
         if self.method != BlockMethod::ReadOnlyOnly {
-            let at_block = grants::parse_snapshots(&r, &ctx.app.accounts)?;
-            if at_block != ctx.app.snapshots {
-                let changed: Vec<String> = at_block
-                    .iter()
-                    .zip(&ctx.app.snapshots)
-                    .filter(|(a, b)| a != b)
-                    .map(|(a, _)| a.account.label())
-                    .collect();
-                ctx.report.warn(format!(
-                    "{}: grants of {} changed between the preflight and the block; the journal now \
-                     holds them as they were at the block",
-                    self.host,
-                    changed.join(", ")
-                ));
-                applied.revised_undo = Some(Undo::Grants {
-                    host: self.host.clone(),
-                    method: self.method,
-                    snapshots: at_block.clone(),
-                });
-                ctx.app.snapshots = at_block;
-            }
             ctx.report.accounts_changed = ctx
                 .app
                 .snapshots
@@ -161,8 +240,13 @@ impl Step for BlockAccounts {
                 .map(|s| format!("{} ({:?})", s.account.label(), self.method))
                 .collect();
         }
+        let proven = match proof {
+            Some(Proof::Digest) => ", grants proven unchanged by digest",
+            Some(Proof::ReRead) => ", grants read again",
+            None => "",
+        };
         applied.detail = Some(format!(
-            "{} account(s), {} application session(s) open",
+            "{} account(s), {} application session(s) open{proven}",
             ctx.report.accounts_changed.len(),
             ctx.app.remaining.len()
         ));
@@ -177,16 +261,23 @@ pub struct RestoreGrants {
     host: String,
     method: BlockMethod,
     snapshots: Vec<Snapshot>,
+    digest: Option<Digest>,
     /// Accounts restored, after apply.
     pub restored: Vec<String>,
 }
 
 impl RestoreGrants {
-    pub fn new(host: &str, method: BlockMethod, snapshots: Vec<Snapshot>) -> RestoreGrants {
+    pub fn new(
+        host: &str,
+        method: BlockMethod,
+        snapshots: Vec<Snapshot>,
+        digest: Option<Digest>,
+    ) -> RestoreGrants {
         RestoreGrants {
             host: host.to_string(),
             method,
             snapshots,
+            digest,
             restored: Vec::new(),
         }
     }
@@ -211,12 +302,20 @@ impl Step for RestoreGrants {
     fn scripts(&self, ctx: &Ctx) -> Vec<Planned> {
         let info = ctx.find(&self.host).and_then(|h| h.info.as_ref());
         let t = super::step_timeout(ctx, &self.host);
-        ops::accounts::restore_plan(&self.host, info, self.method, &self.snapshots, t)
+        ops::accounts::restore_plan(
+            &self.host,
+            info,
+            self.method,
+            &self.snapshots,
+            self.digest.as_ref(),
+            t,
+        )
     }
     fn apply(&mut self, ctx: &mut Ctx, _journal: &Journal) -> Result<Applied> {
         let h = ctx.host(&self.host)?;
         let t = h.spec.settings.step_timeout;
-        self.restored = ops::accounts::restore(h, self.method, &self.snapshots, t)?;
+        self.restored =
+            ops::accounts::restore(h, self.method, &self.snapshots, self.digest.as_ref(), t)?;
         ctx.report.accounts_changed = self
             .restored
             .iter()

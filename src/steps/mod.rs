@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 
 use crate::cluster::Host;
-use crate::grants::{Account, Snapshot};
+use crate::grants::{Account, Digest, Snapshot};
 use crate::listing::Planned;
 use crate::ops;
 use crate::report::{Report, Session};
@@ -34,6 +34,8 @@ pub use crate::undo::Undo;
 pub struct AppState {
     pub accounts: Vec<Account>,
     pub snapshots: Vec<Snapshot>,
+    /// The grant tables' digest the snapshots were taken with.
+    pub digest: Option<Digest>,
     /// The highest connection id on the old master when blocking began:
     /// sessions above it logged in after the block.
     pub watermark: u64,
@@ -174,7 +176,15 @@ pub fn apply_undo(undo: &Undo, ctx: &mut Ctx, timeout: Duration) -> Result<()> {
             host,
             method,
             snapshots,
-        } => ops::accounts::restore(ctx.host(host)?, *method, snapshots, timeout).map(|_| ()),
+            digest,
+        } => ops::accounts::restore(
+            ctx.host(host)?,
+            *method,
+            snapshots,
+            digest.as_ref(),
+            timeout,
+        )
+        .map(|_| ()),
         Undo::Vip { host, add: true } => {
             let (target, mut others) = ops::read_only::split(&mut ctx.hosts, host)?;
             ops::vip::prove_absent(&mut others, timeout)?;
@@ -201,9 +211,10 @@ pub fn undo_scripts(undo: &Undo, ctx: &Ctx, timeout: Duration) -> Vec<Planned> {
             host,
             method,
             snapshots,
+            digest,
         } => {
             let info = ctx.find(host).and_then(|h| h.info.as_ref());
-            ops::accounts::restore_plan(host, info, *method, snapshots, timeout)
+            ops::accounts::restore_plan(host, info, *method, snapshots, digest.as_ref(), timeout)
         }
         Undo::Vip { host, add } => ops::vip::plan(&ctx.hosts, host, *add),
     }

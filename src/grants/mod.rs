@@ -8,6 +8,8 @@
 //! server itself wrote, so the round trip is exact; it is checked by reading
 //! `SHOW GRANTS` again.
 
+pub mod digest;
+
 use std::collections::BTreeSet;
 
 use anyhow::{anyhow, Result};
@@ -16,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::helper::{AccountName, BlockMethod};
 use crate::mysql::{Flavor, Results, Script};
 use crate::quote::{sql_account, sql_string};
+
+pub use digest::Digest;
 
 /// Accounts the server itself owns; never touched.
 const SYSTEM_USERS: &[&str] = &[
@@ -63,6 +67,15 @@ pub struct Selection {
 impl Selection {
     fn listed(list: &[AccountName], a: &Account) -> bool {
         list.iter().any(|n| n.user == a.user && n.host == a.host)
+    }
+
+    /// Users whose rows a grants digest leaves out: never application
+    /// accounts, and they may differ from host to host.
+    pub fn digest_skip(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = SYSTEM_USERS.to_vec();
+        v.push(&self.admin_user);
+        v.extend(self.repl_user.as_deref());
+        v
     }
 
     /// Whether `a` (with its replication privilege flag) is blocked.
@@ -132,6 +145,31 @@ pub struct Snapshot {
     /// them). MariaDB's default role is a `SHOW GRANTS` line instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub default_roles: Vec<Account>,
+}
+
+/// What `check` keeps of the master's application grants, for a later
+/// failover to compare the new master with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedGrants {
+    pub snapshots: Vec<Snapshot>,
+    /// The digest the snapshots were read with.
+    #[serde(default)]
+    pub digest: Option<Digest>,
+}
+
+impl SavedGrants {
+    /// Read a saved file: this form, or the bare list of snapshots that
+    /// versions before 0.6 wrote.
+    pub fn parse(text: &str) -> Option<SavedGrants> {
+        serde_json::from_str(text).ok().or_else(|| {
+            serde_json::from_str(text)
+                .ok()
+                .map(|snapshots| SavedGrants {
+                    snapshots,
+                    digest: None,
+                })
+        })
+    }
 }
 
 /// A role granted to an account, read from its `SHOW GRANTS`.
@@ -427,6 +465,12 @@ fn replay_of<'a>(line: &'a str, acct_sql: &str) -> Replay<'a> {
 /// `after:<i>`) so the caller can compare. If a grouped statement fails,
 /// `add_restore_each` restores account by account.
 pub fn add_restore(script: &mut Script, method: BlockMethod, snaps: &[Snapshot]) {
+    add_give_back(script, method, snaps);
+    add_readback(script, snaps);
+}
+
+/// The statements of [`add_restore`] without the read-back.
+pub fn add_give_back(script: &mut Script, method: BlockMethod, snaps: &[Snapshot]) {
     match method {
         BlockMethod::Revoke => {
             let mut groups: std::collections::BTreeMap<&str, Vec<&Snapshot>> = Default::default();
@@ -469,7 +513,6 @@ pub fn add_restore(script: &mut Script, method: BlockMethod, snaps: &[Snapshot])
         }
         BlockMethod::ReadOnlyOnly => {}
     }
-    add_readback(script, snaps);
 }
 
 /// The same as [`add_restore`], one account at a time with every saved
