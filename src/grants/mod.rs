@@ -138,7 +138,7 @@ pub struct Snapshot {
     pub account: Account,
     /// `SHOW GRANTS` lines, in the server's order.
     pub grants: Vec<String>,
-    /// Whether `SHOW CREATE USER` said ACCOUNT LOCK.
+    /// Whether the account was locked (`mysql.user.account_locked`).
     pub locked: bool,
     /// MySQL: the account's default roles (`mysql.default_roles`; MySQL's
     /// `SHOW GRANTS` does not list them, and revoking a role drops it from
@@ -298,23 +298,41 @@ pub fn roles_without_admin(needed: &BTreeSet<String>, results: &Results) -> Vec<
         .collect()
 }
 
-/// Queries for each account's grants and lock state, named by index, and
-/// (`default_roles_table`: MySQL 8.0+) the default roles of all of them.
-pub fn add_snapshot_queries(script: &mut Script, accounts: &[Account], default_roles_table: bool) {
+/// Queries for each account's grants, named by index, the locked accounts
+/// (one query: MySQL's `mysql.user.account_locked`, MariaDB 10.4+'s
+/// `account_locked` in `mysql.global_priv`) and (`default_roles_table`:
+/// MySQL 8.0+) the default roles of all of them.
+pub fn add_snapshot_queries(
+    script: &mut Script,
+    flavor: Flavor,
+    accounts: &[Account],
+    default_roles_table: bool,
+) {
     if default_roles_table {
         add_default_roles_query(script, DEFAULT_ROLES, accounts);
     }
+    script.query(
+        LOCKED,
+        match flavor {
+            Flavor::MySql => {
+                "SELECT User AS user, Host AS host FROM mysql.user WHERE account_locked = 'Y'"
+            }
+            Flavor::MariaDb => {
+                "SELECT User AS user, Host AS host FROM mysql.global_priv \
+                 WHERE JSON_VALUE(Priv, '$.account_locked') IN ('1', 'true')"
+            }
+        },
+    );
     for (i, a) in accounts.iter().enumerate() {
         script.query(
             &format!("grants:{i}"),
             &format!("SHOW GRANTS FOR {}", a.sql()),
         );
-        script.query(
-            &format!("create:{i}"),
-            &format!("SHOW CREATE USER {}", a.sql()),
-        );
     }
 }
+
+/// Result set of the locked accounts.
+const LOCKED: &str = "locked";
 
 /// Result set names of the default-roles queries.
 const DEFAULT_ROLES: &str = "default_roles";
@@ -343,6 +361,11 @@ fn default_roles_of(results: &Results, name: &str, a: &Account) -> Vec<Account> 
 }
 
 pub fn parse_snapshots(results: &Results, accounts: &[Account]) -> Result<Vec<Snapshot>> {
+    let locked: BTreeSet<(String, String)> = results
+        .set(LOCKED)
+        .records()
+        .map(|r| (r.text("user"), r.text("host")))
+        .collect();
     accounts
         .iter()
         .enumerate()
@@ -351,13 +374,7 @@ pub fn parse_snapshots(results: &Results, accounts: &[Account]) -> Result<Vec<Sn
             if grants.is_empty() {
                 return Err(anyhow!("SHOW GRANTS for {} returned nothing", a.label()));
             }
-            let create = results.set(&format!("create:{i}"));
-            let locked = create
-                .rows
-                .iter()
-                .flatten()
-                .flatten()
-                .any(|v| v.contains("ACCOUNT LOCK"));
+            let locked = locked.contains(&(a.user.clone(), a.host.clone()));
             Ok(Snapshot {
                 account: a.clone(),
                 grants,

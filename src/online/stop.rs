@@ -425,10 +425,6 @@ mod tests {
             format!("Grants for app@%\n{}\n{GRANT}\n", snapshot().grants[0]),
         );
         db1.answers.insert(
-            "create:0".into(),
-            "CREATE USER for app@%\nCREATE USER `app`@`%`\n".into(),
-        );
-        db1.answers.insert(
             "after:0".into(),
             format!("Grants for app@%\n{}\n{GRANT}\n", snapshot().grants[0]),
         );

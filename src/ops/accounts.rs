@@ -101,7 +101,7 @@ pub fn load(host: &mut Host, selection: &Selection) -> Result<AppAccounts> {
     if let Some(e) = &expr {
         digest::add_query(&mut s, "digest_before", e);
     }
-    grants::add_snapshot_queries(&mut s, &accounts, mysql_roles(&info));
+    grants::add_snapshot_queries(&mut s, info.flavor, &accounts, mysql_roles(&info));
     if let Some(e) = &expr {
         digest::add_query(&mut s, "digest_after", e);
     }

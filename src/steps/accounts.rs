@@ -11,7 +11,7 @@ use super::{Applied, Ctx, Step, Undo};
 use crate::config::helper::BlockMethod;
 use crate::grants::{self, digest, Digest, Selection, Snapshot};
 use crate::listing::Planned;
-use crate::mysql::{Results, Script};
+use crate::mysql::{Flavor, Results, Script};
 use crate::ops::{self, read_only::unix_ms, sessions};
 use crate::state::journal::{note, Journal};
 
@@ -31,6 +31,7 @@ pub struct BlockAccounts {
     stmts: Vec<String>,
     /// MySQL keeps default roles outside SHOW GRANTS: snapshot them too.
     mysql_roles: bool,
+    flavor: Flavor,
 }
 
 /// How the block proves its snapshot is still true.
@@ -53,6 +54,7 @@ impl BlockAccounts {
             selection,
             stmts: Vec::new(),
             mysql_roles: false,
+            flavor: Flavor::MariaDb,
         }
     }
 
@@ -75,7 +77,12 @@ impl BlockAccounts {
                 if let Some(d) = d {
                     digest::add_query(&mut s, DIGEST_AT_BLOCK, &d.expr);
                 }
-                grants::add_snapshot_queries(&mut s, &ctx.app.accounts, self.mysql_roles);
+                grants::add_snapshot_queries(
+                    &mut s,
+                    self.flavor,
+                    &ctx.app.accounts,
+                    self.mysql_roles,
+                );
             }
             (None, _) => {}
         }
@@ -178,6 +185,7 @@ impl Step for BlockAccounts {
         }
         let info = ctx.host(&self.host)?.info()?;
         let flavor = info.flavor;
+        self.flavor = flavor;
         self.mysql_roles = ops::accounts::mysql_roles(info);
         let mut s = Script::new(Duration::from_secs(1));
         grants::add_block(&mut s, self.method, flavor, &ctx.app.snapshots);

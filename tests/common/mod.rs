@@ -1102,7 +1102,10 @@ pub fn mha_escape(s: &str) -> String {
     out
 }
 
-/// Run `cmd` with `input` on its stdin; its output.
+/// Run `cmd` with `input` on its stdin; its output. The input is written
+/// from another thread: a command that answers while it reads (thousands
+/// of SHOW GRANTS) would otherwise block on a full stdout pipe while we
+/// block on its full stdin.
 pub fn with_stdin(cmd: &mut Command, input: &str) -> Output {
     use std::io::Write;
     let mut child = cmd
@@ -1111,13 +1114,12 @@ pub fn with_stdin(cmd: &mut Command, input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::scope(|s| {
+        // (a command that exits without reading it all is judged by its output)
+        s.spawn(move || stdin.write_all(input.as_bytes()).ok());
+        child.wait_with_output().unwrap()
+    })
 }
 
 /// `scripts/lab ARGS` with `input` on stdin.
