@@ -431,7 +431,7 @@ mod tests {
         db1.failing = failing.iter().map(|f| f.to_string()).collect();
         let p = path.clone();
         db1.on_script = Some(Box::new(move |sql: &str| {
-            if sql.contains("REVOKE ALL PRIVILEGES") {
+            if sql.contains("\nREVOKE ") {
                 let j = std::fs::read_to_string(&p).unwrap();
                 assert!(
                     j.contains("\"kind\":\"grants\"")
@@ -555,8 +555,13 @@ mod tests {
         engine::run(&mut steps, &mut ctx, &mut journal, policy()).unwrap();
         let block = sent(&ctx, "block-accounts");
         let guard = block.iter().position(|s| s.contains("@mha_helper_guard"));
-        let revoke = block.iter().position(|s| s.starts_with("REVOKE ALL"));
+        let revoke = block.iter().position(|s| s.starts_with("REVOKE "));
         assert!(guard.is_some() && guard < revoke, "{block:?}");
+        // the proven snapshot's privileges only, not REVOKE ALL
+        assert!(
+            block.contains(&"REVOKE SELECT, INSERT ON `appdb`.* FROM `app`@`%`;".to_string()),
+            "{block:?}"
+        );
         assert!(
             !block.iter().any(|s| s.starts_with("SHOW GRANTS")),
             "{block:?}"
@@ -573,13 +578,14 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .filter(|s| s.starts_with("db1:") && s.contains("REVOKE ALL"))
+            .filter(|s| s.starts_with("db1:") && s.contains("\nREVOKE "))
             .cloned()
             .collect();
         assert_eq!(db1.len(), 2, "the block ran twice: {db1:?}");
         assert!(db1[0].contains("@mha_helper_guard"), "{}", db1[0]);
         let again = &db1[1];
         assert!(!again.contains("@mha_helper_guard"), "{again}");
+        // read again, the grants are taken with REVOKE ALL
         assert!(
             again.find("SHOW GRANTS FOR") < again.find("REVOKE ALL"),
             "{again}"

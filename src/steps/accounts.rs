@@ -28,7 +28,10 @@ pub struct BlockAccounts {
     host: String,
     method: BlockMethod,
     selection: Selection,
+    /// The block's statements where the digest proved the snapshot (only
+    /// its privileges are revoked), and where it was read again.
     stmts: Vec<String>,
+    stmts_all: Vec<String>,
     /// MySQL keeps default roles outside SHOW GRANTS: snapshot them too.
     mysql_roles: bool,
     flavor: Flavor,
@@ -53,6 +56,7 @@ impl BlockAccounts {
             method,
             selection,
             stmts: Vec::new(),
+            stmts_all: Vec::new(),
             mysql_roles: false,
             flavor: Flavor::MariaDb,
         }
@@ -87,7 +91,11 @@ impl BlockAccounts {
             (None, _) => {}
         }
         s.query("t1", "SELECT UNIX_TIMESTAMP(NOW(6)) AS t");
-        for st in &self.stmts {
+        let stmts = match proof {
+            Some(Proof::Digest) => &self.stmts,
+            _ => &self.stmts_all,
+        };
+        for st in stmts {
             s.exec("block accounts", st);
         }
         sessions::add_watermark(&mut s, "watermark");
@@ -187,9 +195,13 @@ impl Step for BlockAccounts {
         let flavor = info.flavor;
         self.flavor = flavor;
         self.mysql_roles = ops::accounts::mysql_roles(info);
-        let mut s = Script::new(Duration::from_secs(1));
-        grants::add_block(&mut s, self.method, flavor, &ctx.app.snapshots);
-        self.stmts = s.body();
+        let block = |revoke| {
+            let mut s = Script::new(Duration::from_secs(1));
+            grants::add_block(&mut s, self.method, revoke, flavor, &ctx.app.snapshots);
+            s.body()
+        };
+        self.stmts = block(grants::Revoke::Snapshot);
+        self.stmts_all = block(grants::Revoke::All);
         if self.method == BlockMethod::ReadOnlyOnly {
             return Ok(None);
         }
