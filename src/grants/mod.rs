@@ -401,6 +401,11 @@ pub fn grant_lines(results: &Results, name: &str) -> Vec<String> {
 /// 0.25 s instead of 2.9 s).
 const BATCH: usize = 500;
 
+/// Accounts per `REVOKE <privileges> ON <object>`: fewer, longer
+/// statements cost less on MariaDB (11.8, 5,000 accounts: 0.19 s in
+/// statements of 500, 0.14 s of 2,500; MySQL 9.7 the same either way).
+const REVOKE_BATCH: usize = 2_500;
+
 fn account_list(snaps: &[&Snapshot]) -> String {
     snaps
         .iter()
@@ -449,7 +454,7 @@ pub fn add_block(
                 Revoke::Snapshot => revoke_groups(snaps),
             };
             for (what, accts) in &groups {
-                for chunk in accts.chunks(BATCH) {
+                for chunk in accts.chunks(REVOKE_BATCH) {
                     script.exec(
                         "block accounts",
                         &format!("REVOKE {what} FROM {}", account_list(chunk)),
@@ -976,6 +981,29 @@ mod tests {
             stmts[0].starts_with("REVOKE ALL PRIVILEGES, GRANT OPTION FROM `u0`@`%`, `u1`@`%`,")
         );
         assert!(stmts[2].ends_with("FROM `u1000`@`%`;"));
+    }
+
+    #[test]
+    fn saved_grants_read_with_their_digest_and_in_the_bare_form_of_older_versions() {
+        let snaps = vec![snap(&["GRANT USAGE ON *.* TO `app`@`%`"])];
+        let old = serde_json::to_string(&snaps).unwrap();
+        assert_eq!(
+            SavedGrants::parse(&old),
+            Some(SavedGrants {
+                snapshots: snaps.clone(),
+                digest: None
+            })
+        );
+        let new = SavedGrants {
+            snapshots: snaps,
+            digest: Some(Digest {
+                expr: "x".into(),
+                value: "user:1:2".into(),
+            }),
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert_eq!(SavedGrants::parse(&text), Some(new));
+        assert_eq!(SavedGrants::parse("{\"nonsense\": 1}"), None);
     }
 
     #[test]
