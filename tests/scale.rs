@@ -147,3 +147,39 @@ fn five_thousand_accounts_keep_every_grant_through_a_block_a_kill_inside_it_and_
     }
     assert_same(&before, &lab.settled_state(), "after a switch and back");
 }
+
+#[test]
+fn forty_idle_sessions_are_ended_at_once_by_parallel_clients_and_none_is_left() {
+    let lab = Lab::lock();
+    let before = lab.settled_state();
+    let held: Vec<_> = (0..40)
+        .map(|_| lab.app_session_held("app", "db1", "SELECT 1;"))
+        .collect();
+    let count = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app'";
+    assert!(
+        wait_for(Duration::from_secs(20), || lab.value("db1", count) == "40"),
+        "the 40 sessions never showed up on db1: {}",
+        lab.value("db1", count)
+    );
+    let o = lab.online_hook("stop", "db1", "db2", &["--format=json"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON report");
+    assert_eq!(
+        report["sessions_at_block"],
+        serde_json::json!({"idle": 40, "busy": 0}),
+        "{report}"
+    );
+    let drain = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "drain-sessions")
+        .unwrap()["detail"]
+        .to_string();
+    assert!(drain.contains("40 ended while idle"), "{drain}");
+    assert_eq!(lab.value("db1", count), "0", "sessions left after stop");
+    drop(held);
+    let r = lab.recover();
+    assert_eq!(r.status.code(), Some(0), "{}", both(&r));
+    assert_same(&before, &lab.settled_state(), "after recover");
+}

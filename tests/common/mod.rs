@@ -623,12 +623,15 @@ impl Lab {
             self.var("MHALAB_DIR"),
             user.replace('\'', "_")
         );
+        // written aside and renamed: a client started a moment ago may be
+        // reading it (many sessions held at once)
+        let tmp = format!("{p}.{}.{:?}", std::process::id(), std::thread::current().id());
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .mode(0o600)
-            .open(&p)
+            .open(&tmp)
             .unwrap();
         use std::io::Write;
         write!(
@@ -638,6 +641,7 @@ impl Lab {
             self.var("MHALAB_APP_PASSWORD")
         )
         .unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
         p
     }
 
