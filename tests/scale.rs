@@ -149,7 +149,7 @@ fn five_thousand_accounts_keep_every_grant_through_a_block_a_kill_inside_it_and_
 }
 
 #[test]
-fn forty_idle_sessions_are_ended_at_once_by_parallel_clients_and_none_is_left() {
+fn forty_idle_sessions_are_ended_at_once_in_one_round_trip_and_none_is_left() {
     let lab = Lab::lock();
     let before = lab.settled_state();
     let held: Vec<_> = (0..40)

@@ -33,7 +33,7 @@ pub use dialect::Flavor;
 pub use error::{failed_at, script_error, server_down, Error, ErrorKind};
 pub use output::{Record, ResultSet};
 use script::SESSION_SET;
-pub use script::{server_limit, Results, Script, KILL_CLIENTS};
+pub use script::{server_limit, Results, Script};
 pub use server::ServerInfo;
 
 /// How the client on a host reaches that host's server, and as whom.
@@ -76,13 +76,6 @@ impl Access {
 
     /// The remote command line for an option file of `len` bytes.
     fn command(&self, len: usize) -> String {
-        self.command_killing_first(len, &[])
-    }
-
-    /// The same, with `kills` ended first by [`KILL_CLIENTS`] clients at
-    /// once (the session ids are no secret: they go in the command line,
-    /// the password still only through the option file on stdin).
-    fn command_killing_first(&self, len: usize, kills: &[u64]) -> String {
         let mut client = vec![match &self.client {
             Some(c) => shell_word(c),
             None => "\"$c\"".to_string(),
@@ -107,26 +100,10 @@ impl Access {
             // builtins only: no subshell to fork on every script
             "if command -v mariadb >/dev/null 2>&1; then c=mariadb; else c=mysql; fi; "
         };
-        let client = client.join(" ");
-        let mut first = String::new();
-        if !kills.is_empty() {
-            // braces: `&` binds looser than `&&`, and would background the
-            // whole chain before it
-            first.push_str("{ ");
-            let per = kills.len().div_ceil(KILL_CLIENTS);
-            for part in kills.chunks(per) {
-                let ids: Vec<String> = part.iter().map(|id| shell_word(&id.to_string())).collect();
-                first.push_str(&format!(
-                    "printf {} {} | {client} --force >/dev/null 2>&1 & ",
-                    shell_word("KILL CONNECTION %s;\\n"),
-                    ids.join(" ")
-                ));
-            }
-            first.push_str("wait; } && ");
-        }
         let inner = format!(
             "{find}echo {PID_TAG}$$ >&2; umask 077 && f=$(mktemp \"${{TMPDIR:-/tmp}}/mha-helper.XXXXXX\") && \
-             dd bs=1 count={len} of=\"$f\" 2>/dev/null && exec 3<\"$f\" && rm -f \"$f\" && {first}exec {client}"
+             dd bs=1 count={len} of=\"$f\" 2>/dev/null && exec 3<\"$f\" && rm -f \"$f\" && exec {}",
+            client.join(" ")
         );
         format!("/bin/sh -c {}", shell_word(&inner))
     }
@@ -151,7 +128,7 @@ pub fn run(
     let mut stdin = Vec::with_capacity(options.len() + sql.len());
     stdin.extend_from_slice(options.as_bytes());
     stdin.extend_from_slice(sql.as_bytes());
-    let command = access.command_killing_first(options.len(), script.kills());
+    let command = access.command(options.len());
     log::trace!("{host}: running {} statements", labels.len());
     let out = conn.exec(&command, &stdin, timeout).map_err(|e| Error {
         host: host.clone(),
@@ -504,34 +481,6 @@ mod tests {
         assert!(a
             .option_file()
             .contains("socket=\"/run/my sock\"\nprotocol=socket\n"));
-    }
-
-    #[test]
-    fn sessions_killed_first_go_to_parallel_clients_in_the_command_never_the_password() {
-        let mut f = fake(0, "", "");
-        let mut s = Script::new(Duration::from_secs(30));
-        let ids: Vec<u64> = (101..=109).collect();
-        s.kill_first(&ids);
-        s.query("left", "SELECT 1 AS n");
-        run(&mut f, &access(), &s, Duration::from_secs(1), None).unwrap();
-        let c = &f.seen_command;
-        assert!(!c.contains("pa$$") && !c.contains("password"), "{c}");
-        // 9 sessions over 4 clients: 3, 3, 3
-        assert_eq!(c.matches(" --force >/dev/null 2>&1 & ").count(), 3, "{c}");
-        assert!(
-            c.contains("printf '\\''KILL CONNECTION %s;\\n'\\'' 101 102 103 | mysql "),
-            "{c}"
-        );
-        let wait = c
-            .find("rm -f \"$f\" && { printf ")
-            .and_then(|b| c[b..].find("wait; } && exec mysql ").map(|w| b + w))
-            .expect("the kills in braces once fd 3 is set up, the script's client after them");
-        assert!(c.rfind("--force") < Some(wait), "{c}");
-        let stdin = String::from_utf8(f.seen_stdin).unwrap();
-        assert!(!stdin.contains("KILL"), "{stdin}");
-        // plans and reports show the kills where the script would send them
-        assert_eq!(s.body()[0], "KILL CONNECTION 101;");
-        assert_eq!(s.body().len(), 10);
     }
 
     #[test]

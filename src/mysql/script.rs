@@ -11,9 +11,6 @@ use crate::quote::{sql_ident, sql_string};
 /// The hidden first query of every script: our session's connection id.
 pub(super) const SESSION_SET: &str = "session";
 
-/// How many clients [`Script::kill_first`] ends sessions from.
-pub const KILL_CLIENTS: usize = 4;
-
 /// How long the server may spend on one statement, or wait for a lock,
 /// inside a script allowed `timeout`: less, so the server gives up first.
 pub fn server_limit(timeout: Duration) -> Duration {
@@ -27,9 +24,6 @@ pub struct Script {
     stmts: Vec<Stmt>,
     /// How many of `stmts` are the session setup `new` adds.
     setup: usize,
-    /// Sessions ended before the script runs, by clients of their own
-    /// started in parallel (see [`Script::kill_first`]).
-    kills: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,7 +42,6 @@ impl Script {
         let mut s = Script {
             stmts: Vec::new(),
             setup: 0,
-            kills: Vec::new(),
         };
         s.exec(
             "session setup",
@@ -101,21 +94,6 @@ impl Script {
         self
     }
 
-    /// End the sessions `ids` before the script runs: `KILL CONNECTION`
-    /// each, sent by [`KILL_CLIENTS`] clients at once on the host (MySQL
-    /// spends about 0.5-0.9 ms inside each KILL, waiting more than working:
-    /// 250 kills took 219 ms from one client, 88 ms from four). A kill
-    /// that fails (the session ended by itself) stops nothing; the script
-    /// that follows is what proves which sessions are left.
-    pub fn kill_first(&mut self, ids: &[u64]) -> &mut Script {
-        self.kills.extend_from_slice(ids);
-        self
-    }
-
-    pub(super) fn kills(&self) -> &[u64] {
-        &self.kills
-    }
-
     /// The statements a step adds, without the session setup every script
     /// starts with (what a dry run lists under each step).
     pub fn body(&self) -> Vec<String> {
@@ -123,16 +101,11 @@ impl Script {
         all.split_off(self.setup.min(all.len()))
     }
 
-    /// The statements a human should see (dry run), setup included; the
-    /// parallel kills after the setup, as if the script sent them.
+    /// The statements a human should see (dry run), setup included.
     pub fn statements(&self) -> Vec<String> {
-        let shown = |s: &Stmt| format!("{};", s.shown.as_deref().unwrap_or(&s.sql));
-        let setup = self.setup.min(self.stmts.len());
-        self.stmts[..setup]
+        self.stmts
             .iter()
-            .map(shown)
-            .chain(self.kills.iter().map(|id| format!("KILL CONNECTION {id};")))
-            .chain(self.stmts[setup..].iter().map(shown))
+            .map(|s| format!("{};", s.shown.as_deref().unwrap_or(&s.sql)))
             .collect()
     }
 

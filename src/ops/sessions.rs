@@ -109,13 +109,8 @@ pub fn kill_statements(flavor: Flavor, accounts: &[Account], left: &[Session]) -
     who.iter().map(|w| kill_statement(flavor, w)).collect()
 }
 
-/// From how many idle sessions on they are ended by clients in parallel
-/// ([`Script::kill_first`]) rather than one after the other in the script.
-const PARALLEL_KILLS: usize = 32;
-
 /// The script [`end_idle`] sends: a kill by id for each of `idle` (the
-/// session, not every session of its user) — many at once from parallel
-/// clients — then the sessions listed again.
+/// session, not every session of its user), then the sessions listed again.
 pub fn end_idle_script(
     accounts: &[Account],
     admin: &str,
@@ -123,13 +118,8 @@ pub fn end_idle_script(
     timeout: Duration,
 ) -> Script {
     let mut s = Script::new(timeout);
-    let ids: Option<Vec<u64>> = idle.iter().map(|i| i.parse().ok()).collect();
-    if let Some(ids) = ids.filter(|i| i.len() >= PARALLEL_KILLS) {
-        s.kill_first(&ids);
-    } else {
-        for id in idle {
-            s.exec("end idle session", &format!("KILL CONNECTION {id}"));
-        }
+    for id in idle {
+        s.exec("end idle session", &format!("KILL CONNECTION {id}"));
     }
     add_query(&mut s, "sessions", accounts, admin);
     s

@@ -625,7 +625,11 @@ impl Lab {
         );
         // written aside and renamed: a client started a moment ago may be
         // reading it (many sessions held at once)
-        let tmp = format!("{p}.{}.{:?}", std::process::id(), std::thread::current().id());
+        let tmp = format!(
+            "{p}.{}.{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        );
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
