@@ -471,16 +471,25 @@ pub fn add_block(
                 );
             }
         }
-        BlockMethod::AccountLock => {
-            let open: Vec<&Snapshot> = snaps.iter().filter(|s| !s.locked).collect();
-            for chunk in open.chunks(BATCH) {
-                script.exec(
-                    "lock accounts",
-                    &format!("ALTER USER {} ACCOUNT LOCK", account_list(chunk)),
-                );
-            }
-        }
+        BlockMethod::AccountLock => add_account_lock(script, snaps, true),
         BlockMethod::ReadOnlyOnly => {}
+    }
+}
+
+/// `ALTER USER ... ACCOUNT LOCK` (or `UNLOCK`) for the accounts that were
+/// not locked before the block, many per statement.
+fn add_account_lock(script: &mut Script, snaps: &[Snapshot], lock: bool) {
+    let (label, word) = if lock {
+        ("lock accounts", "LOCK")
+    } else {
+        ("unlock accounts", "UNLOCK")
+    };
+    let open: Vec<&Snapshot> = snaps.iter().filter(|s| !s.locked).collect();
+    for chunk in open.chunks(BATCH) {
+        script.exec(
+            label,
+            &format!("ALTER USER {} ACCOUNT {word}", account_list(chunk)),
+        );
     }
 }
 
@@ -615,15 +624,7 @@ pub fn add_give_back(script: &mut Script, method: BlockMethod, snaps: &[Snapshot
                 }
             }
         }
-        BlockMethod::AccountLock => {
-            let locked: Vec<&Snapshot> = snaps.iter().filter(|s| !s.locked).collect();
-            for chunk in locked.chunks(BATCH) {
-                script.exec(
-                    "unlock accounts",
-                    &format!("ALTER USER {} ACCOUNT UNLOCK", account_list(chunk)),
-                );
-            }
-        }
+        BlockMethod::AccountLock => add_account_lock(script, snaps, false),
         BlockMethod::ReadOnlyOnly => {}
     }
 }

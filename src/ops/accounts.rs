@@ -356,7 +356,8 @@ fn restore_grants(
                 }
                 Some(_) => {
                     log::info!(
-                        "{}: the grant tables' digest differs after the restore (other grants                          may have changed meanwhile); reading every account's grants back",
+                        "{}: the grant tables' digest differs after the restore (other grants may \
+                         have changed meanwhile); reading every account's grants back",
                         host.name()
                     );
                     let r = host.run_with(&readback_script(snaps, timeout), timeout)?;
