@@ -113,7 +113,14 @@ pub fn expression(results: &Results, skip_users: &[&str]) -> Option<String> {
             ))
         })
         .collect();
-    (!parts.is_empty()).then(|| format!("CONCAT_WS(' ', {})", parts.join(", ")))
+    // NULL (no digest) where the server cannot hash: a count alone is no
+    // proof
+    (!parts.is_empty()).then(|| {
+        format!(
+            "IF(SHA2('', 256) IS NULL, NULL, CONCAT_WS(' ', {}))",
+            parts.join(", ")
+        )
+    })
 }
 
 /// Ask for the digest's value now, as result set `name`.
@@ -132,12 +139,13 @@ pub fn value(results: &Results, name: &str) -> Option<String> {
 }
 
 /// A statement that fails (error 1172, more than one row) unless the grant
-/// tables still have the digest `d`; it changes nothing either way.
+/// tables still have the digest `d` (a NULL digest fails it too); it
+/// changes nothing either way.
 pub fn add_guard(script: &mut Script, d: &Digest) {
     script.exec(
         GUARD,
         &format!(
-            "SELECT 1 FROM (SELECT 1 AS x UNION ALL SELECT 2) two WHERE {} <> {} \
+            "SELECT 1 FROM (SELECT 1 AS x UNION ALL SELECT 2) two WHERE NOT ({} <=> {}) \
              INTO @mha_helper_guard",
             d.expr,
             sql_string(&d.value)
@@ -198,6 +206,7 @@ mod tests {
             !e.contains("mysql.`db`"),
             "tables the server lacks are left out: {e}"
         );
+        assert!(e.starts_with("IF(SHA2('', 256) IS NULL, NULL, "), "{e}");
     }
 
     #[test]
@@ -217,7 +226,7 @@ mod tests {
         );
         let body = s.body().join("\n");
         assert!(
-            body.contains("WHERE CONCAT_WS(' ', 'x') <> 'user:1:2' INTO @mha_helper_guard"),
+            body.contains("WHERE NOT (CONCAT_WS(' ', 'x') <=> 'user:1:2') INTO @mha_helper_guard"),
             "{body}"
         );
     }
